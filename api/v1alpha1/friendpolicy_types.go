@@ -1,0 +1,334 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// EnforcementAction says what a policy's verdicts do.
+// +kubebuilder:validation:Enum=Deny;DryRun
+type EnforcementAction string
+
+const (
+	// EnforcementDeny makes the policy's verdicts refuse the request.
+	EnforcementDeny EnforcementAction = "Deny"
+	// EnforcementDryRun only logs and counts the policy's verdicts as "would deny".
+	EnforcementDryRun EnforcementAction = "DryRun"
+)
+
+// Event is the kind of relationship change an IM server asks about.
+// +kubebuilder:validation:Enum=FriendRequest;FriendResponse;ImportFriends;AddBlack;SetRemark
+type Event string
+
+const (
+	// EventFriendRequest is a user sending a friend request.
+	EventFriendRequest Event = "FriendRequest"
+	// EventFriendResponse is a user answering (accepting) a friend request.
+	EventFriendResponse Event = "FriendResponse"
+	// EventImportFriends is an administrator importing friends for a user.
+	EventImportFriends Event = "ImportFriends"
+	// EventAddBlack is a user adding another user to their blacklist.
+	EventAddBlack Event = "AddBlack"
+	// EventSetRemark is a user setting the remark of a friend.
+	EventSetRemark Event = "SetRemark"
+)
+
+// DefaultEvents are the events a policy with an empty events list applies to.
+var DefaultEvents = []Event{EventFriendRequest, EventFriendResponse, EventImportFriends}
+
+// Subject says which side of a request a blocklist looks up.
+// +kubebuilder:validation:Enum=From;To;Either
+type Subject string
+
+const (
+	// SubjectFrom looks up the user who acts (sends, answers, imports, blocks, remarks).
+	SubjectFrom Subject = "From"
+	// SubjectTo looks up the other user.
+	SubjectTo Subject = "To"
+	// SubjectEither looks up both users.
+	SubjectEither Subject = "Either"
+)
+
+const (
+	// MinCode is the lowest deny code; Tencent Cloud Chat refuses an item only for codes in [38000, 39000].
+	MinCode = 38000
+	// MaxCode is the highest deny code.
+	MaxCode = 39000
+	// DefaultCode is the deny code of an entry that sets none.
+	DefaultCode = MinCode
+	// MaxPriority is the highest policy priority.
+	MaxPriority = 10000
+	// MaxUserIDLength bounds user IDs and prefixes, inline and in ConfigMap lists.
+	MaxUserIDLength = 64
+)
+
+// FriendPolicySpec declares who may befriend whom.
+// +kubebuilder:validation:XValidation:rule="!has(self.rules) || self.rules.all(r, !has(r.events) || r.events.all(e, e in (has(self.events) && size(self.events) > 0 ? self.events : ['FriendRequest', 'FriendResponse', 'ImportFriends'])))",message="every event of a rule must be one of the policy's events (FriendRequest, FriendResponse and ImportFriends when the policy lists none)",fieldPath=".rules"
+type FriendPolicySpec struct {
+	// appIDs limits the policy to these IM applications: the Tencent Cloud Chat SdkAppid,
+	// or the OpenIM app segment of the callback path. Empty means every application.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=100
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	AppIDs []string `json:"appIDs,omitempty"`
+
+	// events limits the policy to these events. Empty means FriendRequest, FriendResponse
+	// and ImportFriends; AddBlack and SetRemark apply only when listed.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	Events []Event `json:"events,omitempty"`
+
+	// enforcementAction is Deny (verdicts refuse the request) or DryRun (verdicts are
+	// only logged and counted as "would deny").
+	// +optional
+	// +kubebuilder:default=Deny
+	EnforcementAction EnforcementAction `json:"enforcementAction,omitempty"`
+
+	// priority orders denying policies: when several Deny policies refuse a request, the
+	// answer's code and message come from the one with the highest priority; ties go to the
+	// policy whose namespace/name sorts first.
+	// +optional
+	// +kubebuilder:default=0
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=10000
+	Priority int32 `json:"priority,omitempty"`
+
+	// exemptions are users this policy never denies: when either side of a request matches,
+	// the policy says nothing about it.
+	// +optional
+	Exemptions *Exemptions `json:"exemptions,omitempty"`
+
+	// blocklists refuse requests involving listed users. They are tried in the order
+	// written, before the rules; the first that matches decides.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Blocklists []Blocklist `json:"blocklists,omitempty"`
+
+	// rules refuse requests whose conditions all hold. They are tried in the order written,
+	// after the blocklists; the first that matches decides.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=64
+	Rules []Rule `json:"rules,omitempty"`
+}
+
+// Exemptions are users a policy never denies.
+type Exemptions struct {
+	// users are exact user IDs.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=512
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^\S+$`
+	Users []string `json:"users,omitempty"`
+
+	// prefixes match every user ID that starts with one of them.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^\S+$`
+	Prefixes []string `json:"prefixes,omitempty"`
+}
+
+// Blocklist refuses requests whose subject user is listed.
+// +kubebuilder:validation:XValidation:rule="(has(self.users) && size(self.users) > 0) || (has(self.prefixes) && size(self.prefixes) > 0) || (has(self.patterns) && size(self.patterns) > 0) || has(self.configMapSelector)",message="a blocklist needs at least one of users, prefixes, patterns or configMapSelector"
+type Blocklist struct {
+	// name identifies the blocklist in answers, logs and metrics. A DNS label, unique in the policy.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// subject says which user is looked up: From (the user who acts), To (the other user)
+	// or Either.
+	// +optional
+	// +kubebuilder:default=Either
+	Subject Subject `json:"subject,omitempty"`
+
+	// users are exact user IDs.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=512
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^\S+$`
+	Users []string `json:"users,omitempty"`
+
+	// prefixes match every user ID that starts with one of them.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=64
+	// +kubebuilder:validation:items:Pattern=`^\S+$`
+	Prefixes []string `json:"prefixes,omitempty"`
+
+	// patterns are RE2 regular expressions that must match the WHOLE user ID.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	Patterns []string `json:"patterns,omitempty"`
+
+	// configMapSelector selects ConfigMaps in the policy's namespace whose data values list
+	// more user IDs, one per line; blank lines and lines starting with # are ignored. In a
+	// cluster the ConfigMaps must also carry the label friendgate.io/list.
+	// +optional
+	ConfigMapSelector *metav1.LabelSelector `json:"configMapSelector,omitempty"`
+
+	// code is the deny code sent to the IM server, 38000 to 39000.
+	// +optional
+	// +kubebuilder:default=38000
+	// +kubebuilder:validation:Minimum=38000
+	// +kubebuilder:validation:Maximum=39000
+	Code int32 `json:"code,omitempty"`
+
+	// message is the deny message sent to the IM server. Defaults to "blocked by friend policy".
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Message string `json:"message,omitempty"`
+}
+
+// Rule refuses requests for which all of its conditions hold. A list-valued condition holds
+// when any of its elements matches.
+// +kubebuilder:validation:XValidation:rule="(has(self.platforms) && size(self.platforms) > 0) || (has(self.addSources) && size(self.addSources) > 0) || (has(self.clientCIDRs) && size(self.clientCIDRs) > 0) || (has(self.wordingPatterns) && size(self.wordingPatterns) > 0) || (has(self.when) && size(self.when) > 0)",message="a rule needs at least one condition: platforms, addSources, clientCIDRs, wordingPatterns or when"
+type Rule struct {
+	// name identifies the rule in answers, logs and metrics. A DNS label, unique in the policy.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// events limits the rule to these events, a subset of the policy's events. Empty means
+	// all of the policy's events. Events scope a rule; they are not a condition.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	Events []Event `json:"events,omitempty"`
+
+	// platforms holds when the client platform (Tencent OptPlatform) is one of these,
+	// compared case-insensitively: RESTAPI, Web, Android, iOS, Windows, Mac (or macOS), iPad, Unknown.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=10
+	// +kubebuilder:validation:items:MaxLength=16
+	// +kubebuilder:validation:XValidation:rule="self.all(p, p.lowerAscii() in ['restapi', 'web', 'android', 'ios', 'windows', 'mac', 'macos', 'ipad', 'unknown'])",message="platforms must be RESTAPI, Web, Android, iOS, Windows, Mac, macOS, iPad or Unknown"
+	Platforms []string `json:"platforms,omitempty"`
+
+	// addSources holds when the request's AddSource is one of these exact values,
+	// for example AddSource_Type_Search.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=32
+	// +kubebuilder:validation:items:Pattern=`^AddSource_Type_[A-Za-z0-9]+$`
+	AddSources []string `json:"addSources,omitempty"`
+
+	// clientCIDRs holds when the client IP address is in one of these CIDR ranges.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=43
+	// +kubebuilder:validation:XValidation:rule="self.all(c, isCIDR(c))",message="clientCIDRs must be CIDR ranges such as 203.0.113.0/24 or 2001:db8::/32"
+	ClientCIDRs []string `json:"clientCIDRs,omitempty"`
+
+	// wordingPatterns holds when one of these RE2 regular expressions is found anywhere in
+	// the request's wording (greeting or answer text).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	WordingPatterns []string `json:"wordingPatterns,omitempty"`
+
+	// when is a CEL expression over `request` that must evaluate to true, for example
+	// "request.from.startsWith('guest_') && !request.forceAdd". request has the fields
+	// event, appID, from, to, wording, remark, groupName, addSource, addType, forceAdd,
+	// responseAction, platform, clientIP and eventTime.
+	// +optional
+	// +kubebuilder:validation:MaxLength=2048
+	When string `json:"when,omitempty"`
+
+	// code is the deny code sent to the IM server, 38000 to 39000.
+	// +optional
+	// +kubebuilder:default=38000
+	// +kubebuilder:validation:Minimum=38000
+	// +kubebuilder:validation:Maximum=39000
+	Code int32 `json:"code,omitempty"`
+
+	// message is the deny message sent to the IM server. Defaults to "denied by friend policy".
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Message string `json:"message,omitempty"`
+}
+
+// ConditionReady is the kstatus condition that says whether the policy is valid and enforced.
+const ConditionReady = "Ready"
+
+// FriendPolicyStatus is the observed state of a FriendPolicy.
+type FriendPolicyStatus struct {
+	// observedGeneration is the generation of the spec this status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions hold the Ready condition: True when the policy compiled and its lists
+	// resolved, False with a reason and message saying what is wrong otherwise.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// rules is the number of rules in the policy.
+	// +optional
+	Rules int32 `json:"rules,omitempty"`
+
+	// blocklistEntries is the number of users, prefixes and patterns in all blocklists,
+	// ConfigMap lists included.
+	// +optional
+	BlocklistEntries int64 `json:"blocklistEntries,omitempty"`
+}
+
+// FriendPolicy declares blocklists, exemptions and rules that decide whether two users of
+// an IM service may become friends.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fp,categories=friendgate
+// +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.enforcementAction`
+// +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`,priority=1
+// +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.rules`
+// +kubebuilder:printcolumn:name="Entries",type=integer,JSONPath=`.status.blocklistEntries`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FriendPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the policy.
+	Spec FriendPolicySpec `json:"spec"`
+
+	// status is written by the friendgate controller.
+	// +optional
+	Status FriendPolicyStatus `json:"status,omitempty"`
+}
+
+// FriendPolicyList is a list of FriendPolicies.
+// +kubebuilder:object:root=true
+type FriendPolicyList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FriendPolicy `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FriendPolicy{}, &FriendPolicyList{})
+}
