@@ -1,0 +1,366 @@
+package policy
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"regexp"
+	"sort"
+	"strings"
+
+	"github.com/google/cel-go/cel"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/validation/field"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+)
+
+const (
+	// DefaultBlocklistMessage is the deny message of a blocklist that sets none.
+	DefaultBlocklistMessage = "blocked by friend policy"
+	// DefaultRuleMessage is the deny message of a rule that sets none.
+	DefaultRuleMessage = "denied by friend policy"
+	// DefaultMaxListEntries bounds the user IDs one blocklist takes from ConfigMaps.
+	DefaultMaxListEntries = 2_000_000
+)
+
+// Options tune compilation.
+type Options struct {
+	// MaxListEntries bounds the user IDs one blocklist takes from its ConfigMaps; a larger
+	// list is a compile error. Zero means DefaultMaxListEntries.
+	MaxListEntries int
+}
+
+// Compiled is one FriendPolicy ready to decide requests. It is immutable once built.
+type Compiled struct {
+	// Key is namespace/name.
+	Key string
+	// Namespace and Name identify the policy.
+	Namespace, Name string
+	// Generation is the metadata.generation that was compiled.
+	Generation int64
+	// Priority and DryRun come from the spec.
+	Priority int32
+	DryRun   bool
+	// Rules counts the policy's rules.
+	Rules int
+	// BlocklistEntries counts users, prefixes and patterns over all blocklists, ConfigMap
+	// lists included (distinct users per blocklist).
+	BlocklistEntries int64
+	// ConfigMaps are the names of the ConfigMaps the policy's lists were read from, sorted.
+	ConfigMaps []string
+	// Warnings are problems that do not stop the policy from being enforced, such as a
+	// configMapSelector that selects no ConfigMap.
+	Warnings []string
+
+	appIDs     []string
+	events     uint8
+	exempt     userSet
+	blocklists []compiledBlocklist
+	rules      []compiledRule
+}
+
+type compiledBlocklist struct {
+	from, to bool
+	set      userSet
+	selector labels.Selector
+	verdict  *Verdict
+}
+
+type compiledRule struct {
+	events     uint8
+	platforms  uint16
+	addSources []string
+	cidrs      []netip.Prefix
+	wording    *regexp.Regexp
+	when       cel.Program
+	verdict    *Verdict
+}
+
+// Compile validates a FriendPolicy and compiles it with the ConfigMaps its blocklists may
+// select (those of other namespaces are ignored). A policy that is invalid, or whose lists
+// hold an invalid user ID or are too large, yields an error in the Kubernetes field-error form.
+func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Options) (*Compiled, error) {
+	c, errs := compileSpec(fp)
+	if len(errs) > 0 {
+		return nil, InvalidError(fp, errs)
+	}
+	if opts.MaxListEntries <= 0 {
+		opts.MaxListEntries = DefaultMaxListEntries
+	}
+	usedCMs := map[string]bool{}
+	for i := range c.blocklists {
+		b := &c.blocklists[i]
+		spec := &fp.Spec.Blocklists[i]
+		if b.selector == nil {
+			continue
+		}
+		listPath := field.NewPath("spec", "blocklists").Index(i)
+		path := listPath.Child("configMapSelector")
+		users := make(map[string]struct{}, len(spec.Users))
+		for _, u := range spec.Users {
+			users[u] = struct{}{}
+		}
+		selected := 0
+		for _, cm := range sortedConfigMaps(configMaps) {
+			if cm.Namespace != fp.Namespace || !b.selector.Matches(labels.Set(cm.Labels)) {
+				continue
+			}
+			selected++
+			usedCMs[cm.Name] = true
+			if err := readList(users, cm, opts.MaxListEntries); err != nil {
+				errs = append(errs, field.Invalid(path, metav1.FormatLabelSelector(spec.ConfigMapSelector), err.Error()))
+				break
+			}
+		}
+		if selected == 0 {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: selects no ConfigMap in namespace %q", path, fp.Namespace))
+		}
+		set, err := newUserSet(nil, spec.Prefixes, spec.Patterns)
+		if err != nil {
+			errs = append(errs, field.Invalid(listPath.Child("patterns"), spec.Patterns, err.Error()))
+			continue
+		}
+		set.users = users
+		c.BlocklistEntries += int64(len(users) - len(spec.Users))
+		b.set = set
+	}
+	if len(errs) > 0 {
+		return nil, InvalidError(fp, errs)
+	}
+	for name := range usedCMs {
+		c.ConfigMaps = append(c.ConfigMaps, name)
+	}
+	sort.Strings(c.ConfigMaps)
+	return c, nil
+}
+
+func sortedConfigMaps(cms []*corev1.ConfigMap) []*corev1.ConfigMap {
+	out := append([]*corev1.ConfigMap(nil), cms...)
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Namespace != out[j].Namespace {
+			return out[i].Namespace < out[j].Namespace
+		}
+		return out[i].Name < out[j].Name
+	})
+	return out
+}
+
+// readList adds the user IDs of every value of a ConfigMap's data: one per line, surrounding
+// white space trimmed, blank lines and lines starting with # ignored.
+func readList(dst map[string]struct{}, cm *corev1.ConfigMap, maxEntries int) error {
+	keys := make([]string, 0, len(cm.Data))
+	for k := range cm.Data {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, key := range keys {
+		data := cm.Data[key]
+		for n := 1; data != ""; n++ {
+			line := data
+			if i := strings.IndexByte(data, '\n'); i >= 0 {
+				line, data = data[:i], data[i+1:]
+			} else {
+				data = ""
+			}
+			line = strings.TrimSpace(line)
+			if line == "" || line[0] == '#' {
+				continue
+			}
+			if msg := ValidateUserID(line); msg != "" {
+				return fmt.Errorf("ConfigMap %s key %q line %d: user ID %q %s", cm.Name, key, n, truncate(line, 80), msg)
+			}
+			dst[line] = struct{}{}
+			if len(dst) > maxEntries {
+				return fmt.Errorf("the list has more than %d user IDs (ConfigMap %s key %q line %d)", maxEntries, cm.Name, key, n)
+			}
+		}
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// compileSpec validates and compiles a policy with its inline lists only.
+func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
+	spec := &fp.Spec
+	specPath := field.NewPath("spec")
+	errs := validateSpec(spec, specPath)
+	if fp.Name == "" {
+		errs = append(errs, field.Required(field.NewPath("metadata", "name"), ""))
+	}
+
+	key := fp.Namespace + "/" + fp.Name
+	c := &Compiled{
+		Key:        key,
+		Namespace:  fp.Namespace,
+		Name:       fp.Name,
+		Generation: fp.Generation,
+		Priority:   spec.Priority,
+		DryRun:     spec.EnforcementAction == v1alpha1.EnforcementDryRun,
+		Rules:      len(spec.Rules),
+		appIDs:     append([]string(nil), spec.AppIDs...),
+		events:     eventMask(spec.Events, v1alpha1.DefaultEvents),
+	}
+	if ex := spec.Exemptions; ex != nil {
+		c.exempt, _ = newUserSet(ex.Users, ex.Prefixes, nil)
+	}
+
+	for i := range spec.Blocklists {
+		b := &spec.Blocklists[i]
+		p := specPath.Child("blocklists").Index(i)
+		errs = append(errs, checkPatterns(b.Patterns, p.Child("patterns"))...)
+		cb := compiledBlocklist{
+			from:    b.Subject != v1alpha1.SubjectTo,
+			to:      b.Subject != v1alpha1.SubjectFrom,
+			verdict: newVerdict(c, KindBlocklist, b.Name, b.Code, b.Message, DefaultBlocklistMessage),
+		}
+		if b.ConfigMapSelector != nil {
+			cb.selector, _ = metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
+		}
+		if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err == nil {
+			cb.set = set
+		}
+		c.BlocklistEntries += int64(len(b.Users) + len(b.Prefixes) + len(b.Patterns))
+		c.blocklists = append(c.blocklists, cb)
+	}
+
+	for i := range spec.Rules {
+		r := &spec.Rules[i]
+		p := specPath.Child("rules").Index(i)
+		cr := compiledRule{
+			events:     eventMask(r.Events, nil),
+			addSources: r.AddSources,
+			verdict:    newVerdict(c, KindRule, r.Name, r.Code, r.Message, DefaultRuleMessage),
+		}
+		for _, pl := range r.Platforms {
+			cr.platforms |= platformBit(pl)
+		}
+		for _, s := range r.ClientCIDRs {
+			if pfx, err := netip.ParsePrefix(s); err == nil {
+				cr.cidrs = append(cr.cidrs, pfx.Masked())
+			}
+		}
+		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns")); len(pErrs) > 0 {
+			errs = append(errs, pErrs...)
+		} else if len(r.WordingPatterns) > 0 {
+			cr.wording = regexp.MustCompile(joinGroups(r.WordingPatterns))
+		}
+		if r.When != "" && len(r.When) <= maxWhenLength {
+			prg, err := compileWhen(r.When)
+			if err != nil {
+				errs = append(errs, field.Invalid(p.Child("when"), r.When, err.Error()))
+			}
+			cr.when = prg
+		}
+		c.rules = append(c.rules, cr)
+	}
+	return c, errs
+}
+
+// checkPatterns compiles each RE2 pattern alone, so an error names the pattern at fault.
+func checkPatterns(patterns []string, path *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	for i, p := range patterns {
+		if _, err := regexp.Compile(p); err != nil {
+			errs = append(errs, field.Invalid(path.Index(i), p, "not a valid RE2 regular expression: "+err.Error()))
+		}
+	}
+	return errs
+}
+
+func newVerdict(c *Compiled, kind EntryKind, entry string, code int32, message, defaultMessage string) *Verdict {
+	if code == 0 {
+		code = v1alpha1.DefaultCode
+	}
+	if message == "" {
+		message = defaultMessage
+	}
+	return &Verdict{
+		Policy:  c.Key,
+		Kind:    kind,
+		Entry:   entry,
+		Code:    code,
+		Message: message,
+		DryRun:  c.DryRun,
+		Detail:  c.Key + "/" + string(kind) + "/" + entry,
+	}
+}
+
+// Events are indexed by position in allEvents; masks are bit sets over those positions.
+var allEvents = [...]v1alpha1.Event{
+	v1alpha1.EventFriendRequest,
+	v1alpha1.EventFriendResponse,
+	v1alpha1.EventImportFriends,
+	v1alpha1.EventAddBlack,
+	v1alpha1.EventSetRemark,
+}
+
+func eventIndex(e string) int {
+	for i, x := range allEvents {
+		if string(x) == e {
+			return i
+		}
+	}
+	return -1
+}
+
+// eventMask is the bit set of events, or of defaults when events is empty (0 when both are).
+func eventMask(events, defaults []v1alpha1.Event) uint8 {
+	if len(events) == 0 {
+		events = defaults
+	}
+	var m uint8
+	for _, e := range events {
+		if i := eventIndex(string(e)); i >= 0 {
+			m |= 1 << i
+		}
+	}
+	return m
+}
+
+// Platforms are compared case-insensitively; Mac and macOS are the same platform.
+var platforms = [...]struct {
+	name string
+	bit  uint16
+}{
+	{"RESTAPI", 1 << 0}, {"Web", 1 << 1}, {"Android", 1 << 2}, {"iOS", 1 << 3},
+	{"Windows", 1 << 4}, {"Mac", 1 << 5}, {"macOS", 1 << 5}, {"iPad", 1 << 6}, {"Unknown", 1 << 7},
+}
+
+func platformBit(s string) uint16 {
+	for _, p := range platforms {
+		if strings.EqualFold(s, p.name) {
+			return p.bit
+		}
+	}
+	return 0
+}
+
+// Build compiles every policy with the ConfigMaps of its namespace and indexes the ones that
+// compile into a snapshot. The error joins the failures, one per policy; those policies are
+// left out of the snapshot.
+func Build(policies []*v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Options) (*Snapshot, []*Compiled, error) {
+	byNamespace := map[string][]*corev1.ConfigMap{}
+	for _, cm := range configMaps {
+		byNamespace[cm.Namespace] = append(byNamespace[cm.Namespace], cm)
+	}
+	compiled := make([]*Compiled, 0, len(policies))
+	var errs []error
+	for _, fp := range policies {
+		c, err := Compile(fp, byNamespace[fp.Namespace], opts)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		compiled = append(compiled, c)
+	}
+	return NewSnapshot(compiled), compiled, errors.Join(errs...)
+}

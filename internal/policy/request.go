@@ -1,0 +1,82 @@
+// Package policy is friendgate's engine: it compiles FriendPolicies into an immutable
+// Snapshot and decides requests against it. It has no Kubernetes client, so the
+// controller, the webhook, `serve` and `test` all decide the same way.
+package policy
+
+// Request is one item of a callback as the engine sees it; CEL expressions see it as
+// `request`. The field names are the ones POLICY.md defines.
+type Request struct {
+	// Event is FriendRequest, FriendResponse, ImportFriends, AddBlack or SetRemark.
+	Event string `json:"event" cel:"event"`
+	// AppID is the Tencent SdkAppid or the OpenIM app segment of the path ("" when none).
+	AppID string `json:"appID,omitempty" cel:"appID"`
+	// From is the user who acts: sends the request, answers it, owns the import, blacklist or remark.
+	From string `json:"from" cel:"from"`
+	// To is the other user.
+	To string `json:"to" cel:"to"`
+	// Wording is the greeting or answer text.
+	Wording string `json:"wording,omitempty" cel:"wording"`
+	// Remark is the remark text.
+	Remark string `json:"remark,omitempty" cel:"remark"`
+	// GroupName is the friend group (Tencent GroupName or TagName).
+	GroupName string `json:"groupName,omitempty" cel:"groupName"`
+	// AddSource is the Tencent AddSource, such as AddSource_Type_Search.
+	AddSource string `json:"addSource,omitempty" cel:"addSource"`
+	// AddType is the Tencent AddType as sent.
+	AddType string `json:"addType,omitempty" cel:"addType"`
+	// ForceAdd is true when Tencent ForceAddFlags is 1.
+	ForceAdd bool `json:"forceAdd,omitempty" cel:"forceAdd"`
+	// ResponseAction is the Tencent ResponseAction as sent.
+	ResponseAction string `json:"responseAction,omitempty" cel:"responseAction"`
+	// Platform is the Tencent OptPlatform as sent.
+	Platform string `json:"platform,omitempty" cel:"platform"`
+	// ClientIP is the Tencent ClientIP as sent.
+	ClientIP string `json:"clientIP,omitempty" cel:"clientIP"`
+	// EventTime is the event time in milliseconds, 0 when absent.
+	EventTime int64 `json:"eventTime,omitempty" cel:"eventTime"`
+}
+
+// EntryKind says whether a verdict came from a blocklist or a rule.
+type EntryKind string
+
+const (
+	// KindBlocklist marks a verdict given by a blocklist.
+	KindBlocklist EntryKind = "blocklist"
+	// KindRule marks a verdict given by a rule.
+	KindRule EntryKind = "rule"
+)
+
+// Verdict is a policy entry that would deny a request. Verdicts are built once at compile
+// time and shared, so deciding allocates nothing for them; treat them as read-only.
+type Verdict struct {
+	// Policy is the deciding policy as namespace/name.
+	Policy string
+	// Kind is blocklist or rule.
+	Kind EntryKind
+	// Entry is the blocklist or rule name.
+	Entry string
+	// Code is the deny code, 38000 to 39000.
+	Code int32
+	// Message is the deny message.
+	Message string
+	// DryRun is true when the policy's enforcementAction is DryRun.
+	DryRun bool
+	// Detail is "namespace/name/kind/entry", ready for OpenIM's errDlt and for logs.
+	Detail string
+}
+
+// Decision is the engine's answer for one Request.
+type Decision struct {
+	// Deny is the verdict of the highest-priority Deny policy that refuses the request, or
+	// nil when the request is allowed.
+	Deny *Verdict
+	// WouldDeny lists the verdicts of DryRun policies that would have refused the request.
+	// It is nil in the common case, so allowing allocates nothing.
+	WouldDeny []*Verdict
+	// Errors are runtime failures of `when` expressions; a rule whose expression fails does
+	// not match.
+	Errors []error
+}
+
+// Denied reports whether the request is refused.
+func (d *Decision) Denied() bool { return d.Deny != nil }
