@@ -36,8 +36,8 @@ vet: ## Run go vet.
 .PHONY: test
 test: vet envtest-assets ## Run every test: unit, envtest, end-to-end, samples, fuzz smoke.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test ./... -count=1
-	$(MAKE) test-samples
 	$(MAKE) fuzz
+	$(MAKE) test-samples
 
 .PHONY: test-samples
 test-samples: build ## Run friendgate test on the shipped samples.
