@@ -32,8 +32,9 @@ func benchPolicy(name string, appIDs []string, priority int32) *v1alpha1.FriendP
 	})
 }
 
+// allowedRequest's appID belongs to tenant-1, which every BenchmarkDecide size has.
 var allowedRequest = Request{
-	Event: "FriendRequest", AppID: "app-7", From: "alice_12345", To: "bob_67890",
+	Event: "FriendRequest", AppID: "app-1", From: "alice_12345", To: "bob_67890",
 	Wording: "hello, we met at the conference yesterday", Platform: "Android",
 	AddSource: "AddSource_Type_QR", ClientIP: "198.51.100.7",
 }
@@ -51,6 +52,9 @@ func BenchmarkDecide(b *testing.B) {
 			policies = append(policies, benchPolicy("tenant-"+strconv.Itoa(i), []string{"app-" + strconv.Itoa(i)}, 1))
 		}
 		s := mustBuild(b, policies)
+		if c := s.candidatesFor(&allowedRequest); c == nil || len(c.deny) != 4 || len(c.dryRun) != 0 {
+			b.Fatalf("policies=%d: the request must have exactly 4 Deny candidates", n)
+		}
 		b.Run(fmt.Sprintf("policies=%d/allow", n), func(b *testing.B) {
 			benchDecide(b, s, allowedRequest, false)
 		})

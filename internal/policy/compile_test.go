@@ -137,7 +137,6 @@ func TestConfigMapLists(t *testing.T) {
 	}
 }
 
-
 func TestConfigMapListErrors(t *testing.T) {
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
 	policy := fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: sel}}})

@@ -23,9 +23,9 @@ func TestDecide(t *testing.T) {
 	}{
 		// 1. Candidates: appIDs and events.
 		{
-			name:     "no policy allows",
-			req:      Request{Event: fr, From: "a", To: "b"},
-			want:     "allow",
+			name: "no policy allows",
+			req:  Request{Event: fr, From: "a", To: "b"},
+			want: "allow",
 		},
 		{
 			name:     "policy without appIDs applies to every app",

@@ -230,7 +230,6 @@ func ValidateUserID(id string) string {
 	return ""
 }
 
-
 func contains(list []string, s string) bool {
 	for _, x := range list {
 		if x == s {
