@@ -54,9 +54,11 @@ build_kube_apiserver() {
       while read -r mod; do printf '\t%s => %s %s\n' "$mod" "$mod" "$STAGING_VERSION"; done
     echo ")"
   } >"$dir/go.mod"
+  local minor="${KUBE_VERSION#v1.}"
+  minor="${minor%%.*}"
   log "building kube-apiserver $KUBE_VERSION (several minutes on 2 cores)"
   (cd "$dir" && GOFLAGS=-mod=mod go build -trimpath \
-    -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=${STAGING_VERSION#v0.}" \
+    -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
     -o "$ASSETS/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
 }
 
