@@ -34,8 +34,8 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: vet envtest-assets ## Run every test: unit, envtest, end-to-end, samples, fuzz smoke.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test ./... -count=1
+test: vet envtest-assets controller-gen ## Run every test: unit, envtest, end-to-end, samples, fuzz smoke.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" $(GO) test ./... -count=1
 	$(MAKE) fuzz
 	$(MAKE) test-samples
 
