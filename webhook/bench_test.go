@@ -1,0 +1,128 @@
+package webhook
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+)
+
+// benchWriter is a ResponseWriter that keeps nothing, so the benchmarks measure the
+// handler: read, decode, decide, encode.
+type benchWriter struct {
+	header http.Header
+	status int
+	n      int
+}
+
+func (w *benchWriter) Header() http.Header         { return w.header }
+func (w *benchWriter) WriteHeader(status int)      { w.status = status }
+func (w *benchWriter) Write(b []byte) (int, error) { w.n += len(b); return len(b), nil }
+
+// benchBody is a reusable request body.
+type benchBody struct{ bytes.Reader }
+
+func (*benchBody) Close() error { return nil }
+
+var benchCases = []struct {
+	name, target, body string
+	deny               bool
+}{
+	{"openim/add-friend/allow", "/openim/callbackBeforeAddFriendCommand",
+		`{"callbackCommand":"callbackBeforeAddFriendCommand","fromUserID":"alice_12345","toUserID":"bob_67890","reqMsg":"hello, we met at the conference yesterday","ex":""}`, false},
+	{"openim/add-friend/deny", "/openim/callbackBeforeAddFriendCommand",
+		`{"callbackCommand":"callbackBeforeAddFriendCommand","fromUserID":"spam_1","toUserID":"bob_67890","reqMsg":"hello","ex":""}`, true},
+	{"tencent/prev-friend-add/1-item", "/tencent?SdkAppid=1400000001&CallbackCommand=Sns.CallbackPrevFriendAdd&contenttype=json&ClientIP=198.51.100.7&OptPlatform=Android",
+		`{"CallbackCommand":"Sns.CallbackPrevFriendAdd","Requester_Account":"alice_12345","From_Account":"alice_12345","FriendItem":[{"To_Account":"bob_67890","Remark":"Bob","GroupName":"work","AddSource":"AddSource_Type_QR","AddWording":"hello, we met at the conference yesterday"}],"AddType":"Add_Type_Both","ForceAddFlags":0,"EventTime":1669872112000}`, false},
+	{"tencent/prev-friend-add/10-items", "/tencent?SdkAppid=1400000001&CallbackCommand=Sns.CallbackPrevFriendAdd&contenttype=json&ClientIP=198.51.100.7&OptPlatform=Android",
+		`{"CallbackCommand":"Sns.CallbackPrevFriendAdd","Requester_Account":"alice_12345","From_Account":"alice_12345","FriendItem":[` +
+			`{"To_Account":"u_0","AddWording":"hi"},{"To_Account":"u_1","AddWording":"hi"},{"To_Account":"u_2","AddWording":"hi"},{"To_Account":"vip_1","AddWording":"hi"},{"To_Account":"u_4","AddWording":"hi"},` +
+			`{"To_Account":"u_5","AddWording":"hi"},{"To_Account":"u_6","AddWording":"hi"},{"To_Account":"u_7","AddWording":"hi"},{"To_Account":"u_8","AddWording":"hi"},{"To_Account":"u_9","AddWording":"hi"}],` +
+			`"AddType":"Add_Type_Both","ForceAddFlags":0,"EventTime":1669872112000}`, true},
+}
+
+// BenchmarkHandler measures the full in-process HTTP path per protocol: body read, JSON
+// decode, decision, answer encoding and metrics. /parallel runs it on every core, as a
+// server under load does, and reports requests per second.
+func BenchmarkHandler(b *testing.B) {
+	s := newTestServer(b, Options{}, true)
+	for _, bc := range benchCases {
+		check := s.do(http.MethodPost, bc.target, bc.body)
+		if check.Code != 200 || bytes.Contains(check.Body.Bytes(), []byte(`38`)) != bc.deny {
+			b.Fatalf("%s: unexpected answer %d %s", bc.name, check.Code, check.Body)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			req, w, body := benchRequest(bc.target, bc.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				body.Reset([]byte(bc.body))
+				w.status = 0
+				s.handler.ServeHTTP(w, req)
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+		b.Run(bc.name+"/parallel", func(b *testing.B) {
+			b.ReportAllocs()
+			b.RunParallel(func(pb *testing.PB) {
+				req, w, body := benchRequest(bc.target, bc.body)
+				for pb.Next() {
+					body.Reset([]byte(bc.body))
+					s.handler.ServeHTTP(w, req)
+				}
+			})
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
+		})
+	}
+}
+
+// BenchmarkDecideShare decides the items of the benchmark requests alone, to compare with
+// BenchmarkHandler: deciding must be a small part of answering.
+func BenchmarkDecideShare(b *testing.B) {
+	s := newTestServer(b, Options{}, true)
+	snap := s.store.Snapshot()
+	for _, bc := range benchCases {
+		c := s.handler.getCall()
+		req, _, _ := benchRequest(bc.target, bc.body)
+		c.body = []byte(bc.body)
+		var cmd *command
+		if req.URL.Path == "/tencent" {
+			q := parseTencentQuery(req.URL.RawQuery)
+			cmd = s.handler.tencent[q.command]
+			if err := json.Unmarshal(c.body, &c.tc); err != nil {
+				b.Fatal(err)
+			}
+			c.items = tencentItems(cmd, &q, &c.tc, nil)
+		} else {
+			_, name, _ := openIMRoute(req)
+			cmd = s.handler.openIM[name]
+			if err := json.Unmarshal(c.body, &c.oim); err != nil {
+				b.Fatal(err)
+			}
+			c.items = openIMItems(cmd, "", &c.oim, nil)
+		}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				for i := range c.items {
+					_ = snap.Decide(&c.items[i])
+				}
+			}
+		})
+	}
+}
+
+func benchRequest(target, body string) (*http.Request, *benchWriter, *benchBody) {
+	req := httptest.NewRequest(http.MethodPost, target, nil)
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	req.Header.Set("operationID", "bench-op")
+	req.RemoteAddr = "192.0.2.1:1000"
+	bb := &benchBody{}
+	bb.Reset([]byte(body))
+	req.Body = bb
+	req.ContentLength = int64(len(body))
+	return req, &benchWriter{header: http.Header{}}, bb
+}
+
+var _ io.ReadCloser = (*benchBody)(nil)

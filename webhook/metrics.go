@@ -1,0 +1,179 @@
+package webhook
+
+import (
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Decision results, the values of the `result` label.
+const (
+	ResultAllow     = "allow"
+	ResultDeny      = "deny"
+	ResultWouldDeny = "would-deny"
+	ResultError     = "error"
+)
+
+// Metrics are the callback server's Prometheus metrics. Label values that the hot path
+// needs are resolved once (per command, or per policy on its first verdict), so answering
+// a callback touches only atomics: no label hashing and no lock.
+type Metrics struct {
+	requests      *prometheus.CounterVec
+	decisions     *prometheus.CounterVec
+	latency       *prometheus.HistogramVec
+	authFailures  *prometheus.CounterVec
+	ruleErrors    prometheus.Counter
+	reloadErrors  *prometheus.CounterVec
+	reloads       prometheus.Counter
+	generation    prometheus.Gauge
+	policies      prometheus.Gauge
+	entries       prometheus.Gauge
+	lastReloadSec prometheus.Gauge
+
+	mu       sync.Mutex
+	commands map[string]*commandMetrics
+}
+
+// latencyBuckets run from 5µs to about 0.33s: answers take microseconds, and the IM
+// servers give up at 2 s (Tencent) or 5 s (OpenIM's shipped config).
+var latencyBuckets = prometheus.ExponentialBuckets(5e-6, 2, 17)
+
+// NewMetrics creates the metrics and registers them with reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "friendgate_callback_requests_total",
+			Help: "Callback HTTP requests by protocol, command and HTTP status code.",
+		}, []string{"protocol", "command", "code"}),
+		decisions: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "friendgate_decisions_total",
+			Help: "Decisions per request item by protocol, command, event, result (allow, deny, would-deny, error) and deciding policy (namespace/name).",
+		}, []string{"protocol", "command", "event", "result", "policy"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "friendgate_callback_duration_seconds",
+			Help:    "Time from reading a callback request to writing its answer, by protocol and command.",
+			Buckets: latencyBuckets,
+		}, []string{"protocol", "command"}),
+		authFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "friendgate_auth_failures_total",
+			Help: "Callback requests refused before evaluation, by protocol and reason.",
+		}, []string{"protocol", "reason"}),
+		ruleErrors: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "friendgate_rule_evaluation_errors_total",
+			Help: "Runtime errors of rule `when` expressions; a rule whose expression fails does not match.",
+		}),
+		reloadErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "friendgate_snapshot_reload_errors_total",
+			Help: "Policy reloads that failed and left the last good snapshot in force, by source.",
+		}, []string{"source"}),
+		reloads: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "friendgate_snapshot_reloads_total",
+			Help: "Policy snapshots swapped in.",
+		}),
+		generation: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "friendgate_snapshot_generation",
+			Help: "Sequence number of the snapshot in force; 0 until the first one is loaded.",
+		}),
+		policies: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "friendgate_snapshot_policies",
+			Help: "Policies in the snapshot in force.",
+		}),
+		entries: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "friendgate_snapshot_blocklist_entries",
+			Help: "Blocklist entries (users, prefixes and patterns, ConfigMap lists included) in the snapshot in force.",
+		}),
+		lastReloadSec: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "friendgate_snapshot_last_reload_timestamp_seconds",
+			Help: "Unix time at which the snapshot in force was swapped in.",
+		}),
+		commands: map[string]*commandMetrics{},
+	}
+	reg.MustRegister(m.requests, m.decisions, m.latency, m.authFailures, m.ruleErrors,
+		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec)
+	return m
+}
+
+// ReloadFailed counts a failed reload from source (for example "files" or "kubernetes").
+func (m *Metrics) ReloadFailed(source string) { m.reloadErrors.WithLabelValues(source).Inc() }
+
+// commandMetrics are the series of one (protocol, command), resolved once.
+type commandMetrics struct {
+	m                           *Metrics
+	protocol, command, event    string
+	latency                     prometheus.Observer
+	ok                          prometheus.Counter
+	allow, errors               prometheus.Counter
+	denyByPolicy, wouldByPolicy policyCounters
+}
+
+// command returns the metrics of a command, creating them on first use. Handlers call it
+// once per command table entry at start-up, not per request.
+func (m *Metrics) command(protocol, command, event string) *commandMetrics {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	key := protocol + "\x00" + command
+	if c, ok := m.commands[key]; ok {
+		return c
+	}
+	c := &commandMetrics{
+		m:        m,
+		protocol: protocol,
+		command:  command,
+		event:    event,
+		latency:  m.latency.WithLabelValues(protocol, command),
+		ok:       m.requests.WithLabelValues(protocol, command, "200"),
+	}
+	if event != "" {
+		c.allow = m.decisions.WithLabelValues(protocol, command, event, ResultAllow, "")
+		c.errors = m.decisions.WithLabelValues(protocol, command, event, ResultError, "")
+	}
+	c.denyByPolicy.init(m.decisions, protocol, command, event, ResultDeny)
+	c.wouldByPolicy.init(m.decisions, protocol, command, event, ResultWouldDeny)
+	m.commands[key] = c
+	return c
+}
+
+func (c *commandMetrics) status(code int) {
+	if code == 200 {
+		c.ok.Inc()
+		return
+	}
+	c.m.requests.WithLabelValues(c.protocol, c.command, strconv.Itoa(code)).Inc()
+}
+
+// policyCounters maps a policy to its counter with a copy-on-write map: lookups are a
+// plain map read, and the map is copied only the first time a policy gives a verdict.
+type policyCounters struct {
+	vec    *prometheus.CounterVec
+	labels [4]string
+	mu     sync.Mutex
+	m      atomic.Pointer[map[string]prometheus.Counter]
+}
+
+func (p *policyCounters) init(vec *prometheus.CounterVec, protocol, command, event, result string) {
+	p.vec = vec
+	p.labels = [4]string{protocol, command, event, result}
+	p.m.Store(&map[string]prometheus.Counter{})
+}
+
+func (p *policyCounters) get(policy string) prometheus.Counter {
+	if c, ok := (*p.m.Load())[policy]; ok {
+		return c
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := *p.m.Load()
+	if c, ok := old[policy]; ok {
+		return c
+	}
+	c := p.vec.WithLabelValues(p.labels[0], p.labels[1], p.labels[2], p.labels[3], policy)
+	next := make(map[string]prometheus.Counter, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	next[policy] = c
+	p.m.Store(&next)
+	return c
+}

@@ -1,0 +1,242 @@
+package webhook
+
+import (
+	"encoding/json"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/friendgate/friendgate/internal/policy"
+)
+
+// openIMCommands are the OpenIM callbacks friendgate answers, by the exact command string
+// the server sends (PROTOCOLS.md). Any other command gets the plain continue answer.
+var openIMCommands = map[string]commandKind{
+	"callbackBeforeAddFriendCommand":       kindAddFriend,
+	"callbackBeforeAddFriendAgreeCommand":  kindAddFriendAgree,
+	"callbackBeforeReplyFriendResp":        kindAddFriendAgree, // the seed page's name for agree
+	"callbackBeforeImportFriendsCommand":   kindImportFriends,
+	"callbackBeforeAddBlackCommand":        kindAddBlack,
+	"callbackBeforeSetFriendRemarkCommand": kindSetRemark,
+	"callbackAfterAddFriendCommand":        kindNotify,
+	"callbackAfterAddFriendAgreeCommand":   kindNotify,
+	"callbackAfterDeleteFriendCommand":     kindNotify,
+	"callbackAfterImportFriendsCommand":    kindNotify,
+	"callbackAfterSetFriendRemarkCommand":  kindNotify,
+	"callbackAfterRemoveBlackCommand":      kindNotify,
+}
+
+// openIMRequest is the union of the friend callbacks' bodies. encoding/json matches keys
+// case-insensitively, which also covers servers that spell HandleMsg handleMsg.
+type openIMRequest struct {
+	CallbackCommand string   `json:"callbackCommand"`
+	FromUserID      string   `json:"fromUserID"`
+	ToUserID        string   `json:"toUserID"`
+	BlackUserID     string   `json:"blackUserID"`
+	OwnerUserID     string   `json:"ownerUserID"`
+	FriendUserID    string   `json:"friendUserID"`
+	FriendUserIDs   []string `json:"friendUserIDs"`
+	ReqMsg          string   `json:"reqMsg"`
+	HandleMsg       string   `json:"HandleMsg"`
+	Remark          string   `json:"remark"`
+}
+
+func (r *openIMRequest) reset() {
+	ids := r.FriendUserIDs
+	clear(ids[:cap(ids)])
+	*r = openIMRequest{FriendUserIDs: ids[:0]}
+}
+
+// openIMRoute reads the app and command from the request URL: /openim/<command> (v3.4.2
+// and later), /openim/<appID>/<command>, and the older /openim?command=<command> and
+// /openim/<appID>?command=<command>. Empty path segments, as a configured URL with a
+// trailing slash produces, are ignored. The command is "" when the URL names none.
+func openIMRoute(r *http.Request) (appID, command string, ok bool) {
+	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/openim"), "/")
+	var segs [3]string
+	n := 0
+	for rest != "" {
+		seg, tail, _ := strings.Cut(rest, "/")
+		rest = tail
+		if seg == "" {
+			continue
+		}
+		if n == len(segs) {
+			return "", "", false
+		}
+		segs[n] = seg
+		n++
+	}
+	query := ""
+	if r.URL.RawQuery != "" {
+		query = r.URL.Query().Get("command")
+	}
+	switch {
+	case n == 0:
+		return "", query, true
+	case n == 1 && query != "":
+		return segs[0], query, true
+	case n == 1:
+		return "", segs[0], true
+	case n == 2 && (query == "" || query == segs[1]):
+		return segs[0], segs[1], true
+	}
+	return "", "", false
+}
+
+func (h *Handler) openIMCommand(name string) *command {
+	if cmd, ok := h.openIM[name]; ok {
+		return cmd
+	}
+	return h.openIMOther
+}
+
+func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	c := h.getCall()
+	defer h.putCall(c)
+	traceID := r.Header.Get("operationID")
+
+	appID, name, ok := openIMRoute(r)
+	cmd := h.openIMCommand(name)
+	defer observe(&cmd, start)
+	if !ok {
+		h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusNotFound, "unknown callback path " + truncate(r.URL.Path, 128)})
+		return
+	}
+	if !h.opts.OpenIMClients.Allows(r.RemoteAddr) {
+		h.opts.Metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientAddress).Inc()
+		h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
+		return
+	}
+	if rf := h.readBody(r, c); rf != nil {
+		h.failOpenIM(w, c, cmd, traceID, rf)
+		return
+	}
+	if name == "" || cmd.kind != kindNotify {
+		c.oim.reset()
+		if err := json.Unmarshal(c.body, &c.oim); err != nil {
+			h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()})
+			return
+		}
+		if name == "" {
+			cmd = h.openIMCommand(c.oim.CallbackCommand)
+		}
+	}
+	if cmd.kind == kindNotify {
+		cmd.metrics.status(http.StatusOK)
+		writeJSON(w, http.StatusOK, appendOpenIMContinue(c.out[:0]))
+		return
+	}
+	snap := h.store.Snapshot()
+	if snap == nil {
+		h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"})
+		return
+	}
+	c.items = openIMItems(cmd, appID, &c.oim, c.items[:0])
+	c.verdicts = growVerdicts(c.verdicts, len(c.items))
+	denied := h.decide(snap, cmd, c, ProtocolOpenIM, traceID)
+
+	out := c.out[:0]
+	switch {
+	case !denied:
+		out = appendOpenIMContinue(out)
+	case cmd.kind == kindImportFriends:
+		out = appendOpenIMImport(out, c)
+	default:
+		v := c.verdicts[0]
+		out = appendOpenIMDeny(out, int64(v.Code), v.Message, v.Detail)
+	}
+	c.out = out
+	cmd.metrics.status(http.StatusOK)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// openIMItems maps a callback to engine requests (POLICY.md, "Mapping").
+func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Request) []policy.Request {
+	item := policy.Request{Event: cmd.event, AppID: appID}
+	switch cmd.kind {
+	case kindAddFriend:
+		item.From, item.To, item.Wording = b.FromUserID, b.ToUserID, b.ReqMsg
+	case kindAddFriendAgree:
+		// fromUserID is the original requester; the user accepting arrives as blackUserID
+		// (toUserID in some documentation).
+		item.From, item.To, item.Wording = b.BlackUserID, b.FromUserID, b.HandleMsg
+		if item.From == "" {
+			item.From = b.ToUserID
+		}
+	case kindImportFriends:
+		item.From = b.OwnerUserID
+		for _, id := range b.FriendUserIDs {
+			item.To = id
+			items = append(items, item)
+		}
+		return items
+	case kindAddBlack:
+		item.From, item.To = b.OwnerUserID, b.BlackUserID
+	case kindSetRemark:
+		item.From, item.To, item.Remark = b.OwnerUserID, b.FriendUserID, b.Remark
+	}
+	return append(items, item)
+}
+
+// failOpenIM answers a request that was not decided. Callers failing authentication are
+// always refused; otherwise the failure policy says whether the operation continues.
+func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, traceID string, rf *refusal) {
+	h.refused(cmd, ProtocolOpenIM, traceID, rf)
+	out := c.out[:0]
+	authFailure := rf.status == http.StatusUnauthorized || rf.status == http.StatusForbidden
+	if !authFailure && (cmd.kind == kindNotify || h.opts.FailurePolicy == FailAllow) {
+		out = appendOpenIMContinue(out)
+	} else {
+		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", "friendgate: "+rf.reason)
+	}
+	c.out = out
+	writeJSON(w, rf.status, out)
+}
+
+const openIMContinue = `{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}`
+
+func appendOpenIMContinue(b []byte) []byte { return append(b, openIMContinue...) }
+
+// appendOpenIMDeny writes the answer OpenIM treats as a refusal: actionCode 0 and
+// nextCode 1, with a non-zero errCode it hands to the client.
+func appendOpenIMDeny(b []byte, code int64, msg, detail string) []byte {
+	b = append(b, `{"actionCode":0,"errCode":`...)
+	b = appendInt(b, code)
+	b = append(b, `,"errMsg":`...)
+	b = appendString(b, msg)
+	b = append(b, `,"errDlt":`...)
+	b = appendString(b, detail)
+	return append(b, `,"nextCode":1}`...)
+}
+
+// appendOpenIMImport answers an import with denied friends: the allowed ones replace the
+// list, in input order; when none is allowed the whole import is refused with the first
+// denied item's verdict, because an empty list would mean "unchanged".
+func appendOpenIMImport(b []byte, c *call) []byte {
+	allowed := 0
+	for _, v := range c.verdicts {
+		if v == nil {
+			allowed++
+		}
+	}
+	if allowed == 0 {
+		v := c.verdicts[0]
+		return appendOpenIMDeny(b, int64(v.Code), v.Message, v.Detail)
+	}
+	b = append(b, openIMContinue[:len(openIMContinue)-1]...)
+	b = append(b, `,"friendUserIDs":[`...)
+	first := true
+	for i, v := range c.verdicts {
+		if v != nil {
+			continue
+		}
+		if !first {
+			b = append(b, ',')
+		}
+		first = false
+		b = appendString(b, c.items[i].To)
+	}
+	return append(b, "]}"...)
+}

@@ -1,0 +1,100 @@
+package webhook
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
+)
+
+// ServerOptions configure the HTTP server that carries the callbacks.
+type ServerOptions struct {
+	// Addr is the listen address, such as :8080.
+	Addr string
+	// CertFile and KeyFile enable TLS; both files are reread when they change, so a
+	// rotated certificate (cert-manager, a renewed Secret) is served without a restart.
+	CertFile, KeyFile string
+	// ShutdownTimeout bounds the wait for in-flight requests after ctx is done.
+	ShutdownTimeout time.Duration
+	// Ready, when set, is called with the bound address once the server is listening.
+	Ready func(addr net.Addr)
+}
+
+// Timeouts of the callback server. The IM servers give up after 2 s (Tencent) or 5 s
+// (OpenIM's shipped config), so a request that takes longer has already failed; the limits
+// stop slow or stuck clients from holding connections and goroutines.
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+	writeTimeout      = 10 * time.Second
+	idleTimeout       = 90 * time.Second
+	maxHeaderBytes    = 64 << 10
+)
+
+// ListenAndServe serves handler until ctx is done, then shuts down gracefully: the
+// listener closes at once and in-flight requests get up to ShutdownTimeout to finish.
+func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, opts ServerOptions) error {
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: readHeaderTimeout,
+		ReadTimeout:       readTimeout,
+		WriteTimeout:      writeTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
+	}
+	tlsOn := opts.CertFile != "" || opts.KeyFile != ""
+	if tlsOn {
+		if opts.CertFile == "" || opts.KeyFile == "" {
+			return errors.New("TLS needs both a certificate file and a key file")
+		}
+		cw, err := certwatcher.New(opts.CertFile, opts.KeyFile)
+		if err != nil {
+			return fmt.Errorf("loading the TLS certificate: %w", err)
+		}
+		go func() {
+			if err := cw.Start(ctx); err != nil {
+				log.Error(err, "watching the TLS certificate failed; the loaded one stays in use")
+			}
+		}()
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cw.GetCertificate}
+	}
+
+	ln, err := net.Listen("tcp", opts.Addr)
+	if err != nil {
+		return err
+	}
+	if opts.Ready != nil {
+		opts.Ready(ln.Addr())
+	}
+	log.Info("serving callbacks", "addr", ln.Addr().String(), "tls", tlsOn)
+
+	errc := make(chan error, 1)
+	go func() {
+		if tlsOn {
+			errc <- srv.ServeTLS(ln, "", "")
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down: finishing in-flight requests", "timeout", opts.ShutdownTimeout.String())
+	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("graceful shutdown: %w", err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

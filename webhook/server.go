@@ -1,0 +1,371 @@
+// Package webhook is friendgate's callback server: it turns OpenIM and Tencent Cloud Chat
+// friend callbacks into engine requests, decides them against the snapshot in force and
+// answers in each protocol's own shape. It holds no Kubernetes client: `serve` feeds its
+// Store from files and `webhook` from informers.
+package webhook
+
+import (
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/policy"
+)
+
+// FailurePolicy says what a request that cannot be decided gets.
+type FailurePolicy string
+
+const (
+	// FailAllow lets undecidable requests through (the default: an IM outage is worse
+	// than a missed block).
+	FailAllow FailurePolicy = "Allow"
+	// FailDeny refuses undecidable requests.
+	FailDeny FailurePolicy = "Deny"
+)
+
+// ParseFailurePolicy accepts Allow or Deny, in any case.
+func ParseFailurePolicy(s string) (FailurePolicy, error) {
+	switch {
+	case strings.EqualFold(s, string(FailAllow)):
+		return FailAllow, nil
+	case strings.EqualFold(s, string(FailDeny)):
+		return FailDeny, nil
+	}
+	return "", fmt.Errorf("failure policy %q: must be Allow or Deny", s)
+}
+
+// DefaultMaxBodyBytes bounds a callback body: a Tencent batch of 1,000 friends with
+// maximal wordings and remarks stays well below it.
+const DefaultMaxBodyBytes = 1 << 20
+
+// FailureCode is the code of a request refused because it could not be decided or
+// authenticated; it is the default deny code, in the range both IM servers accept.
+const FailureCode = v1alpha1.DefaultCode
+
+// Protocol names, the values of the `protocol` label.
+const (
+	ProtocolOpenIM  = "openim"
+	ProtocolTencent = "tencent"
+)
+
+// Options configure a Handler.
+type Options struct {
+	// FailurePolicy applies to requests that cannot be decided; empty means Allow.
+	FailurePolicy FailurePolicy
+	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+	// TencentAuth authenticates Tencent callbacks; nil admits every app unsigned.
+	TencentAuth *TencentAuth
+	// OpenIMClients are the client addresses OpenIM callbacks are accepted from; empty
+	// admits every address (OpenIM sends no credentials).
+	OpenIMClients AddrFilter
+	// LogAllowEvery logs one allowed item in every N; 0 logs none. Denials and would-deny
+	// verdicts are always logged.
+	LogAllowEvery uint64
+	// Logger receives one line per denial, per would-deny and per refused request.
+	Logger logr.Logger
+	// Metrics must be set; see NewMetrics.
+	Metrics *Metrics
+	// MetricsHandler, when set, is served at /metrics.
+	MetricsHandler http.Handler
+}
+
+// Handler answers IM callbacks from a Store. It is safe for concurrent use.
+type Handler struct {
+	store   *Store
+	opts    Options
+	log     logr.Logger
+	calls   sync.Pool
+	allowed atomic.Uint64
+
+	openIM        map[string]*command
+	openIMOther   *command
+	tencent       map[string]*command
+	tencentOther  *command
+	tencentNoAuth *command
+}
+
+// command is one entry of a protocol's command table with its metrics resolved.
+type command struct {
+	name    string
+	event   string
+	kind    commandKind
+	metrics *commandMetrics
+}
+
+type commandKind uint8
+
+const (
+	kindNotify commandKind = iota // answered with the plain success answer
+	kindAddFriend
+	kindAddFriendAgree
+	kindImportFriends
+	kindAddBlack
+	kindSetRemark
+	kindPrevFriendAdd
+	kindPrevFriendResponse
+)
+
+// otherCommand is the `command` label of commands friendgate does not know, so a caller
+// cannot grow the label set without bound.
+const otherCommand = "other"
+
+// NewHandler returns a handler deciding from store.
+func NewHandler(store *Store, opts Options) *Handler {
+	if opts.FailurePolicy == "" {
+		opts.FailurePolicy = FailAllow
+	}
+	if opts.MaxBodyBytes <= 0 {
+		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	h := &Handler{
+		store:   store,
+		opts:    opts,
+		log:     opts.Logger,
+		openIM:  map[string]*command{},
+		tencent: map[string]*command{},
+	}
+	h.calls.New = func() any { return new(call) }
+	for name, kind := range openIMCommands {
+		h.openIM[name] = h.newCommand(ProtocolOpenIM, name, kind)
+	}
+	h.openIMOther = h.newCommand(ProtocolOpenIM, otherCommand, kindNotify)
+	for name, kind := range tencentCommands {
+		h.tencent[name] = h.newCommand(ProtocolTencent, name, kind)
+	}
+	h.tencentOther = h.newCommand(ProtocolTencent, otherCommand, kindNotify)
+	return h
+}
+
+func (h *Handler) newCommand(protocol, name string, kind commandKind) *command {
+	event := kindEvents[kind]
+	return &command{name: name, event: event, kind: kind, metrics: h.opts.Metrics.command(protocol, name, event)}
+}
+
+var kindEvents = map[commandKind]string{
+	kindAddFriend:          string(v1alpha1.EventFriendRequest),
+	kindAddFriendAgree:     string(v1alpha1.EventFriendResponse),
+	kindImportFriends:      string(v1alpha1.EventImportFriends),
+	kindAddBlack:           string(v1alpha1.EventAddBlack),
+	kindSetRemark:          string(v1alpha1.EventSetRemark),
+	kindPrevFriendAdd:      string(v1alpha1.EventFriendRequest),
+	kindPrevFriendResponse: string(v1alpha1.EventFriendResponse),
+}
+
+// ServeHTTP routes /openim and /openim/... to the OpenIM adapter, /tencent to the Tencent
+// adapter, and serves /healthz, /readyz and, when set, /metrics. It routes by itself rather
+// than through http.ServeMux, which answers a path such as /openim//cmd (a configured URL
+// with a trailing slash) with a redirect that an IM server would not follow.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	switch {
+	case path == "/openim" || strings.HasPrefix(path, "/openim/"):
+		h.serveOpenIM(w, r)
+	case path == "/tencent" || path == "/tencent/":
+		h.serveTencent(w, r)
+	case path == "/healthz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+	case path == "/readyz":
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		if !h.store.Ready() {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			io.WriteString(w, "policies not loaded yet\n")
+			return
+		}
+		fmt.Fprintf(w, "ok: snapshot generation %d\n", h.store.Generation())
+	case path == "/metrics" && h.opts.MetricsHandler != nil:
+		h.opts.MetricsHandler.ServeHTTP(w, r)
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// call is the per-request scratch space, pooled so a steady stream of callbacks reuses
+// its buffers.
+type call struct {
+	body  []byte
+	out   []byte
+	items []policy.Request
+	// verdicts[i] is the deny verdict of items[i], nil when it is allowed.
+	verdicts []*policy.Verdict
+	oim      openIMRequest
+	tc       tencentRequest
+}
+
+// maxPooledBytes keeps an occasional huge request from pinning its buffers in the pool.
+const maxPooledBytes = 64 << 10
+
+func (h *Handler) getCall() *call { return h.calls.Get().(*call) }
+
+func (h *Handler) putCall(c *call) {
+	if cap(c.body) > maxPooledBytes || cap(c.out) > maxPooledBytes || cap(c.items) > 1024 {
+		return
+	}
+	c.body, c.out = c.body[:0], c.out[:0]
+	clear(c.items[:cap(c.items)])
+	c.items = c.items[:0]
+	clear(c.verdicts[:cap(c.verdicts)])
+	c.verdicts = c.verdicts[:0]
+	h.calls.Put(c)
+}
+
+// refusal is why a request is not decided: the HTTP status and a reason for the log and
+// the answer.
+type refusal struct {
+	status int
+	reason string
+}
+
+// readBody checks the method and content type and reads the body into c.body.
+func (h *Handler) readBody(r *http.Request, c *call) *refusal {
+	if r.Method != http.MethodPost {
+		return &refusal{http.StatusMethodNotAllowed, "method " + r.Method + " not allowed: callbacks are POST"}
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || !jsonMediaType(mt) {
+			return &refusal{http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", truncate(ct, 64))}
+		}
+	}
+	limit := h.opts.MaxBodyBytes
+	if r.ContentLength > limit {
+		return &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit)}
+	}
+	buf := c.body[:0]
+	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
+		buf = make([]byte, 0, r.ContentLength)
+	}
+	lr := io.LimitedReader{R: r.Body, N: limit + 1}
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)]
+		}
+		n, err := lr.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			c.body = buf
+			return &refusal{http.StatusBadRequest, "reading the body: " + err.Error()}
+		}
+	}
+	c.body = buf
+	if int64(len(buf)) > limit {
+		return &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit)}
+	}
+	return nil
+}
+
+// jsonMediaType accepts JSON and, because neither IM server documents the header and a
+// refused callback fails the user's action, text/plain.
+func jsonMediaType(mt string) bool {
+	switch {
+	case mt == "application/json", mt == "text/json", mt == "text/plain":
+		return true
+	case strings.HasPrefix(mt, "application/") && strings.HasSuffix(mt, "+json"):
+		return true
+	}
+	return false
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+func growVerdicts(v []*policy.Verdict, n int) []*policy.Verdict {
+	if cap(v) < n {
+		return make([]*policy.Verdict, n)
+	}
+	return v[:n]
+}
+
+// decide decides c.items against snap into c.verdicts, records metrics and logs, and
+// returns whether any item was denied.
+func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol, operationID string) bool {
+	denied := false
+	m := cmd.metrics
+	for i := range c.items {
+		item := &c.items[i]
+		d := snap.Decide(item)
+		for _, v := range d.WouldDeny {
+			m.wouldByPolicy.get(v.Policy).Inc()
+			h.logItem("would deny (dry run)", protocol, cmd, operationID, item,
+				"policy", v.Policy, "entry", v.Detail, "code", v.Code)
+		}
+		if len(d.Errors) > 0 {
+			h.opts.Metrics.ruleErrors.Add(float64(len(d.Errors)))
+			for _, err := range d.Errors {
+				h.log.Error(err, "rule expression failed; the rule does not match", "protocol", protocol, "command", cmd.name)
+			}
+		}
+		c.verdicts[i] = d.Deny
+		if v := d.Deny; v != nil {
+			denied = true
+			m.denyByPolicy.get(v.Policy).Inc()
+			h.logItem("denied", protocol, cmd, operationID, item,
+				"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message)
+			continue
+		}
+		m.allow.Inc()
+		if n := h.opts.LogAllowEvery; n > 0 && h.allowed.Add(1)%n == 0 {
+			h.logItem("allowed (sampled)", protocol, cmd, operationID, item, "sampleEvery", n)
+		}
+	}
+	return denied
+}
+
+// logItem logs one decision. It builds its key/value list only when called, so the
+// allow path pays nothing when allows are not sampled.
+func (h *Handler) logItem(msg, protocol string, cmd *command, operationID string, item *policy.Request, kv ...any) {
+	args := make([]any, 0, 14+len(kv))
+	args = append(args, "protocol", protocol, "command", cmd.name)
+	if operationID != "" {
+		args = append(args, "operationID", operationID)
+	}
+	args = append(args, "event", item.Event, "appID", item.AppID, "from", item.From, "to", item.To)
+	h.log.Info(msg, append(args, kv...)...)
+}
+
+// refused logs and counts a request that was not decided.
+func (h *Handler) refused(cmd *command, protocol, operationID string, rf *refusal) {
+	m := cmd.metrics
+	m.status(rf.status)
+	if m.errors != nil && rf.status != http.StatusUnauthorized && rf.status != http.StatusForbidden {
+		m.errors.Inc()
+	}
+	args := []any{"protocol", protocol, "command", cmd.name, "status", rf.status, "reason", rf.reason, "failurePolicy", h.opts.FailurePolicy}
+	if operationID != "" {
+		args = append(args, "operationID", operationID)
+	}
+	h.log.Info("request not decided", args...)
+}
+
+func writeJSON(w http.ResponseWriter, status int, body []byte) {
+	hdr := w.Header()
+	hdr["Content-Type"] = jsonContentType
+	if status == http.StatusMethodNotAllowed {
+		hdr.Set("Allow", http.MethodPost)
+	}
+	w.WriteHeader(status)
+	w.Write(body)
+}
+
+var jsonContentType = []string{"application/json; charset=utf-8"}
+
+// observe records the latency of a request, answered or refused.
+func observe(cmd **command, start time.Time) {
+	(*cmd).metrics.latency.Observe(time.Since(start).Seconds())
+}

@@ -1,0 +1,231 @@
+package webhook
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"time"
+
+	"github.com/friendgate/friendgate/internal/policy"
+)
+
+// tencentCommands are the Tencent Cloud Chat callbacks friendgate answers. Any other
+// CallbackCommand gets the plain OK answer.
+var tencentCommands = map[string]commandKind{
+	"Sns.CallbackPrevFriendAdd":      kindPrevFriendAdd,
+	"Sns.CallbackPrevFriendResponse": kindPrevFriendResponse,
+	"Sns.CallbackFriendAdd":          kindNotify,
+	"Sns.CallbackFriendDelete":       kindNotify,
+	"Sns.CallbackBlackListAdd":       kindNotify,
+	"Sns.CallbackBlackListDelete":    kindNotify,
+}
+
+// tencentRequest is the union of the two blocking friend callbacks' bodies.
+type tencentRequest struct {
+	FromAccount        string                `json:"From_Account"`
+	FriendItem         []tencentFriendItem   `json:"FriendItem"`
+	ResponseFriendItem []tencentResponseItem `json:"ResponseFriendItem"`
+	AddType            string                `json:"AddType"`
+	ForceAddFlags      int64                 `json:"ForceAddFlags"`
+	EventTime          int64                 `json:"EventTime"`
+}
+
+type tencentFriendItem struct {
+	ToAccount  string `json:"To_Account"`
+	Remark     string `json:"Remark"`
+	GroupName  string `json:"GroupName"`
+	AddSource  string `json:"AddSource"`
+	AddWording string `json:"AddWording"`
+}
+
+type tencentResponseItem struct {
+	ToAccount      string `json:"To_Account"`
+	Remark         string `json:"Remark"`
+	TagName        string `json:"TagName"`
+	ResponseAction string `json:"ResponseAction"`
+}
+
+func (r *tencentRequest) reset() {
+	fi, ri := r.FriendItem, r.ResponseFriendItem
+	// encoding/json decodes into reused slice elements without zeroing absent keys.
+	clear(fi[:cap(fi)])
+	clear(ri[:cap(ri)])
+	*r = tencentRequest{FriendItem: fi[:0], ResponseFriendItem: ri[:0]}
+}
+
+// tencentQuery holds the query parameters Tencent sends with every callback.
+type tencentQuery struct {
+	appID, command, clientIP, platform, sign, requestTime string
+}
+
+func parseTencentQuery(raw string) tencentQuery {
+	var q tencentQuery
+	for raw != "" {
+		var kv string
+		kv, raw, _ = cut(raw, '&')
+		k, v, _ := cut(kv, '=')
+		var dst *string
+		switch k {
+		case "SdkAppid":
+			dst = &q.appID
+		case "CallbackCommand":
+			dst = &q.command
+		case "ClientIP":
+			dst = &q.clientIP
+		case "OptPlatform":
+			dst = &q.platform
+		case "Sign":
+			dst = &q.sign
+		case "RequestTime":
+			dst = &q.requestTime
+		default:
+			continue
+		}
+		if u, err := url.QueryUnescape(v); err == nil {
+			*dst = u
+		}
+	}
+	return q
+}
+
+func cut(s string, sep byte) (before, after string, found bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == sep {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return s, "", false
+}
+
+func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	c := h.getCall()
+	defer h.putCall(c)
+
+	q := parseTencentQuery(r.URL.RawQuery)
+	cmd, ok := h.tencent[q.command]
+	if !ok {
+		cmd = h.tencentOther
+	}
+	defer observe(&cmd, start)
+	if auth := h.opts.TencentAuth; auth != nil {
+		if status, reason := auth.Check(q.appID, q.sign, q.requestTime); status != 0 {
+			h.opts.Metrics.authFailures.WithLabelValues(ProtocolTencent, reason).Inc()
+			h.failTencent(w, c, cmd, &refusal{status, "authentication failed: " + reason + " (SdkAppid " + truncate(q.appID, 32) + ")"}, false)
+			return
+		}
+	}
+	if rf := h.readBody(r, c); rf != nil {
+		h.failTencent(w, c, cmd, rf, false)
+		return
+	}
+	if cmd.kind == kindNotify {
+		cmd.metrics.status(http.StatusOK)
+		writeJSON(w, http.StatusOK, append(c.out[:0], tencentOK...))
+		return
+	}
+	c.tc.reset()
+	if err := json.Unmarshal(c.body, &c.tc); err != nil {
+		h.failTencent(w, c, cmd, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()}, false)
+		return
+	}
+	c.items = tencentItems(cmd, &q, &c.tc, c.items[:0])
+	snap := h.store.Snapshot()
+	if snap == nil {
+		h.failTencent(w, c, cmd, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"}, true)
+		return
+	}
+	c.verdicts = growVerdicts(c.verdicts, len(c.items))
+	h.decide(snap, cmd, c, ProtocolTencent, "")
+
+	out := append(c.out[:0], tencentOKOpen...)
+	for i := range c.items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		if v := c.verdicts[i]; v != nil {
+			out = appendTencentItem(out, c.items[i].To, int64(v.Code), v.Message)
+		} else {
+			out = appendTencentItem(out, c.items[i].To, 0, "")
+		}
+	}
+	out = append(out, "]}"...)
+	c.out = out
+	cmd.metrics.status(http.StatusOK)
+	writeJSON(w, http.StatusOK, out)
+}
+
+// tencentItems maps a callback to engine requests, one per friend item (POLICY.md).
+func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []policy.Request) []policy.Request {
+	base := policy.Request{
+		Event:     cmd.event,
+		AppID:     q.appID,
+		From:      b.FromAccount,
+		Platform:  q.platform,
+		ClientIP:  q.clientIP,
+		EventTime: b.EventTime,
+	}
+	switch cmd.kind {
+	case kindPrevFriendAdd:
+		base.AddType = b.AddType
+		base.ForceAdd = b.ForceAddFlags == 1
+		for i := range b.FriendItem {
+			f := &b.FriendItem[i]
+			item := base
+			item.To, item.Remark, item.GroupName, item.AddSource, item.Wording = f.ToAccount, f.Remark, f.GroupName, f.AddSource, f.AddWording
+			items = append(items, item)
+		}
+	case kindPrevFriendResponse:
+		// From_Account is the user answering; To_Account is the original requester.
+		for i := range b.ResponseFriendItem {
+			f := &b.ResponseFriendItem[i]
+			item := base
+			item.To, item.Remark, item.GroupName, item.ResponseAction = f.ToAccount, f.Remark, f.TagName, f.ResponseAction
+			items = append(items, item)
+		}
+	}
+	return items
+}
+
+// failTencent answers a request that was not decided with ActionStatus FAIL and the HTTP
+// status as ErrorCode. When the items are known (withItems), each gets the failure
+// policy's verdict, for a console set to read the body of a failed callback.
+func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *refusal, withItems bool) {
+	h.refused(cmd, ProtocolTencent, "", rf)
+	out := append(c.out[:0], `{"ActionStatus":"FAIL","ErrorCode":`...)
+	out = appendInt(out, int64(rf.status))
+	out = append(out, `,"ErrorInfo":`...)
+	out = appendString(out, "friendgate: "+rf.reason)
+	if withItems {
+		out = append(out, `,"ResultItem":[`...)
+		for i := range c.items {
+			if i > 0 {
+				out = append(out, ',')
+			}
+			if h.opts.FailurePolicy == FailDeny {
+				out = appendTencentItem(out, c.items[i].To, FailureCode, "friend request could not be checked")
+			} else {
+				out = appendTencentItem(out, c.items[i].To, 0, "")
+			}
+		}
+		out = append(out, ']')
+	}
+	out = append(out, '}')
+	c.out = out
+	writeJSON(w, rf.status, out)
+}
+
+const (
+	tencentOK     = `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}`
+	tencentOKOpen = `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"","ResultItem":[`
+)
+
+func appendTencentItem(b []byte, to string, code int64, info string) []byte {
+	b = append(b, `{"To_Account":`...)
+	b = appendString(b, to)
+	b = append(b, `,"ResultCode":`...)
+	b = appendInt(b, code)
+	b = append(b, `,"ResultInfo":`...)
+	b = appendString(b, info)
+	return append(b, '}')
+}
