@@ -47,7 +47,7 @@ FriendPolicy resources: blocklists, exemptions and rules.`,
 	zapOpts.BindFlags(logFlags)
 	root.PersistentFlags().AddGoFlagSet(logFlags)
 
-	root.AddCommand(newTestCommand())
+	root.AddCommand(newServeCommand(), newTestCommand())
 	return root
 }
 

@@ -1,0 +1,134 @@
+package cmd
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/spf13/pflag"
+
+	"github.com/friendgate/friendgate/internal/dirwatch"
+	"github.com/friendgate/friendgate/webhook"
+)
+
+// callbackFlags are the settings of the callback server, shared by `serve` and `webhook`.
+type callbackFlags struct {
+	addr             string
+	failurePolicy    string
+	maxBodyBytes     int64
+	tencentTokensDir string
+	tencentMaxSkew   time.Duration
+	openIMCIDRs      []string
+	tlsCertFile      string
+	tlsKeyFile       string
+	logAllowEvery    uint64
+	shutdownTimeout  time.Duration
+}
+
+func (f *callbackFlags) bind(fs *pflag.FlagSet) {
+	fs.StringVar(&f.addr, "addr", ":8080", "address serving the callbacks (/openim, /tencent), /healthz, /readyz and /metrics")
+	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
+		"answer to a request that cannot be decided (malformed, too large, policies not loaded): Allow or Deny")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest callback body accepted; larger ones get 413")
+	fs.StringVar(&f.tencentTokensDir, "tencent-tokens-dir", "",
+		"directory with one file per Tencent SdkAppid holding its callback token (a mounted Secret); reread on change. "+
+			"When set, other SdkAppids get 403 and apps with a token must sign their callbacks. Empty accepts every app unsigned")
+	fs.DurationVar(&f.tencentMaxSkew, "tencent-max-clock-skew", time.Minute, "largest difference between a Tencent RequestTime and now")
+	fs.StringSliceVar(&f.openIMCIDRs, "openim-allowed-cidrs", nil,
+		"client CIDRs OpenIM callbacks are accepted from (comma-separated); others get 403. Empty accepts every client")
+	fs.StringVar(&f.tlsCertFile, "tls-cert-file", "", "serve TLS with this certificate (PEM), reloaded when it changes")
+	fs.StringVar(&f.tlsKeyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
+	fs.Uint64Var(&f.logAllowEvery, "log-allow-every", 0, "log one allowed request item in every N (0: none); denials are always logged")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+}
+
+// callbackServer is a configured callback server: its store, handler and metrics.
+type callbackServer struct {
+	flags    *callbackFlags
+	store    *webhook.Store
+	metrics  *webhook.Metrics
+	registry *prometheus.Registry
+	handler  *webhook.Handler
+	auth     *webhook.TencentAuth
+}
+
+// newCallbackServer validates the flags and builds the server; it warns about every
+// setting that leaves callers unauthenticated.
+func newCallbackServer(f *callbackFlags, log logr.Logger) (*callbackServer, error) {
+	fp, err := webhook.ParseFailurePolicy(f.failurePolicy)
+	if err != nil {
+		return nil, err
+	}
+	if f.maxBodyBytes <= 0 {
+		return nil, fmt.Errorf("--max-body-bytes must be positive, not %d", f.maxBodyBytes)
+	}
+	cidrs, err := webhook.ParseAddrFilter(f.openIMCIDRs)
+	if err != nil {
+		return nil, fmt.Errorf("--openim-allowed-cidrs: %w", err)
+	}
+	if (f.tlsCertFile == "") != (f.tlsKeyFile == "") {
+		return nil, fmt.Errorf("--tls-cert-file and --tls-key-file go together")
+	}
+	s := &callbackServer{flags: f, registry: prometheus.NewRegistry()}
+	s.registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.metrics = webhook.NewMetrics(s.registry)
+	s.store = webhook.NewStore(s.metrics)
+	if f.tencentTokensDir != "" {
+		if f.tencentMaxSkew <= 0 {
+			return nil, fmt.Errorf("--tencent-max-clock-skew must be positive, not %s", f.tencentMaxSkew)
+		}
+		s.auth = webhook.NewTencentAuth(f.tencentMaxSkew, nil)
+		tokens, err := webhook.ReadTencentTokens(f.tencentTokensDir)
+		if err != nil {
+			return nil, fmt.Errorf("--tencent-tokens-dir: %w", err)
+		}
+		s.auth.SetTokens(tokens)
+		log.Info("Tencent callbacks authenticated", "apps", len(tokens), "dir", f.tencentTokensDir)
+	} else {
+		log.Info("WARNING: --tencent-tokens-dir is not set: Tencent callbacks of every SdkAppid are accepted without a signature")
+	}
+	if len(cidrs) == 0 {
+		log.Info("WARNING: --openim-allowed-cidrs is not set: OpenIM callbacks are accepted from every client address")
+	}
+	s.handler = webhook.NewHandler(s.store, webhook.Options{
+		FailurePolicy:  fp,
+		MaxBodyBytes:   f.maxBodyBytes,
+		TencentAuth:    s.auth,
+		OpenIMClients:  cidrs,
+		LogAllowEvery:  f.logAllowEvery,
+		Logger:         log,
+		Metrics:        s.metrics,
+		MetricsHandler: promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}),
+	})
+	return s, nil
+}
+
+// run serves until ctx is done, rereading the Tencent tokens when they change.
+func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
+	if s.auth != nil {
+		go func() {
+			err := dirwatch.Watch(ctx, log.WithName("tencent-tokens"), []string{s.flags.tencentTokensDir},
+				dirwatch.Options{Debounce: 100 * time.Millisecond, Resync: time.Minute}, func() {
+					tokens, err := webhook.ReadTencentTokens(s.flags.tencentTokensDir)
+					if err != nil {
+						log.Error(err, "rereading Tencent tokens failed; the previous ones stay in force")
+						return
+					}
+					s.auth.SetTokens(tokens)
+					log.Info("Tencent tokens reloaded", "apps", len(tokens))
+				})
+			if err != nil {
+				log.Error(err, "watching the Tencent tokens directory failed; tokens will not be reloaded")
+			}
+		}()
+	}
+	return webhook.ListenAndServe(ctx, log, s.handler, webhook.ServerOptions{
+		Addr:            s.flags.addr,
+		CertFile:        s.flags.tlsCertFile,
+		KeyFile:         s.flags.tlsKeyFile,
+		ShutdownTimeout: s.flags.shutdownTimeout,
+	})
+}
