@@ -274,6 +274,30 @@ type Rule struct {
 // ConditionReady is the kstatus condition that says whether the policy is valid and enforced.
 const ConditionReady = "Ready"
 
+// Reasons of the Ready condition.
+const (
+	// ReasonEnforced: the policy compiled and every live webhook replica enforces its
+	// current generation (Ready=True).
+	ReasonEnforced = "Enforced"
+	// ReasonPropagating: the policy compiled; some live webhook replicas still enforce an
+	// older generation.
+	ReasonPropagating = "Propagating"
+	// ReasonNoReplicas: the policy compiled, but no live webhook replica reports, so it is
+	// enforced nowhere.
+	ReasonNoReplicas = "NoReplicas"
+	// ReasonInvalid: the spec does not compile (a pattern, CIDR or CEL expression the
+	// schema could not check).
+	ReasonInvalid = "Invalid"
+	// ReasonListError: a list selected by configMapSelector cannot be used: a line is not
+	// a valid user ID, or the list is too large.
+	ReasonListError = "ListError"
+)
+
+// LabelList is the label a ConfigMap must carry for blocklists to read it: webhook
+// replicas watch only ConfigMaps that have it, whatever its value. A configMapSelector
+// selects among those.
+const LabelList = "friendgate.io/list"
+
 // FriendPolicyStatus is the observed state of a FriendPolicy.
 type FriendPolicyStatus struct {
 	// observedGeneration is the generation of the spec this status describes.
@@ -295,6 +319,25 @@ type FriendPolicyStatus struct {
 	// ConfigMap lists included.
 	// +optional
 	BlocklistEntries int64 `json:"blocklistEntries,omitempty"`
+
+	// configMaps are the names of the ConfigMaps the blocklists were read from.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1024
+	ConfigMaps []string `json:"configMaps,omitempty"`
+
+	// replicas is the number of live webhook replicas.
+	// +optional
+	Replicas int32 `json:"replicas,omitempty"`
+
+	// enforcedReplicas is the number of live webhook replicas that enforce
+	// observedGeneration.
+	// +optional
+	EnforcedReplicas int32 `json:"enforcedReplicas,omitempty"`
+
+	// enforced is enforcedReplicas/replicas, for kubectl get.
+	// +optional
+	Enforced string `json:"enforced,omitempty"`
 }
 
 // FriendPolicy declares blocklists, exemptions and rules that decide whether two users of
@@ -306,6 +349,7 @@ type FriendPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`,priority=1
 // +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.rules`
 // +kubebuilder:printcolumn:name="Entries",type=integer,JSONPath=`.status.blocklistEntries`
+// +kubebuilder:printcolumn:name="Enforced",type=string,JSONPath=`.status.enforced`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`

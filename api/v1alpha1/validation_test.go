@@ -571,12 +571,13 @@ func TestStatusSubresource(t *testing.T) {
 		t.Errorf("status.rules = %d after an update of the main resource, want 0 (status must be a subresource)", fp.Status.Rules)
 	}
 
-	fp.Status = v1alpha1.FriendPolicyStatus{ObservedGeneration: fp.Generation, Rules: 1, BlocklistEntries: 1}
+	fp.Status = v1alpha1.FriendPolicyStatus{ObservedGeneration: fp.Generation, Rules: 1, BlocklistEntries: 1,
+		Replicas: 2, EnforcedReplicas: 2, Enforced: "2/2"}
 	meta.SetStatusCondition(&fp.Status.Conditions, metav1.Condition{
 		Type:               v1alpha1.ConditionReady,
 		Status:             metav1.ConditionTrue,
-		Reason:             "Compiled",
-		Message:            "policy compiled",
+		Reason:             v1alpha1.ReasonEnforced,
+		Message:            "2/2 webhook replicas enforce generation 1",
 		ObservedGeneration: fp.Generation,
 	})
 	fp.Spec.Priority = 42 // must be ignored by the status subresource
@@ -601,8 +602,8 @@ func TestStatusSubresource(t *testing.T) {
 		t.Errorf("status counts = %d rules, %d entries; want 1, 1", got.Status.Rules, got.Status.BlocklistEntries)
 	}
 	ready := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
-	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != "Compiled" || ready.LastTransitionTime.IsZero() {
-		t.Errorf("Ready condition = %+v, want True/Compiled with a transition time", ready)
+	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != v1alpha1.ReasonEnforced || ready.LastTransitionTime.IsZero() {
+		t.Errorf("Ready condition = %+v, want True/Enforced with a transition time", ready)
 	}
 
 	// An invalid condition is refused by the metav1.Condition schema.
@@ -620,7 +621,7 @@ func TestStatusSubresource(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		columns = append(columns, c.Name)
 	}
-	wantColumns := []string{"Name", "Action", "Priority", "Rules", "Entries", "Ready", "Reason", "Age"}
+	wantColumns := []string{"Name", "Action", "Priority", "Rules", "Entries", "Enforced", "Ready", "Reason", "Age"}
 	if !slices.Equal(columns, wantColumns) {
 		t.Fatalf("table columns = %v, want %v", columns, wantColumns)
 	}
@@ -633,7 +634,7 @@ func TestStatusSubresource(t *testing.T) {
 	}
 	for col, want := range map[string]any{
 		"Name": "with-status", "Action": "Deny", "Priority": float64(0), "Rules": float64(1),
-		"Entries": float64(1), "Ready": "True", "Reason": "Compiled",
+		"Entries": float64(1), "Enforced": "2/2", "Ready": "True", "Reason": v1alpha1.ReasonEnforced,
 	} {
 		if cells[col] != want {
 			t.Errorf("column %s = %#v, want %#v", col, cells[col], want)
@@ -711,6 +712,7 @@ func TestPrinterColumns(t *testing.T) {
 		{"Priority", "integer", ".spec.priority", 1},
 		{"Rules", "integer", ".status.rules", 0},
 		{"Entries", "integer", ".status.blocklistEntries", 0},
+		{"Enforced", "string", ".status.enforced", 0},
 		{"Ready", "string", `.status.conditions[?(@.type=="Ready")].status`, 0},
 		{"Reason", "string", `.status.conditions[?(@.type=="Ready")].reason`, 1},
 		{"Age", "date", ".metadata.creationTimestamp", 0},
