@@ -2,9 +2,12 @@
 package cmd
 
 import (
+	"context"
 	goflag "flag"
 	"fmt"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/go-logr/logr"
 	"github.com/spf13/cobra"
@@ -47,9 +50,18 @@ FriendPolicy resources: blocklists, exemptions and rules.`,
 	zapOpts.BindFlags(logFlags)
 	root.PersistentFlags().AddGoFlagSet(logFlags)
 
-	root.AddCommand(newServeCommand(), newTestCommand())
+	if kubeconfig := goflag.CommandLine.Lookup("kubeconfig"); kubeconfig != nil {
+		root.PersistentFlags().AddGoFlag(kubeconfig)
+	}
+
+	root.AddCommand(newServeCommand(), newTestCommand(), newWebhookCommand())
 	return root
 }
 
 // logger returns the process logger once flags are parsed.
 func logger(name string) logr.Logger { return ctrl.Log.WithName(name) }
+
+// signalContext is cancelled on SIGINT or SIGTERM, so every role shuts down gracefully.
+func signalContext(parent context.Context) (context.Context, context.CancelFunc) {
+	return signal.NotifyContext(parent, os.Interrupt, syscall.SIGTERM)
+}

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
-	"syscall"
 
 	"github.com/spf13/cobra"
 
@@ -43,11 +41,11 @@ Cloud Chat's at http://HOST:8080/tencent. /readyz turns ready once the policies 
 				}
 			}
 			log := logger("serve")
-			srv, err := newCallbackServer(&flags, log)
+			srv, err := newCallbackServer(&flags, log, standaloneRegistry())
 			if err != nil {
 				return err
 			}
-			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			ctx, stop := signalContext(cmd.Context())
 			defer stop()
 
 			src := &filesource.Source{

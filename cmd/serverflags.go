@@ -7,6 +7,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
 
@@ -50,14 +51,29 @@ type callbackServer struct {
 	flags    *callbackFlags
 	store    *webhook.Store
 	metrics  *webhook.Metrics
-	registry *prometheus.Registry
+	registry registry
 	handler  *webhook.Handler
 	auth     *webhook.TencentAuth
 }
 
-// newCallbackServer validates the flags and builds the server; it warns about every
-// setting that leaves callers unauthenticated.
-func newCallbackServer(f *callbackFlags, log logr.Logger) (*callbackServer, error) {
+// registry is where the callback server's metrics go and what /metrics serves.
+type registry interface {
+	prometheus.Registerer
+	prometheus.Gatherer
+}
+
+// standaloneRegistry is the registry of `serve`: the callback metrics and the Go and
+// process collectors. The cluster roles use controller-runtime's registry instead, which
+// has those and the client and workqueue metrics.
+func standaloneRegistry() registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// newCallbackServer validates the flags and builds the server with its metrics in reg; it
+// warns about every setting that leaves callers unauthenticated.
+func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callbackServer, error) {
 	fp, err := webhook.ParseFailurePolicy(f.failurePolicy)
 	if err != nil {
 		return nil, err
@@ -72,9 +88,8 @@ func newCallbackServer(f *callbackFlags, log logr.Logger) (*callbackServer, erro
 	if (f.tlsCertFile == "") != (f.tlsKeyFile == "") {
 		return nil, fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
-	s := &callbackServer{flags: f, registry: prometheus.NewRegistry()}
-	s.registry.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
-	s.metrics = webhook.NewMetrics(s.registry)
+	s := &callbackServer{flags: f, registry: reg}
+	s.metrics = webhook.NewMetrics(reg)
 	s.store = webhook.NewStore(s.metrics)
 	if f.tencentTokensDir != "" {
 		if f.tencentMaxSkew <= 0 {

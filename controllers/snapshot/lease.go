@@ -1,0 +1,160 @@
+package snapshot
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/friendgate/friendgate/internal/replica"
+)
+
+// minReportInterval bounds how often a replica writes its Lease when its snapshot
+// changes, so a burst of policy changes costs the API server one write a second per
+// replica, not one per change.
+const minReportInterval = time.Second
+
+// LeaseReporter keeps the replica's Lease: renewed every third of Duration, updated with
+// the watermark of the snapshot in force, deleted on shutdown. It is a manager Runnable
+// that runs on every replica.
+type LeaseReporter struct {
+	// Client writes the Lease; Reader reads it (the manager's API reader: the replica
+	// does not cache Leases).
+	Client client.Client
+	Reader client.Reader
+	// Namespace and ID name the Lease (replica.LeaseName(ID)).
+	Namespace, ID string
+	// Duration is how long the replica counts as alive after a renewal; 0 means
+	// replica.DefaultLeaseDuration.
+	Duration time.Duration
+	// PodName and PodUID, when set, make the Pod the Lease's owner, so the garbage
+	// collector deletes the Lease of a Pod that is gone.
+	PodName string
+	PodUID  types.UID
+	Log     logr.Logger
+
+	mu        sync.Mutex
+	watermark string
+	changed   chan struct{}
+}
+
+// NeedLeaderElection is false: every replica reports.
+func (r *LeaseReporter) NeedLeaderElection() bool { return false }
+
+// SetWatermark records the watermark of the snapshot now in force; the Lease is updated
+// soon after.
+func (r *LeaseReporter) SetWatermark(rv string) {
+	r.mu.Lock()
+	r.watermark = rv
+	ch := r.signal()
+	r.mu.Unlock()
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+func (r *LeaseReporter) signal() chan struct{} {
+	if r.changed == nil {
+		r.changed = make(chan struct{}, 1)
+	}
+	return r.changed
+}
+
+func (r *LeaseReporter) current() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.watermark
+}
+
+// Start writes the Lease until ctx is done, then deletes it so the controller stops
+// counting this replica at once rather than after the Lease expires.
+func (r *LeaseReporter) Start(ctx context.Context) error {
+	if r.Duration <= 0 {
+		r.Duration = replica.DefaultLeaseDuration
+	}
+	r.mu.Lock()
+	changed := r.signal()
+	r.mu.Unlock()
+	renew := time.NewTicker(r.Duration / 3)
+	defer renew.Stop()
+	var last time.Time
+	for {
+		if err := r.write(ctx); err != nil {
+			// The API server may be away; the next tick retries. Decisions do not depend on it.
+			r.Log.Error(err, "writing the replica Lease failed", "lease", replica.LeaseName(r.ID))
+		}
+		last = time.Now()
+		select {
+		case <-ctx.Done():
+			r.delete()
+			return nil
+		case <-renew.C:
+		case <-changed:
+			if wait := minReportInterval - time.Since(last); wait > 0 {
+				select {
+				case <-ctx.Done():
+					r.delete()
+					return nil
+				case <-time.After(wait):
+				}
+			}
+		}
+	}
+}
+
+func (r *LeaseReporter) write(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, r.Duration/3)
+	defer cancel()
+	now := metav1.NewMicroTime(time.Now())
+	key := client.ObjectKey{Namespace: r.Namespace, Name: replica.LeaseName(r.ID)}
+	var lease coordinationv1.Lease
+	err := r.Reader.Get(ctx, key, &lease)
+	if apierrors.IsNotFound(err) {
+		lease = coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
+		r.fill(&lease, now)
+		lease.Spec.AcquireTime = &now
+		return r.Client.Create(ctx, &lease)
+	}
+	if err != nil {
+		return err
+	}
+	r.fill(&lease, now)
+	return r.Client.Update(ctx, &lease)
+}
+
+func (r *LeaseReporter) fill(l *coordinationv1.Lease, now metav1.MicroTime) {
+	if l.Labels == nil {
+		l.Labels = map[string]string{}
+	}
+	l.Labels[replica.ComponentLabel] = replica.ComponentWebhookReplica
+	if l.Annotations == nil {
+		l.Annotations = map[string]string{}
+	}
+	l.Annotations[replica.PoliciesResourceVersionAnnotation] = r.current()
+	if r.PodName != "" && r.PodUID != "" {
+		l.OwnerReferences = []metav1.OwnerReference{{
+			APIVersion: "v1", Kind: "Pod", Name: r.PodName, UID: r.PodUID,
+		}}
+	}
+	l.Spec.HolderIdentity = ptr.To(r.ID)
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(r.Duration / time.Second))
+	l.Spec.RenewTime = &now
+}
+
+// delete removes the Lease with a short deadline of its own, since ctx is already done.
+func (r *LeaseReporter) delete() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: replica.LeaseName(r.ID)}}
+	if err := r.Client.Delete(ctx, lease); err != nil && !apierrors.IsNotFound(err) {
+		r.Log.Error(err, "deleting the replica Lease failed; it expires by itself", "lease", lease.Name)
+	}
+}

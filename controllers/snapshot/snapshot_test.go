@@ -1,0 +1,257 @@
+package snapshot
+
+import (
+	"context"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Run(m, func(e *testenv.Env) { env = e }))
+}
+
+// latest holds the last snapshot a Builder produced.
+type latest struct {
+	mu        sync.Mutex
+	snap      *policy.Snapshot
+	watermark string
+	builds    int
+}
+
+func (l *latest) set(s *policy.Snapshot, wm string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.snap, l.watermark = s, wm
+	l.builds++
+}
+
+func (l *latest) get() (*policy.Snapshot, string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.snap, l.watermark
+}
+
+// startReplica runs a Builder and a LeaseReporter on a manager configured as
+// `friendgate webhook` configures it, until the test ends or stop is called.
+func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
+	t.Helper()
+	req, _ := labels.NewRequirement(v1alpha1.LabelList, selection.Exists, nil)
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme: env.Scheme,
+		Cache: cache.Options{
+			ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*req)}},
+			DefaultTransform: cache.TransformStripManagedFields(),
+		},
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l = &latest{}
+	reporter := &LeaseReporter{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, ID: id, Duration: 3 * time.Second, Log: logr.Discard()}
+	builder := &Builder{Cache: mgr.GetCache(), Log: logr.Discard(), OnSnapshot: func(s *policy.Snapshot, wm string) {
+		l.set(s, wm)
+		reporter.SetWatermark(wm)
+	}}
+	if err := mgr.Add(builder); err != nil {
+		t.Fatal(err)
+	}
+	if err := mgr.Add(reporter); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				t.Errorf("manager: %v", err)
+			}
+		})
+	}
+	t.Cleanup(stop)
+	return l, stop
+}
+
+// eventually polls cond until it holds or 20 s pass.
+func eventually(t *testing.T, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s; last state: %s", what, state)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func decide(l *latest, from string) string {
+	snap, _ := l.get()
+	if snap == nil {
+		return "no snapshot"
+	}
+	d := snap.Decide(&policy.Request{Event: "FriendRequest", From: from, To: "bob"})
+	if d.Deny == nil {
+		return "allow"
+	}
+	return d.Deny.Detail
+}
+
+func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
+	ctx := context.Background()
+	ns := env.NewNamespace(t, "builder")
+	l, _ := startReplica(t, ns, "replica-a")
+	eventually(t, "the first snapshot", func() (bool, string) { s, _ := l.get(); return s != nil, "none" })
+
+	fp := &v1alpha1.FriendPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "spam"},
+		Spec: v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{{
+			Name: "spammers", Users: []string{"spam_1"},
+			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spammers"}},
+		}, {
+			// Selects ConfigMaps without friendgate.io/list, which replicas must not see.
+			Name:              "unlabelled",
+			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spammers"}},
+		}}},
+	}
+	if err := env.Client.Create(ctx, fp); err != nil {
+		t.Fatal(err)
+	}
+	want := ns + "/spam/blocklist/spammers"
+	steps := []struct {
+		name   string
+		change func() error
+		from   string
+		want   string
+	}{
+		{"created policy is enforced", func() error { return nil }, "spam_1", want},
+		{"labelled ConfigMap feeds the list", func() error {
+			return env.Client.Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "list-1", Labels: map[string]string{v1alpha1.LabelList: "spammers"}},
+				Data:       map[string]string{"users.txt": "spam_100\n"},
+			})
+		}, "spam_100", want},
+		{"an unlabelled ConfigMap is not even seen", func() error {
+			return env.Client.Create(ctx, &corev1.ConfigMap{
+				ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "unlabelled", Labels: map[string]string{"list": "spammers"}},
+				Data:       map[string]string{"users.txt": "spam_200\n"},
+			})
+		}, "spam_200", "allow"},
+		{"editing the ConfigMap changes the list", func() error {
+			var cm corev1.ConfigMap
+			if err := env.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "list-1"}, &cm); err != nil {
+				return err
+			}
+			cm.Data["users.txt"] = "spam_101\n"
+			return env.Client.Update(ctx, &cm)
+		}, "spam_100", "allow"},
+		{"spec update applies", func() error {
+			if err := env.Client.Get(ctx, client.ObjectKeyFromObject(fp), fp); err != nil {
+				return err
+			}
+			fp.Spec.Blocklists[0].Users = []string{"spam_2"}
+			return env.Client.Update(ctx, fp)
+		}, "spam_2", want},
+		{"deleting the policy removes it", func() error { return env.Client.Delete(ctx, fp) }, "spam_2", "allow"},
+	}
+	for _, st := range steps {
+		if err := st.change(); err != nil {
+			t.Fatalf("%s: %v", st.name, err)
+		}
+		eventually(t, st.name, func() (bool, string) {
+			got := decide(l, st.from)
+			return got == st.want, "from " + st.from + ": " + got
+		})
+	}
+}
+
+func TestLeaseReportsWatermark(t *testing.T) {
+	ctx := context.Background()
+	ns := env.NewNamespace(t, "lease")
+	l, stop := startReplica(t, ns, "replica-b")
+
+	fp := &v1alpha1.FriendPolicy{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"},
+		Spec:       v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{{Name: "b", Users: []string{"x"}}}},
+	}
+	if err := env.Client.Create(ctx, fp); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKey{Namespace: ns, Name: replica.LeaseName("replica-b")}
+	eventually(t, "the Lease to report the policy's resourceVersion", func() (bool, string) {
+		var lease coordinationv1.Lease
+		if err := env.Client.Get(ctx, key, &lease); err != nil {
+			return false, err.Error()
+		}
+		st, ok := replica.FromLease(&lease)
+		if !ok {
+			return false, "not a replica Lease"
+		}
+		if !st.Alive(time.Now()) || st.ID != "replica-b" {
+			return false, "not alive"
+		}
+		return st.Enforces(fp.ResourceVersion), "watermark " + st.PoliciesResourceVersion + " < " + fp.ResourceVersion
+	})
+	if _, wm := l.get(); replica.Newer(fp.ResourceVersion, wm) {
+		t.Fatalf("builder watermark %s is older than the policy's %s", wm, fp.ResourceVersion)
+	}
+
+	stop()
+	var lease coordinationv1.Lease
+	if err := env.Client.Get(ctx, key, &lease); !apierrors.IsNotFound(err) {
+		t.Fatalf("the Lease must be deleted on shutdown; Get: %v", err)
+	}
+}
+
+func TestInputsChangeOnlyWithSpecOrSelectedLists(t *testing.T) {
+	fp := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{UID: "u1", Generation: 3}}
+	cm := func(name, rv string) *corev1.ConfigMap {
+		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: rv}}
+	}
+	base := inputs(fp, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")})
+	for _, tt := range []struct {
+		name string
+		fp   *v1alpha1.FriendPolicy
+		cms  []*corev1.ConfigMap
+		same bool
+	}{
+		{"same inputs in another order", fp, []*corev1.ConfigMap{cm("b", "11"), cm("a", "10")}, true},
+		{"status-only change (same generation)", &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{UID: "u1", Generation: 3, ResourceVersion: "99"}}, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")}, true},
+		{"new generation", &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{UID: "u1", Generation: 4}}, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")}, false},
+		{"recreated policy", &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{UID: "u2", Generation: 3}}, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")}, false},
+		{"edited ConfigMap", fp, []*corev1.ConfigMap{cm("a", "12"), cm("b", "11")}, false},
+		{"ConfigMap gone", fp, []*corev1.ConfigMap{cm("a", "10")}, false},
+	} {
+		if got := inputs(tt.fp, tt.cms) == base; got != tt.same {
+			t.Errorf("%s: same inputs = %v, want %v", tt.name, got, tt.same)
+		}
+	}
+}
