@@ -124,21 +124,14 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 // run serves until ctx is done, rereading the Tencent tokens when they change.
 func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 	if s.auth != nil {
-		go func() {
-			err := dirwatch.Watch(ctx, log.WithName("tencent-tokens"), []string{s.flags.tencentTokensDir},
-				dirwatch.Options{Debounce: 100 * time.Millisecond, Resync: time.Minute}, func() {
-					tokens, err := webhook.ReadTencentTokens(s.flags.tencentTokensDir)
-					if err != nil {
-						log.Error(err, "rereading Tencent tokens failed; the previous ones stay in force")
-						return
-					}
-					s.auth.SetTokens(tokens)
-					log.Info("Tencent tokens reloaded", "apps", len(tokens))
-				})
-			if err != nil {
-				log.Error(err, "watching the Tencent tokens directory failed; tokens will not be reloaded")
-			}
-		}()
+		// Watch before rereading, so a rotation between start-up and now is not missed.
+		w, err := dirwatch.New(log.WithName("tencent-tokens"), []string{s.flags.tencentTokensDir},
+			dirwatch.Options{Debounce: 100 * time.Millisecond, Resync: time.Minute})
+		if err != nil {
+			return fmt.Errorf("watching --tencent-tokens-dir: %w", err)
+		}
+		s.reloadTokens(log)
+		go w.Run(ctx, func() { s.reloadTokens(log) })
 	}
 	return webhook.ListenAndServe(ctx, log, s.handler, webhook.ServerOptions{
 		Addr:            s.flags.addr,
@@ -146,4 +139,15 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 		KeyFile:         s.flags.tlsKeyFile,
 		ShutdownTimeout: s.flags.shutdownTimeout,
 	})
+}
+
+// reloadTokens rereads the Tencent tokens; on failure the previous ones stay in force.
+func (s *callbackServer) reloadTokens(log logr.Logger) {
+	tokens, err := webhook.ReadTencentTokens(s.flags.tencentTokensDir)
+	if err != nil {
+		log.Error(err, "rereading Tencent tokens failed; the previous ones stay in force")
+		return
+	}
+	s.auth.SetTokens(tokens)
+	log.V(1).Info("Tencent tokens read", "apps", len(tokens))
 }

@@ -74,7 +74,7 @@ func openIMRoute(r *http.Request) (appID, command string, ok bool) {
 	switch {
 	case n == 0:
 		return "", query, true
-	case n == 1 && query != "":
+	case n == 1 && query != "" && query != segs[0]:
 		return segs[0], query, true
 	case n == 1:
 		return "", segs[0], true
@@ -100,23 +100,27 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
 	appID, name, ok := openIMRoute(r)
 	cmd := h.openIMCommand(name)
 	defer observe(&cmd, start)
+	// Only a URL that names a notification or another command friendgate does not
+	// decide gets "continue" whatever goes wrong; a request whose command is unknown
+	// because the URL or body could not be read gets the failure policy.
+	continues := ok && name != "" && cmd.kind == kindNotify
 	if !ok {
-		h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusNotFound, "unknown callback path " + truncate(r.URL.Path, 128)})
+		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusNotFound, "unknown callback path " + truncate(r.URL.Path, 128)})
 		return
 	}
 	if !h.opts.OpenIMClients.Allows(r.RemoteAddr) {
 		h.opts.Metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientAddress).Inc()
-		h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
+		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
 		return
 	}
 	if rf := h.readBody(r, c); rf != nil {
-		h.failOpenIM(w, c, cmd, traceID, rf)
+		h.failOpenIM(w, c, cmd, continues, traceID, rf)
 		return
 	}
 	if name == "" || cmd.kind != kindNotify {
 		c.oim.reset()
 		if err := json.Unmarshal(c.body, &c.oim); err != nil {
-			h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()})
+			h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()})
 			return
 		}
 		if name == "" {
@@ -130,7 +134,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := h.store.Snapshot()
 	if snap == nil {
-		h.failOpenIM(w, c, cmd, traceID, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"})
+		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"})
 		return
 	}
 	c.items = openIMItems(cmd, appID, &c.oim, c.items[:0])
@@ -181,12 +185,13 @@ func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Re
 }
 
 // failOpenIM answers a request that was not decided. Callers failing authentication are
-// always refused; otherwise the failure policy says whether the operation continues.
-func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, traceID string, rf *refusal) {
+// always refused; otherwise the operation continues when the URL named a command that is
+// never refused (continues), else the failure policy decides.
+func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, continues bool, traceID string, rf *refusal) {
 	h.refused(cmd, ProtocolOpenIM, traceID, rf)
 	out := c.out[:0]
 	authFailure := rf.status == http.StatusUnauthorized || rf.status == http.StatusForbidden
-	if !authFailure && (cmd.kind == kindNotify || h.opts.FailurePolicy == FailAllow) {
+	if !authFailure && (continues || h.opts.FailurePolicy == FailAllow) {
 		out = appendOpenIMContinue(out)
 	} else {
 		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", "friendgate: "+rf.reason)

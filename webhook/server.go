@@ -86,11 +86,10 @@ type Handler struct {
 	calls   sync.Pool
 	allowed atomic.Uint64
 
-	openIM        map[string]*command
-	openIMOther   *command
-	tencent       map[string]*command
-	tencentOther  *command
-	tencentNoAuth *command
+	openIM       map[string]*command
+	openIMOther  *command
+	tencent      map[string]*command
+	tencentOther *command
 }
 
 // command is one entry of a protocol's command table with its metrics resolved.
@@ -303,7 +302,7 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 		for _, v := range d.WouldDeny {
 			m.wouldByPolicy.get(v.Policy).Inc()
 			h.logItem("would deny (dry run)", protocol, cmd, operationID, item,
-				"policy", v.Policy, "entry", v.Detail, "code", v.Code)
+				"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message)
 		}
 		if len(d.Errors) > 0 {
 			h.opts.Metrics.ruleErrors.Add(float64(len(d.Errors)))

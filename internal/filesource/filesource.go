@@ -101,6 +101,9 @@ func (s *Source) load(skipUnchanged bool) error {
 	}
 	s.generation++
 	s.Log.Info("policies loaded", "policies", len(compiled), "files", files, "generation", s.generation)
+	if len(compiled) == 0 {
+		s.Log.Info("WARNING: no FriendPolicy found in the policy files; every request is allowed", "paths", s.Paths)
+	}
 	for _, c := range compiled {
 		for _, w := range c.Warnings {
 			s.Log.Info("policy warning", "policy", c.Key, "warning", w)
