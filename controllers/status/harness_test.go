@@ -1,0 +1,336 @@
+package status_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr/funcr"
+	coordinationv1 "k8s.io/api/coordination/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/controllers/status"
+	"github.com/friendgate/friendgate/internal/replica"
+)
+
+const (
+	// waitTimeout bounds every wait for the controller; generous for a loaded 2-core machine.
+	waitTimeout = 30 * time.Second
+	// caughtUp is the watermark of a replica that has applied every FriendPolicy change
+	// the tests make.
+	caughtUp = "999999999999"
+)
+
+// harness is a running status controller whose manager sees only one namespace, which
+// also holds the replica Leases.
+type harness struct {
+	t  *testing.T
+	ns string
+	// api reads and writes the API server directly.
+	api client.Client
+	// cached is the manager's client, reading through the controller's cache.
+	cached client.Client
+	r      *status.Reconciler
+	events *eventLog
+}
+
+func newHarness(t *testing.T) *harness {
+	t.Helper()
+	ns := env.NewNamespace(t, "status")
+	var logs logBuffer
+	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
+		Scheme:                 env.Scheme,
+		Logger:                 funcr.New(logs.add, funcr.Options{}),
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache: cache.Options{
+			DefaultNamespaces: map[string]cache.Config{ns: {}},
+			ByObject:          status.CacheByObject(ns),
+		},
+		// Every test runs the same controller in its own manager.
+		Controller: config.Controller{SkipNameValidation: new(true)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{
+		t:      t,
+		ns:     ns,
+		api:    env.Client,
+		cached: mgr.GetClient(),
+		events: &eventLog{EventRecorder: mgr.GetEventRecorder("friendgate-controller")},
+	}
+	h.r = &status.Reconciler{
+		Client:   mgr.GetClient(),
+		Recorder: h.events,
+		Replicas: status.NewTracker(mgr.GetCache(), ns),
+	}
+	if err := h.r.SetupWithManager(mgr); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("manager: %v", err)
+		}
+		if t.Failed() {
+			t.Logf("controller log:\n%s", logs.String())
+		}
+	})
+	return h
+}
+
+// logBuffer keeps the manager's log, shown only when a test fails: a logger writing to
+// t.Log would panic when a goroutine logs after the test ended.
+type logBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *logBuffer) add(prefix, args string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fmt.Fprintf(&l.b, "%s %s %s\n", time.Now().Format("15:04:05.000"), prefix, args)
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// eventLog passes Events on to the real recorder and keeps a copy, so tests can tell
+// exactly which Events the reconciler emitted and when.
+type eventLog struct {
+	events.EventRecorder
+	mu  sync.Mutex
+	got []recordedEvent
+}
+
+type recordedEvent struct {
+	Object, Type, Reason, Note string
+}
+
+func (l *eventLog) Eventf(regarding, related runtime.Object, eventType, reason, action, note string, args ...any) {
+	l.mu.Lock()
+	l.got = append(l.got, recordedEvent{regarding.(client.Object).GetName(), eventType, reason, fmt.Sprintf(note, args...)})
+	l.mu.Unlock()
+	l.EventRecorder.Eventf(regarding, related, eventType, reason, action, note, args...)
+}
+
+// of returns the Events emitted about the named policy, in order.
+func (l *eventLog) of(name string) []recordedEvent {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []recordedEvent
+	for _, e := range l.got {
+		if e.Object == name {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
+func (h *harness) createPolicy(name string, spec v1alpha1.FriendPolicySpec) *v1alpha1.FriendPolicy {
+	h.t.Helper()
+	fp := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name}, Spec: spec}
+	if err := h.api.Create(context.Background(), fp); err != nil {
+		h.t.Fatalf("creating FriendPolicy %s: %v", name, err)
+	}
+	return fp
+}
+
+// updatePolicy changes a policy's spec and returns the policy as written.
+func (h *harness) updatePolicy(name string, change func(*v1alpha1.FriendPolicySpec)) *v1alpha1.FriendPolicy {
+	h.t.Helper()
+	fp := &v1alpha1.FriendPolicy{}
+	if err := h.api.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: name}, fp); err != nil {
+		h.t.Fatal(err)
+	}
+	change(&fp.Spec)
+	if err := h.api.Update(context.Background(), fp); err != nil {
+		h.t.Fatalf("updating FriendPolicy %s: %v", name, err)
+	}
+	return fp
+}
+
+// fakeReplica is a webhook replica as its Lease describes it.
+type fakeReplica struct {
+	id        string
+	watermark string
+	renewed   time.Time
+	duration  time.Duration
+}
+
+// live is a replica that has just renewed a 30 s Lease.
+func live(id, watermark string) fakeReplica {
+	return fakeReplica{id: id, watermark: watermark, renewed: time.Now(), duration: 30 * time.Second}
+}
+
+// setReplica creates or updates the replica's Lease as the webhook would.
+func (h *harness) setReplica(r fakeReplica) {
+	h.t.Helper()
+	ctx := context.Background()
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: replica.LeaseName(r.id)}}
+	err := h.api.Get(ctx, client.ObjectKeyFromObject(l), l)
+	if err != nil && !apierrors.IsNotFound(err) {
+		h.t.Fatal(err)
+	}
+	l.Labels = map[string]string{replica.ComponentLabel: replica.ComponentWebhookReplica}
+	l.Annotations = map[string]string{replica.PoliciesResourceVersionAnnotation: r.watermark}
+	l.Spec = coordinationv1.LeaseSpec{
+		HolderIdentity:       new(r.id),
+		RenewTime:            new(metav1.NewMicroTime(r.renewed)),
+		LeaseDurationSeconds: new(int32(r.duration / time.Second)),
+	}
+	if apierrors.IsNotFound(err) {
+		err = h.api.Create(ctx, l)
+	} else {
+		err = h.api.Update(ctx, l)
+	}
+	if err != nil {
+		h.t.Fatalf("writing the Lease of replica %s: %v", r.id, err)
+	}
+}
+
+func (h *harness) createConfigMap(name string, labels map[string]string, users ...string) {
+	h.t.Helper()
+	cm := &corev1.ConfigMap{
+		ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name, Labels: labels},
+		Data:       map[string]string{"users.txt": strings.Join(users, "\n") + "\n"},
+	}
+	if err := h.api.Create(context.Background(), cm); err != nil {
+		h.t.Fatalf("creating ConfigMap %s: %v", name, err)
+	}
+}
+
+func (h *harness) updateConfigMap(name string, change func(*corev1.ConfigMap)) {
+	h.t.Helper()
+	cm := &corev1.ConfigMap{}
+	if err := h.api.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: name}, cm); err != nil {
+		h.t.Fatal(err)
+	}
+	change(cm)
+	if err := h.api.Update(context.Background(), cm); err != nil {
+		h.t.Fatalf("updating ConfigMap %s: %v", name, err)
+	}
+}
+
+func (h *harness) deleteConfigMap(name string) {
+	h.t.Helper()
+	cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: name}}
+	if err := h.api.Delete(context.Background(), cm); err != nil {
+		h.t.Fatalf("deleting ConfigMap %s: %v", name, err)
+	}
+}
+
+// expectation is a check of a policy as read from the API server; it returns what does
+// not match, or "".
+type expectation func(fp *v1alpha1.FriendPolicy) string
+
+// waitFor polls the policy until every expectation holds and returns it, or fails the
+// test after waitTimeout showing what still differs and the status.
+func (h *harness) waitFor(name string, want ...expectation) *v1alpha1.FriendPolicy {
+	h.t.Helper()
+	var (
+		fp       *v1alpha1.FriendPolicy
+		mismatch string
+	)
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		fp = &v1alpha1.FriendPolicy{}
+		if err := h.api.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: name}, fp); err != nil {
+			return false, err
+		}
+		mismatch = ""
+		for _, w := range want {
+			if m := w(fp); m != "" {
+				mismatch = m
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		st, _ := yaml.Marshal(fp.Status)
+		h.t.Fatalf("FriendPolicy %s/%s: %v; still %s\nstatus:\n%s", h.ns, name, err, mismatch, st)
+	}
+	return fp
+}
+
+// ready expects the current generation reported with this Ready status, reason and
+// enforced count.
+func ready(cond metav1.ConditionStatus, reason, enforced string) expectation {
+	return func(fp *v1alpha1.FriendPolicy) string {
+		c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady)
+		switch {
+		case fp.Status.ObservedGeneration != fp.Generation:
+			return fmt.Sprintf("observedGeneration %d, generation %d", fp.Status.ObservedGeneration, fp.Generation)
+		case c == nil:
+			return "no Ready condition"
+		case c.ObservedGeneration != fp.Generation:
+			return fmt.Sprintf("Ready describes generation %d, not %d", c.ObservedGeneration, fp.Generation)
+		case c.Status != cond || c.Reason != reason || fp.Status.Enforced != enforced:
+			return fmt.Sprintf("Ready=%s %s enforced %q, want Ready=%s %s enforced %q", c.Status, c.Reason, fp.Status.Enforced, cond, reason, enforced)
+		}
+		return ""
+	}
+}
+
+// message expects Ready's message to contain every part.
+func message(parts ...string) expectation {
+	return func(fp *v1alpha1.FriendPolicy) string {
+		c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady)
+		if c == nil {
+			return "no Ready condition"
+		}
+		for _, p := range parts {
+			if !strings.Contains(c.Message, p) {
+				return fmt.Sprintf("Ready message %q lacks %q", c.Message, p)
+			}
+		}
+		return ""
+	}
+}
+
+// entries expects these blocklist entry and ConfigMap counts.
+func entries(n int64, configMaps ...string) expectation {
+	return func(fp *v1alpha1.FriendPolicy) string {
+		if fp.Status.BlocklistEntries != n || strings.Join(fp.Status.ConfigMaps, ",") != strings.Join(configMaps, ",") {
+			return fmt.Sprintf("blocklistEntries %d configMaps %v, want %d %v", fp.Status.BlocklistEntries, fp.Status.ConfigMaps, n, configMaps)
+		}
+		return ""
+	}
+}
+
+// waitForCache waits until the controller's cache holds the policy as the API server does,
+// so a reconcile reads what the test just read.
+func (h *harness) waitForCache(fp *v1alpha1.FriendPolicy) {
+	h.t.Helper()
+	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		cached := &v1alpha1.FriendPolicy{}
+		err := h.cached.Get(ctx, client.ObjectKeyFromObject(fp), cached)
+		return err == nil && cached.ResourceVersion == fp.ResourceVersion, client.IgnoreNotFound(err)
+	})
+	if err != nil {
+		h.t.Fatalf("the cache never caught up with FriendPolicy %s at resourceVersion %s: %v", fp.Name, fp.ResourceVersion, err)
+	}
+}

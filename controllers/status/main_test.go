@@ -1,0 +1,17 @@
+package status_test
+
+import (
+	"os"
+	"testing"
+
+	"github.com/friendgate/friendgate/internal/testenv"
+)
+
+// env is the API server shared by the package's tests. Each test runs its own manager
+// restricted to its own namespace, so tests run in parallel without seeing each other's
+// policies or replica Leases.
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	os.Exit(testenv.Run(m, func(e *testenv.Env) { env = e }))
+}

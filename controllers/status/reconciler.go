@@ -1,0 +1,150 @@
+package status
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/policy"
+)
+
+// Event reasons besides the Ready reasons, and the actions events name.
+const (
+	// ReasonNoConfigMaps: a configMapSelector selects no labelled ConfigMap. The policy
+	// is still enforced, with that list empty.
+	ReasonNoConfigMaps = "NoConfigMaps"
+
+	actionCompile       = "Compile"
+	actionCountReplicas = "CountReplicas"
+)
+
+// Reconciler writes FriendPolicy status: Ready, counts, observedGeneration and how many
+// live webhook replicas enforce the current generation. It never writes spec.
+type Reconciler struct {
+	// Client reads through the manager's cache (restricted with CacheByObject) and writes status.
+	Client client.Client
+	// Recorder emits Events on Ready transitions and NoConfigMaps warnings.
+	Recorder events.EventRecorder
+	// Options are the engine's compile options, the same the webhook replicas use.
+	Options policy.Options
+	// Replicas follows the webhook replicas' Leases.
+	Replicas *Tracker
+	// Now is the clock replicas are counted and conditions stamped with; nil means
+	// time.Now. (The Tracker's expiry timer runs on the real clock.)
+	Now func() time.Time
+
+	memory memory
+}
+
+// +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.k8s.io,namespace=friendgate-system,resources=leases,verbs=get;list;watch
+// +kubebuilder:rbac:groups="";events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one FriendPolicy's status up to date.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	fp := &v1alpha1.FriendPolicy{}
+	if err := r.Client.Get(ctx, req.NamespacedName, fp); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.memory.forget(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	configMaps, err := r.listConfigMaps(ctx, fp)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	compiled, err := policy.Compile(fp, configMaps, r.Options)
+	res := classify(fp, compiled, err)
+
+	seen := r.memory.observe(fp)
+	now := r.now()
+	p := propagationOf(r.Replicas.Live(now), seen.since)
+	status := desiredStatus(fp, res, p, r.Replicas.Namespace(), now)
+
+	var oldReady *metav1.Condition
+	if c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+		oldReady = c.DeepCopy()
+	}
+	if !equality.Semantic.DeepEqual(fp.Status, status) {
+		// The optimistic lock refuses a write computed from a stale cached object; the
+		// conflict requeues, and the retry reads the object our last write produced.
+		base := fp.DeepCopy()
+		fp.Status = status
+		if err := r.Client.Status().Patch(ctx, fp, client.MergeFromWithOptions(base, client.MergeFromWithOptimisticLock{})); err != nil {
+			return ctrl.Result{}, fmt.Errorf("writing status: %w", err)
+		}
+	}
+	r.recordEvents(fp, oldReady, res, seen)
+	return ctrl.Result{}, nil
+}
+
+// listConfigMaps returns the labelled ConfigMaps of fp's namespace, or none when no
+// blocklist selects any. They are the cache's own objects, not copies (lists can be
+// megabytes): Compile only reads them.
+func (r *Reconciler) listConfigMaps(ctx context.Context, fp *v1alpha1.FriendPolicy) ([]*corev1.ConfigMap, error) {
+	if !slices.ContainsFunc(fp.Spec.Blocklists, func(b v1alpha1.Blocklist) bool { return b.ConfigMapSelector != nil }) {
+		return nil, nil
+	}
+	var list corev1.ConfigMapList
+	if err := r.Client.List(ctx, &list, client.InNamespace(fp.Namespace), client.HasLabels{v1alpha1.LabelList}, client.UnsafeDisableDeepCopy); err != nil {
+		return nil, fmt.Errorf("listing ConfigMaps: %w", err)
+	}
+	out := make([]*corev1.ConfigMap, len(list.Items))
+	for i := range list.Items {
+		out[i] = &list.Items[i]
+	}
+	return out, nil
+}
+
+// recordEvents emits an Event when Ready's reason or generation changed (Propagating is
+// routine and gets none), and NoConfigMaps when compile warnings appear or change.
+func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Condition, res compileResult, seen observation) {
+	ready := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady)
+	if ready.Reason != v1alpha1.ReasonPropagating &&
+		(oldReady == nil || oldReady.Reason != ready.Reason || oldReady.ObservedGeneration != ready.ObservedGeneration) {
+		eventType, action := corev1.EventTypeWarning, actionCompile
+		switch ready.Reason {
+		case v1alpha1.ReasonEnforced:
+			eventType, action = corev1.EventTypeNormal, actionCountReplicas
+		case v1alpha1.ReasonNoReplicas:
+			action = actionCountReplicas
+		}
+		r.Recorder.Eventf(fp, nil, eventType, ready.Reason, action, "%s", ready.Message)
+	}
+
+	var warnings []string
+	if res.compiled != nil {
+		warnings = res.compiled.Warnings
+	}
+	if len(warnings) > 0 && !slices.Equal(warnings, seen.warnings) {
+		r.Recorder.Eventf(fp, nil, corev1.EventTypeWarning, ReasonNoConfigMaps, actionCompile,
+			"%s", truncate(joinWarnings(warnings), maxMessage))
+	}
+	r.memory.announced(client.ObjectKeyFromObject(fp), seen, warnings)
+}
+
+func joinWarnings(warnings []string) string {
+	return strings.Join(warnings, "; ") + "; such a list stays empty until a ConfigMap labelled " + v1alpha1.LabelList + " matches"
+}
+
+func (r *Reconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}

@@ -1,0 +1,136 @@
+package status
+
+import (
+	"context"
+	"errors"
+	"maps"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/client-go/util/workqueue"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+)
+
+// ControllerName names the controller in logs and metrics.
+const ControllerName = "friendpolicy-status"
+
+// SetupWithManager registers the reconciler with mgr. Reconciles are triggered by:
+//   - a FriendPolicy's generation changing (or its creation or deletion). Status writes,
+//     ours included, leave the generation alone, so they cannot loop;
+//   - a labelled ConfigMap that a policy's configMapSelector selects, before or after
+//     the change, being created, edited, relabelled or deleted;
+//   - the Tracker announcing a change among the live webhook replicas.
+func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
+	if r.Client == nil || r.Recorder == nil || r.Replicas == nil {
+		return errors.New("status reconciler: Client, Recorder and Replicas are required")
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named(ControllerName).
+		For(&v1alpha1.FriendPolicy{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Watches(&corev1.ConfigMap{}, r.configMapHandler()).
+		WatchesRawSource(r.Replicas.Source(handler.TypedEnqueueRequestsFromMapFunc(r.policiesForReplicaChange))).
+		Complete(r)
+}
+
+// configMapHandler enqueues the policies that select a ConfigMap. On update it looks at
+// both the old and the new labels, so a policy that loses a ConfigMap is recounted too.
+func (r *Reconciler) configMapHandler() handler.EventHandler {
+	type queue = workqueue.TypedRateLimitingInterface[reconcile.Request]
+	return handler.Funcs{
+		CreateFunc: func(ctx context.Context, e event.CreateEvent, q queue) {
+			r.enqueueSelecting(ctx, q, e.Object)
+		},
+		UpdateFunc: func(ctx context.Context, e event.UpdateEvent, q queue) {
+			old, cur := e.ObjectOld.(*corev1.ConfigMap), e.ObjectNew.(*corev1.ConfigMap)
+			// Blocklists read only labels and data: skip resyncs and annotation edits.
+			if maps.Equal(old.Labels, cur.Labels) && maps.Equal(old.Data, cur.Data) {
+				return
+			}
+			r.enqueueSelecting(ctx, q, old, cur)
+		},
+		DeleteFunc: func(ctx context.Context, e event.DeleteEvent, q queue) {
+			r.enqueueSelecting(ctx, q, e.Object)
+		},
+		GenericFunc: func(ctx context.Context, e event.GenericEvent, q queue) {
+			r.enqueueSelecting(ctx, q, e.Object)
+		},
+	}
+}
+
+// enqueueSelecting enqueues the policies in the ConfigMaps' namespace that select any of
+// them. A ConfigMap without the friendgate.io/list label is invisible to blocklists.
+func (r *Reconciler) enqueueSelecting(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], cms ...client.Object) {
+	var sets []labels.Set
+	for _, cm := range cms {
+		if _, ok := cm.GetLabels()[v1alpha1.LabelList]; ok {
+			sets = append(sets, cm.GetLabels())
+		}
+	}
+	if len(sets) == 0 {
+		return
+	}
+	var list v1alpha1.FriendPolicyList
+	if err := r.Client.List(ctx, &list, client.InNamespace(cms[0].GetNamespace())); err != nil {
+		log.FromContext(ctx).Error(err, "listing FriendPolicies for a ConfigMap change", "namespace", cms[0].GetNamespace())
+		return
+	}
+	for i := range list.Items {
+		if selectsAny(&list.Items[i], sets) {
+			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		}
+	}
+}
+
+func selectsAny(fp *v1alpha1.FriendPolicy, sets []labels.Set) bool {
+	for _, b := range fp.Spec.Blocklists {
+		if b.ConfigMapSelector == nil {
+			continue
+		}
+		sel, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
+		if err != nil {
+			continue // the policy is Invalid; its ConfigMaps do not matter
+		}
+		for _, set := range sets {
+			if sel.Matches(set) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// policiesForReplicaChange maps a Tracker announcement to the policies it may affect:
+// every policy when replicas joined or left, otherwise only those still propagating.
+func (r *Reconciler) policiesForReplicaChange(ctx context.Context, c Change) []reconcile.Request {
+	var list v1alpha1.FriendPolicyList
+	if err := r.Client.List(ctx, &list); err != nil {
+		log.FromContext(ctx).Error(err, "listing FriendPolicies for a webhook replica change")
+		return nil
+	}
+	var reqs []reconcile.Request
+	for i := range list.Items {
+		if fp := &list.Items[i]; c.AllPolicies || awaitsReplicas(fp) {
+			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(fp)})
+		}
+	}
+	return reqs
+}
+
+// awaitsReplicas reports whether a replica's watermark moving forward can change fp's
+// status: its current generation is not yet reported, or not yet enforced everywhere.
+// Invalid and ListError policies are enforced nowhere whatever the watermarks say.
+func awaitsReplicas(fp *v1alpha1.FriendPolicy) bool {
+	ready := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady)
+	return fp.Status.ObservedGeneration != fp.Generation || ready == nil || ready.Reason == v1alpha1.ReasonPropagating
+}

@@ -1,0 +1,160 @@
+package status
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/replica"
+)
+
+const (
+	// maxMessage bounds the Ready message: enough for several field errors, short
+	// enough for kubectl describe.
+	maxMessage = 1024
+	// maxConfigMaps is the API's bound on status.configMaps.
+	maxConfigMaps = 1024
+	// maxBehind bounds the replica IDs a Propagating message names.
+	maxBehind = 5
+)
+
+// propagation is how far a policy's current generation has reached the live replicas.
+type propagation struct {
+	live int
+	// behind are the IDs of the live replicas that do not enforce it yet, sorted.
+	behind []string
+}
+
+// propagationOf counts the live replicas (sorted by ID) against the resourceVersion the
+// policy's current generation was read at.
+func propagationOf(live []replica.Status, since string) propagation {
+	p := propagation{live: len(live)}
+	for _, s := range live {
+		if !s.Enforces(since) {
+			p.behind = append(p.behind, s.ID)
+		}
+	}
+	return p
+}
+
+func (p propagation) enforced() int { return p.live - len(p.behind) }
+
+// compileResult is the outcome of compiling a policy with its ConfigMap lists.
+type compileResult struct {
+	compiled *policy.Compiled
+	err      error
+	// reason is Invalid or ListError when err is set.
+	reason string
+}
+
+// classify tells a spec that does not compile (Invalid) from lists that cannot be used
+// (ListError): Compile reports both as field errors, and only the first kind remains
+// when the spec is validated alone.
+func classify(fp *v1alpha1.FriendPolicy, compiled *policy.Compiled, err error) compileResult {
+	switch {
+	case err == nil:
+		return compileResult{compiled: compiled}
+	case len(policy.Validate(fp)) > 0:
+		return compileResult{err: err, reason: v1alpha1.ReasonInvalid}
+	default:
+		return compileResult{err: err, reason: v1alpha1.ReasonListError}
+	}
+}
+
+// desiredStatus is the status fp should have. Conditions other than Ready are kept, and
+// Ready's lastTransitionTime only moves when its status changes.
+func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
+	st := v1alpha1.FriendPolicyStatus{
+		ObservedGeneration: fp.Generation,
+		Conditions:         slices.Clone(fp.Status.Conditions),
+		Replicas:           int32(p.live),
+	}
+	ready := metav1.Condition{
+		Type:               v1alpha1.ConditionReady,
+		Status:             metav1.ConditionFalse,
+		ObservedGeneration: fp.Generation,
+		LastTransitionTime: metav1.NewTime(now),
+	}
+	if res.err != nil {
+		// Replicas leave a policy that does not compile out of their snapshots: none enforces it.
+		ready.Reason = res.reason
+		ready.Message = describeFailure(res)
+	} else {
+		c := res.compiled
+		st.Rules = int32(c.Rules)
+		st.BlocklistEntries = c.BlocklistEntries
+		st.ConfigMaps = c.ConfigMaps[:min(len(c.ConfigMaps), maxConfigMaps)]
+		st.EnforcedReplicas = int32(p.enforced())
+		ready.Reason, ready.Message = describePropagation(fp.Generation, p, leaseNamespace)
+		if ready.Reason == v1alpha1.ReasonEnforced {
+			ready.Status = metav1.ConditionTrue
+		}
+	}
+	st.Enforced = fmt.Sprintf("%d/%d", st.EnforcedReplicas, st.Replicas)
+	meta.SetStatusCondition(&st.Conditions, ready)
+	return st
+}
+
+func describePropagation(generation int64, p propagation, leaseNamespace string) (reason, message string) {
+	if p.live == 0 {
+		return v1alpha1.ReasonNoReplicas, fmt.Sprintf(
+			"no live webhook replica reports in namespace %q: generation %d is enforced nowhere", leaseNamespace, generation)
+	}
+	msg := fmt.Sprintf("%d/%d webhook replicas enforce generation %d", p.enforced(), p.live, generation)
+	if len(p.behind) == 0 {
+		return v1alpha1.ReasonEnforced, msg
+	}
+	behind := strings.Join(p.behind[:min(len(p.behind), maxBehind)], ", ")
+	if more := len(p.behind) - maxBehind; more > 0 {
+		behind += fmt.Sprintf(" and %d more", more)
+	}
+	return v1alpha1.ReasonPropagating, msg + "; behind: " + behind
+}
+
+func describeFailure(res compileResult) string {
+	prefix := "the spec does not compile: "
+	if res.reason == v1alpha1.ReasonListError {
+		prefix = "a ConfigMap list cannot be used: "
+	}
+	return truncate(prefix+fieldErrors(res.err), maxMessage)
+}
+
+// fieldErrors lists the field errors of an Invalid error as "path: reason; ...", without
+// the "FriendPolicy ... is invalid" preamble the condition's reason already says.
+func fieldErrors(err error) string {
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) {
+		return err.Error()
+	}
+	details := status.Status().Details
+	if details == nil || len(details.Causes) == 0 {
+		return err.Error()
+	}
+	msgs := make([]string, len(details.Causes))
+	for i, c := range details.Causes {
+		msgs[i] = c.Field + ": " + c.Message
+	}
+	return strings.Join(msgs, "; ")
+}
+
+// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	const mark = "..."
+	if len(s) <= n {
+		return s
+	}
+	cut := n - len(mark)
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + mark
+}

@@ -1,0 +1,335 @@
+package status_test
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/wait"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/controllers/status"
+)
+
+var spammers = v1alpha1.FriendPolicySpec{
+	Blocklists: []v1alpha1.Blocklist{{Name: "spammers", Users: []string{"spam_1"}}},
+}
+
+// listSpec is a policy whose only blocklist is spam_1 plus the labelled ConfigMaps of its
+// namespace that carry team=<team>.
+func listSpec(team string) v1alpha1.FriendPolicySpec {
+	return v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{{
+		Name:              "spammers",
+		Users:             []string{"spam_1"},
+		ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": team}},
+	}}}
+}
+
+// listLabels are the labels of a ConfigMap list of a team.
+func listLabels(team string) map[string]string {
+	return map[string]string{v1alpha1.LabelList: "spammers", "team": team}
+}
+
+func TestReplicaCount(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		// replicas are given the policy's resourceVersion as read after its creation.
+		replicas func(rv string) []fakeReplica
+		cond     metav1.ConditionStatus
+		reason   string
+		enforced string
+		// message is Ready's message; %s is the namespace.
+		message string
+	}{{
+		name:     "every replica enforces the policy",
+		replicas: func(rv string) []fakeReplica { return []fakeReplica{live("pod-a", rv), live("pod-b", caughtUp)} },
+		cond:     metav1.ConditionTrue, reason: v1alpha1.ReasonEnforced, enforced: "2/2",
+		message: "2/2 webhook replicas enforce generation 1",
+	}, {
+		name:     "one replica behind",
+		replicas: func(rv string) []fakeReplica { return []fakeReplica{live("pod-a", rv), live("pod-b", "1")} },
+		cond:     metav1.ConditionFalse, reason: v1alpha1.ReasonPropagating, enforced: "1/2",
+		message: "1/2 webhook replicas enforce generation 1; behind: pod-b",
+	}, {
+		name:     "one replica before its first snapshot",
+		replicas: func(rv string) []fakeReplica { return []fakeReplica{live("pod-a", ""), live("pod-b", rv)} },
+		cond:     metav1.ConditionFalse, reason: v1alpha1.ReasonPropagating, enforced: "1/2",
+		message: "1/2 webhook replicas enforce generation 1; behind: pod-a",
+	}, {
+		name:     "no replica",
+		replicas: func(string) []fakeReplica { return nil },
+		cond:     metav1.ConditionFalse, reason: v1alpha1.ReasonNoReplicas, enforced: "0/0",
+		message: `no live webhook replica reports in namespace "%s": generation 1 is enforced nowhere`,
+	}, {
+		name: "only an expired replica",
+		replicas: func(rv string) []fakeReplica {
+			return []fakeReplica{{id: "pod-a", watermark: rv, renewed: time.Now().Add(-time.Minute), duration: 2 * time.Second}}
+		},
+		cond: metav1.ConditionFalse, reason: v1alpha1.ReasonNoReplicas, enforced: "0/0",
+		message: `no live webhook replica reports in namespace "%s": generation 1 is enforced nowhere`,
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			fp := h.createPolicy("anti-spam", spammers)
+			for _, r := range tc.replicas(fp.ResourceVersion) {
+				h.setReplica(r)
+			}
+			msg := tc.message
+			if tc.reason == v1alpha1.ReasonNoReplicas {
+				msg = fmt.Sprintf(msg, h.ns)
+			}
+			got := h.waitFor(fp.Name, ready(tc.cond, tc.reason, tc.enforced), message(msg))
+			if got.Status.Rules != 0 || got.Status.BlocklistEntries != 1 {
+				t.Errorf("rules %d blocklistEntries %d, want 0 and 1", got.Status.Rules, got.Status.BlocklistEntries)
+			}
+		})
+	}
+}
+
+// TestReplicaExpiry: a replica that stops renewing its Lease drops out of the count when
+// the Lease expires, with no Lease event to announce it.
+func TestReplicaExpiry(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	h.setReplica(live("pod-b", caughtUp))
+	fp := h.createPolicy("anti-spam", spammers)
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "2/2"))
+
+	// pod-b's last renewal: its 2 s Lease, renewed a second ago, expires in a second.
+	h.setReplica(fakeReplica{id: "pod-b", watermark: caughtUp, renewed: time.Now().Add(-time.Second), duration: 2 * time.Second})
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"),
+		message("1/1 webhook replicas enforce generation 1"))
+}
+
+func TestGenerationTracking(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	fp := h.createPolicy("anti-spam", spammers)
+	h.setReplica(live("pod-a", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"))
+
+	fp = h.updatePolicy(fp.Name, func(s *v1alpha1.FriendPolicySpec) {
+		s.Rules = []v1alpha1.Rule{{Name: "no-links", WordingPatterns: []string{`https?://`}}}
+	})
+	if fp.Generation != 2 {
+		t.Fatalf("generation %d after the first spec update, want 2", fp.Generation)
+	}
+	got := h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "0/1"),
+		message("0/1 webhook replicas enforce generation 2; behind: pod-a"))
+	if got.Status.Rules != 1 {
+		t.Errorf("rules %d, want 1", got.Status.Rules)
+	}
+
+	// pod-a applies the update: its watermark moves to the policy's new resourceVersion.
+	h.setReplica(live("pod-a", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"),
+		message("1/1 webhook replicas enforce generation 2"))
+
+	for _, e := range h.events.of(fp.Name) {
+		if e.Reason == v1alpha1.ReasonPropagating {
+			t.Errorf("Event %+v: Propagating is routine and gets no Event", e)
+		}
+	}
+}
+
+func TestInvalidSpec(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		spec v1alpha1.FriendPolicySpec
+		want []string
+	}{{
+		name: "RE2 has no lookahead",
+		spec: v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{{Name: "bots", Patterns: []string{`(?=bot)`}}}},
+		want: []string{"spec.blocklists[0].patterns[0]", "not a valid RE2 regular expression"},
+	}, {
+		name: "wording pattern",
+		spec: v1alpha1.FriendPolicySpec{Rules: []v1alpha1.Rule{{Name: "links", WordingPatterns: []string{`https?://`, `(unclosed`}}}},
+		want: []string{"spec.rules[0].wordingPatterns[1]", "missing closing )"},
+	}, {
+		name: "when is not a bool",
+		spec: v1alpha1.FriendPolicySpec{Rules: []v1alpha1.Rule{{Name: "guests", When: "request.from"}}},
+		want: []string{"spec.rules[0].when", "must evaluate to a bool"},
+	}, {
+		name: "when names an unknown field",
+		spec: v1alpha1.FriendPolicySpec{Rules: []v1alpha1.Rule{{Name: "guests", When: "request.sender == 'x'"}}},
+		want: []string{"spec.rules[0].when", "sender"},
+	}} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			h := newHarness(t)
+			h.setReplica(live("pod-a", caughtUp))
+			fp := h.createPolicy("broken", tc.spec) // the schema lets it through
+			got := h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonInvalid, "0/1"),
+				message(append([]string{"the spec does not compile: "}, tc.want...)...))
+			if got.Status.Rules != 0 || got.Status.BlocklistEntries != 0 || got.Status.Replicas != 1 {
+				t.Errorf("rules %d blocklistEntries %d replicas %d, want 0, 0 and 1 (nothing is enforced)",
+					got.Status.Rules, got.Status.BlocklistEntries, got.Status.Replicas)
+			}
+		})
+	}
+}
+
+func TestListError(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	h.createConfigMap("trust-safety-1", listLabels("trust-safety"), "spam_2", "has space")
+	fp := h.createPolicy("anti-spam", listSpec("trust-safety"))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonListError, "0/1"),
+		message("a ConfigMap list cannot be used: spec.blocklists[0].configMapSelector",
+			`ConfigMap trust-safety-1 key "users.txt" line 2: user ID "has space"`))
+
+	h.updateConfigMap("trust-safety-1", func(cm *corev1.ConfigMap) { cm.Data["users.txt"] = "spam_2\nspam_3\n" })
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(3, "trust-safety-1"))
+}
+
+// TestConfigMapFanIn: every change of a labelled ConfigMap reaches the policies that
+// select it, before or after the change.
+func TestConfigMapFanIn(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	ts := h.createPolicy("trust-safety", listSpec("trust-safety"))
+	growth := h.createPolicy("growth", listSpec("growth"))
+	h.waitFor(ts.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(1))
+	h.waitFor(growth.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(1))
+
+	steps := []struct {
+		name         string
+		do           func()
+		ts, growth   int64
+		tsCMs, grCMs []string
+	}{{
+		name: "a ConfigMap without the list label is not a list",
+		do: func() {
+			h.createConfigMap("unlabelled", map[string]string{"team": "trust-safety"}, "spam_7", "spam_8")
+			h.createConfigMap("ts-1", listLabels("trust-safety"), "spam_2", "spam_3", "# reviewed 2026-11-01", "")
+		},
+		ts: 3, tsCMs: []string{"ts-1"}, growth: 1,
+	}, {
+		name: "labelling a ConfigMap makes it a list",
+		do: func() {
+			h.updateConfigMap("unlabelled", func(cm *corev1.ConfigMap) { cm.Labels[v1alpha1.LabelList] = "spammers" })
+		},
+		ts: 5, tsCMs: []string{"ts-1", "unlabelled"}, growth: 1,
+	}, {
+		name: "editing a list",
+		do: func() {
+			h.updateConfigMap("ts-1", func(cm *corev1.ConfigMap) { cm.Data["more.txt"] = "spam_4\nspam_1\n" })
+		},
+		ts: 6, tsCMs: []string{"ts-1", "unlabelled"}, growth: 1,
+	}, {
+		name: "moving a list to another team",
+		do: func() {
+			h.updateConfigMap("ts-1", func(cm *corev1.ConfigMap) { cm.Labels["team"] = "growth" })
+		},
+		ts: 3, tsCMs: []string{"unlabelled"}, growth: 4, grCMs: []string{"ts-1"},
+	}, {
+		name: "removing the list label",
+		do: func() {
+			h.updateConfigMap("ts-1", func(cm *corev1.ConfigMap) { delete(cm.Labels, v1alpha1.LabelList) })
+		},
+		ts: 3, tsCMs: []string{"unlabelled"}, growth: 1,
+	}, {
+		name: "deleting a list",
+		do:   func() { h.deleteConfigMap("unlabelled") },
+		ts:   1, growth: 1,
+	}}
+	for _, s := range steps {
+		t.Log(s.name)
+		s.do()
+		h.waitFor(ts.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(s.ts, s.tsCMs...))
+		h.waitFor(growth.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(s.growth, s.grCMs...))
+	}
+}
+
+// TestStatusNotRewritten: a reconcile that finds nothing new writes nothing.
+func TestStatusNotRewritten(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	h.createConfigMap("ts-1", listLabels("trust-safety"), "spam_2")
+	fp := h.waitFor(h.createPolicy("anti-spam", listSpec("trust-safety")).Name,
+		ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(2, "ts-1"))
+	h.waitForCache(fp)
+	events := len(h.events.of(fp.Name))
+
+	// A renewal changes nothing the status says.
+	h.setReplica(live("pod-a", caughtUp))
+	for range 2 {
+		if _, err := h.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(fp)}); err != nil {
+			t.Fatalf("Reconcile: %v", err)
+		}
+	}
+	after := &v1alpha1.FriendPolicy{}
+	if err := h.api.Get(context.Background(), client.ObjectKeyFromObject(fp), after); err != nil {
+		t.Fatal(err)
+	}
+	if after.ResourceVersion != fp.ResourceVersion {
+		t.Errorf("resourceVersion %s after no-op reconciles, want %s unchanged", after.ResourceVersion, fp.ResourceVersion)
+	}
+	if n := len(h.events.of(fp.Name)); n != events {
+		t.Errorf("%d Events after no-op reconciles, want %d: %+v", n, events, h.events.of(fp.Name)[events:])
+	}
+}
+
+// TestEvents: Ready transitions and empty ConfigMap lists are announced once each, as
+// events.k8s.io Events on the policy.
+func TestEvents(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	fp := h.createPolicy("anti-spam", listSpec("trust-safety"))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonNoReplicas, "0/0"))
+	h.setReplica(live("pod-a", caughtUp))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"))
+	h.updatePolicy(fp.Name, func(s *v1alpha1.FriendPolicySpec) { s.Blocklists[0].Patterns = []string{`(?=bot)`} })
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonInvalid, "0/1"))
+
+	want := []struct{ Type, Reason string }{
+		{corev1.EventTypeWarning, v1alpha1.ReasonNoReplicas},
+		{corev1.EventTypeWarning, status.ReasonNoConfigMaps},
+		{corev1.EventTypeNormal, v1alpha1.ReasonEnforced},
+		{corev1.EventTypeWarning, v1alpha1.ReasonInvalid},
+	}
+	var got []struct{ Type, Reason string }
+	for _, e := range h.events.of(fp.Name) {
+		got = append(got, struct{ Type, Reason string }{e.Type, e.Reason})
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("Events %+v, want %+v", h.events.of(fp.Name), want)
+	}
+
+	// They reach the API server.
+	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+		var list eventsv1.EventList
+		if err := h.api.List(ctx, &list, client.InNamespace(h.ns)); err != nil {
+			return false, err
+		}
+		seen := map[string]string{}
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "FriendPolicy" && e.Regarding.Name == fp.Name {
+				seen[e.Reason] = e.Type
+			}
+		}
+		for _, w := range want {
+			if seen[w.Reason] != w.Type {
+				return false, nil
+			}
+		}
+		return true, nil
+	})
+	if err != nil {
+		t.Errorf("the Events never all reached the API server: %v", err)
+	}
+}
