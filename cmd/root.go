@@ -54,7 +54,7 @@ FriendPolicy resources: blocklists, exemptions and rules.`,
 		root.PersistentFlags().AddGoFlag(kubeconfig)
 	}
 
-	root.AddCommand(newServeCommand(), newTestCommand(), newWebhookCommand())
+	root.AddCommand(newServeCommand(), newTestCommand(), newWebhookCommand(), newRunCommand(), newControllerCommand())
 	return root
 }
 

@@ -24,6 +24,9 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -65,6 +68,10 @@ type Env struct {
 	Root string
 	// CRDs are the CustomResourceDefinitions installed from config/crd/bases.
 	CRDs []*apiextensionsv1.CustomResourceDefinition
+	// Webhooks says where the API server calls the admission webhooks installed by
+	// WithWebhooks: serve them on LocalServingHost:LocalServingPort with the certificate
+	// in LocalServingCertDir.
+	Webhooks envtest.WebhookInstallOptions
 
 	env      *envtest.Environment
 	stopOnce sync.Once
@@ -81,9 +88,24 @@ func NewScheme() *runtime.Scheme {
 	return s
 }
 
-// New starts an API server and etcd, installs the CRDs from <root>/config/crd/bases and
-// returns the running environment. The caller must call Stop.
-func New() (*Env, error) {
+// Option changes the environment New starts.
+type Option func(root string, te *envtest.Environment)
+
+// WithWebhooks installs the admission webhook configurations in the given files or
+// directories (relative to the repository root, e.g. config/webhook) once the API server
+// runs. Their service references are rewritten to a local address and a CA generated for
+// it; Env.Webhooks says where to serve them.
+func WithWebhooks(paths ...string) Option {
+	return func(root string, te *envtest.Environment) {
+		for _, p := range paths {
+			te.WebhookInstallOptions.Paths = append(te.WebhookInstallOptions.Paths, filepath.Join(root, p))
+		}
+	}
+}
+
+// New starts an API server and etcd, installs the CRDs from <root>/config/crd/bases (and
+// what the options add) and returns the running environment. The caller must call Stop.
+func New(opts ...Option) (*Env, error) {
 	root, err := RepoRoot()
 	if err != nil {
 		return nil, err
@@ -104,6 +126,9 @@ func New() (*Env, error) {
 	if os.Getenv(startTimeoutEnv) == "" {
 		te.ControlPlaneStartTimeout = defaultStartTimeout
 	}
+	for _, opt := range opts {
+		opt(root, te)
+	}
 	e := &Env{Scheme: scheme, Root: root, env: te}
 	track(e)
 
@@ -115,6 +140,7 @@ func New() (*Env, error) {
 	}
 	e.Config = cfg
 	e.CRDs = te.CRDs
+	e.Webhooks = te.WebhookInstallOptions
 
 	fail := func(err error) (*Env, error) {
 		return nil, errors.Join(err, e.Stop())
@@ -170,9 +196,9 @@ func (e *Env) NewNamespace(tb testing.TB, prefix string) string {
 
 // Start starts an environment for one test (or benchmark) and stops it when the test ends.
 // It fails the test when the environment cannot be started.
-func Start(tb testing.TB) *Env {
+func Start(tb testing.TB, opts ...Option) *Env {
 	tb.Helper()
-	e, err := New()
+	e, err := New(opts...)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -188,8 +214,8 @@ func Start(tb testing.TB) *Env {
 // store it in a package variable), runs the tests and stops the environment. It returns the
 // exit code for os.Exit: non-zero when the environment cannot be started or stopped, or a
 // test failed.
-func Run(m *testing.M, setup func(*Env)) (code int) {
-	e, err := New()
+func Run(m *testing.M, setup func(*Env), opts ...Option) (code int) {
+	e, err := New(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
 		return 1
@@ -245,4 +271,41 @@ func untrackEnv(e *Env) {
 	runningMu.Lock()
 	delete(running, e)
 	runningMu.Unlock()
+}
+
+// Kubeconfig provisions a user authenticated by a client certificate, with the given
+// groups, and returns a kubeconfig for it. Name a ServiceAccount's user,
+// system:serviceaccount:<namespace>:<name>, to act under that ServiceAccount's RBAC.
+func (e *Env) Kubeconfig(name string, groups ...string) ([]byte, error) {
+	user, err := e.env.AddUser(envtest.User{Name: name, Groups: groups}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("testenv: provisioning user %s: %w", name, err)
+	}
+	return user.KubeConfig()
+}
+
+// APIServerPID returns the process ID of the running kube-apiserver, so a test can pause
+// it (SIGSTOP) to see how clients behave while it is unreachable, and resume it (SIGCONT).
+func (e *Env) APIServerPID() (int, error) {
+	port := e.env.ControlPlane.APIServer.SecureServing.Port
+	want := "--secure-port=" + port
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, fmt.Errorf("testenv: finding kube-apiserver: %w", err)
+	}
+	for _, ent := range entries {
+		pid, err := strconv.Atoi(ent.Name())
+		if err != nil {
+			continue
+		}
+		cmdline, err := os.ReadFile(filepath.Join("/proc", ent.Name(), "cmdline"))
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(cmdline), "\x00")
+		if strings.HasSuffix(args[0], "kube-apiserver") && slices.Contains(args, want) {
+			return pid, nil
+		}
+	}
+	return 0, fmt.Errorf("testenv: no kube-apiserver process with %s", want)
 }

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 
 	"github.com/open-policy-agent/cert-controller/pkg/rotator"
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -16,7 +17,7 @@ import (
 // The built-in rotator reads its Secret (in the controller's namespace) and the
 // ValidatingWebhookConfiguration through informers, which list and watch without a name,
 // so only update can be narrowed to the default names; a deployment that renames them with
-// flags must grant update on its names instead (the Helm chart does).
+// flags must grant update on its names instead.
 //
 // +kubebuilder:rbac:groups="",namespace=friendgate-system,resources=secrets,verbs=list;watch
 // +kubebuilder:rbac:groups="",namespace=friendgate-system,resources=secrets,resourceNames=friendgate-webhook-server-cert,verbs=update
@@ -26,14 +27,14 @@ import (
 // Serving certificate file names in the cert dir: those of a kubernetes.io/tls Secret
 // mounted as a volume, and controller-runtime's defaults.
 const (
-	certFile = "tls.crt"
-	keyFile  = "tls.key"
+	certFile = corev1.TLSCertKey
+	keyFile  = corev1.TLSPrivateKeyKey
 )
 
 // Options say how the webhook gets its serving certificate.
 type Options struct {
-	// CertDir is the webhook server's certificate directory: where the Secret with
-	// tls.crt and tls.key is mounted.
+	// CertDir is the webhook server's certificate directory (webhook.Options.CertDir):
+	// where the Secret with tls.crt and tls.key is mounted.
 	CertDir string
 	// CertRotation, when set, makes the controller issue and renew the certificate
 	// itself. When nil, another party (cert-manager, typically) fills the mounted Secret
@@ -49,8 +50,8 @@ type Options struct {
 // The kubelet projects the Secret into CertDir, where the webhook server picks up
 // renewed files without a restart.
 type CertRotation struct {
-	// Namespace and SecretName name the Secret. It must exist (it may be empty): the
-	// rotator updates it but, to need no create permission on Secrets, never creates it.
+	// Namespace and SecretName name the Secret. It must exist, empty or not: the rotator
+	// only updates it, so the controller needs no permission to create Secrets.
 	Namespace, SecretName string
 	// DNSName is the name the API server calls the webhook at: <service>.<namespace>.svc.
 	DNSName string
@@ -117,7 +118,7 @@ func addCertRotator(mgr manager.Manager, certDir string, cr *CertRotation) (<-ch
 		// Every replica serves the webhook, not only the leader, so every replica needs
 		// the certificate; concurrent Secret updates are resolved by resourceVersion.
 		RequireLeaderElection: false,
-		// Inject the CA only once this replica can serve the certificate it signed.
+		// Inject the CA only once the certificate is mounted in this replica's cert dir.
 		EnableReadinessCheck: true,
 	})
 	if err != nil {

@@ -30,18 +30,22 @@ func blocklist(b v1alpha1.Blocklist) v1alpha1.FriendPolicySpec {
 	return v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{b}}
 }
 
-var validSpec = v1alpha1.FriendPolicySpec{
-	Blocklists: []v1alpha1.Blocklist{{
-		Name:              "spammers",
-		Users:             []string{"spam_1"},
-		Patterns:          []string{`^[0-9]{11}$`},
-		ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spammers"}},
-	}},
-	Rules: []v1alpha1.Rule{{
-		Name:            "no-links",
-		WordingPatterns: []string{`https?://`},
-		When:            "request.from.startsWith('guest_') && !request.forceAdd",
-	}},
+// validSpec returns a policy spec that compiles, new at each call: clients write the
+// server's defaults back into the object they create.
+func validSpec() v1alpha1.FriendPolicySpec {
+	return v1alpha1.FriendPolicySpec{
+		Blocklists: []v1alpha1.Blocklist{{
+			Name:              "spammers",
+			Users:             []string{"spam_1"},
+			Patterns:          []string{`^[0-9]{11}$`},
+			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spammers"}},
+		}},
+		Rules: []v1alpha1.Rule{{
+			Name:            "no-links",
+			WordingPatterns: []string{`https?://`},
+			When:            "request.from.startsWith('guest_') && !request.forceAdd",
+		}},
+	}
 }
 
 // causes renders an Invalid error's causes as "field: message", the way kubectl lists them.
@@ -68,7 +72,7 @@ func TestValidateCreate(t *testing.T) {
 		// want holds a prefix of each cause ("field: message"), in order; none means allowed.
 		want []string
 	}{
-		{name: "valid", spec: validSpec},
+		{name: "valid", spec: validSpec()},
 		{name: "RE2 pattern of a blocklist", spec: blocklist(v1alpha1.Blocklist{Patterns: []string{`ok`, `(unclosed`}}),
 			want: []string{"spec.blocklists[0].patterns[1]: Invalid value: \"(unclosed\": not a valid RE2 regular expression"}},
 		{name: "Perl lookahead is not RE2", spec: rule(v1alpha1.Rule{WordingPatterns: []string{`(?=http)`}}),
@@ -134,14 +138,14 @@ func TestValidateUpdate(t *testing.T) {
 		// wantWarning is a prefix of the only warning; "" means none.
 		wantWarning string
 	}{
-		{name: "valid change", old: friendPolicy(validSpec), new: friendPolicy(rule(v1alpha1.Rule{When: "request.forceAdd"}))},
-		{name: "change to an invalid spec", old: friendPolicy(validSpec), new: friendPolicy(invalidSpec),
+		{name: "valid change", old: friendPolicy(validSpec()), new: friendPolicy(rule(v1alpha1.Rule{When: "request.forceAdd"}))},
+		{name: "change to an invalid spec", old: friendPolicy(validSpec()), new: friendPolicy(invalidSpec),
 			wantCause: "spec.rules[0].when: Invalid value"},
 		{name: "invalid spec changed but still invalid", old: friendPolicy(invalidSpec), new: friendPolicy(rule(v1alpha1.Rule{When: "1"})),
 			wantCause: "spec.rules[0].when: Invalid value: \"1\": must evaluate to a bool, not int"},
 		{name: "metadata change keeps an invalid spec", old: friendPolicy(invalidSpec), new: relabelled(invalidSpec),
 			wantWarning: "the spec does not compile, so the policy is not enforced: spec.rules[0].when: Invalid value"},
-		{name: "invalid spec fixed", old: friendPolicy(invalidSpec), new: friendPolicy(validSpec)},
+		{name: "invalid spec fixed", old: friendPolicy(invalidSpec), new: friendPolicy(validSpec())},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
