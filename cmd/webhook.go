@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -27,19 +28,22 @@ type replicaFlags struct {
 	maxLists      int
 }
 
-func (f *replicaFlags) bind(c *cobra.Command) {
-	hostname, _ := os.Hostname()
+func (f *replicaFlags) bind(fs *pflag.FlagSet) {
+	f.callback.bind(fs)
+	f.bindIdentity(fs)
+	fs.StringVar(&f.namespace, "namespace", defaultNamespace(), "namespace of the replica's Lease; defaults to POD_NAMESPACE, else the pod's ServiceAccount namespace")
+	fs.IntVar(&f.maxLists, "max-list-entries", policy.DefaultMaxListEntries, "most user IDs one blocklist may take from ConfigMaps")
+}
+
+// bindIdentity binds the flags that name the replica and its Lease.
+func (f *replicaFlags) bindIdentity(fs *pflag.FlagSet) {
 	id := os.Getenv("POD_NAME")
 	if id == "" {
-		id = hostname
+		id, _ = os.Hostname()
 	}
-	fs := c.Flags()
-	f.callback.bind(fs)
-	fs.StringVar(&f.namespace, "namespace", defaultNamespace(), "namespace of the replica's Lease; defaults to POD_NAMESPACE, else the pod's ServiceAccount namespace")
 	fs.StringVar(&f.replicaID, "replica-id", id, "identity of this replica in its Lease; defaults to POD_NAME, else the host name")
 	fs.DurationVar(&f.leaseDuration, "replica-lease-duration", replica.DefaultLeaseDuration,
 		"how long this replica counts as alive after a Lease renewal; it renews every third of it")
-	fs.IntVar(&f.maxLists, "max-list-entries", policy.DefaultMaxListEntries, "most user IDs one blocklist may take from ConfigMaps")
 }
 
 func (f *replicaFlags) validate() error {
@@ -84,7 +88,7 @@ its current generation. Run as many replicas as the load needs; none is a leader
 			return mgr.Start(ctx)
 		},
 	}
-	flags.bind(c)
+	flags.bind(c.Flags())
 	return c
 }
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Builds the envtest control plane (etcd + kube-apiserver) from the Go module proxy,
+# Builds the envtest control plane (etcd + kube-apiserver) and a kubectl of the same
+# release from the Go module proxy,
 # because setup-envtest's binary downloads are not reachable from our CI machines.
 # Prints the directory to use as KUBEBUILDER_ASSETS. Builds are cached: a second run
 # with the same versions only prints the path.
@@ -35,7 +36,8 @@ MOD
   (cd "$dir" && GOFLAGS=-mod=mod go build -trimpath -o "$ASSETS/etcd" go.etcd.io/etcd/server/v3)
 }
 
-build_kube_apiserver() {
+# kubernetes_module writes the throwaway module that builds commands of k8s.io/kubernetes.
+kubernetes_module() {
   local dir="$WORK/kubernetes-$KUBE_VERSION"
   mkdir -p "$dir"
   local gomod
@@ -54,15 +56,23 @@ build_kube_apiserver() {
       while read -r mod; do printf '\t%s => %s %s\n' "$mod" "$mod" "$STAGING_VERSION"; done
     echo ")"
   } >"$dir/go.mod"
-  local minor="${KUBE_VERSION#v1.}"
+  echo "$dir"
+}
+
+# build_kubernetes_cmd NAME builds k8s.io/kubernetes/cmd/NAME into the assets directory,
+# stamped with the release so clients can parse its version.
+build_kubernetes_cmd() {
+  local dir minor="${KUBE_VERSION#v1.}"
   minor="${minor%%.*}"
-  log "building kube-apiserver $KUBE_VERSION (several minutes on 2 cores)"
+  dir="$(kubernetes_module)"
+  log "building $1 $KUBE_VERSION (several minutes on 2 cores the first time)"
   (cd "$dir" && GOFLAGS=-mod=mod go build -trimpath \
     -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-    -o "$ASSETS/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver)
+    -o "$ASSETS/$1" "k8s.io/kubernetes/cmd/$1")
 }
 
 mkdir -p "$ASSETS"
 [ -x "$ASSETS/etcd" ] || build_etcd
-[ -x "$ASSETS/kube-apiserver" ] || build_kube_apiserver
+[ -x "$ASSETS/kube-apiserver" ] || build_kubernetes_cmd kube-apiserver
+[ -x "$ASSETS/kubectl" ] || build_kubernetes_cmd kubectl
 echo "$ASSETS"

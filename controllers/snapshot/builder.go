@@ -28,6 +28,11 @@ import (
 // relist) into one build.
 const DefaultDebounce = 50 * time.Millisecond
 
+// A webhook replica reads policies and lists, and writes nothing but its own Lease.
+// +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update;delete,namespace=friendgate-system
+
 // Builder watches a cache and calls OnSnapshot with a new snapshot after every change. It
 // is a manager Runnable that runs on every replica, leader or not.
 type Builder struct {

@@ -1,0 +1,232 @@
+package cluster
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// process is a friendgate role running as a child process, its log kept in a file.
+type process struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// start runs the friendgate binary with args; the process is stopped when the test ends.
+func start(t *testing.T, name string, args ...string) *process {
+	t.Helper()
+	logPath := filepath.Join(t.TempDir(), name+".log")
+	f, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(binary, args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %s: %v", name, err)
+	}
+	p := &process{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+		case <-time.After(20 * time.Second):
+			p.signal(syscall.SIGKILL)
+			<-p.done
+		}
+		if t.Failed() {
+			t.Logf("%s log (last 4 KiB):\n%s", name, p.tail(4096))
+		}
+	})
+	return p
+}
+
+func (p *process) signal(sig os.Signal) {
+	select {
+	case <-p.done:
+	default:
+		_ = p.cmd.Process.Signal(sig)
+	}
+}
+
+// kill ends the process without letting it clean up, as a node failure would.
+func (p *process) kill(t *testing.T) {
+	t.Helper()
+	p.signal(syscall.SIGKILL)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s did not exit after SIGKILL", p.name)
+	}
+}
+
+func (p *process) tail(n int) string {
+	data, _ := os.ReadFile(p.log)
+	if len(data) > n {
+		data = data[len(data)-n:]
+	}
+	return string(data)
+}
+
+func (p *process) exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
+
+// freePort returns a loopback port nothing listens on right now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// kubectl runs kubectl with a kubeconfig and returns its stdout, or its error with stderr.
+func kubectl(kubeconfig string, stdin string, args ...string) (string, error) {
+	cmd := exec.Command(kubectlPath, append([]string{"--kubeconfig", kubeconfig}, args...)...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if stdin != "" {
+		cmd.Stdin = strings.NewReader(stdin)
+	}
+	if err := cmd.Run(); err != nil {
+		return stdout.String(), fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return stdout.String(), nil
+}
+
+func mustKubectl(t *testing.T, kubeconfig, stdin string, args ...string) string {
+	t.Helper()
+	out, err := kubectl(kubeconfig, stdin, args...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+// writeKubeconfig provisions a user and writes its kubeconfig.
+func writeKubeconfig(t *testing.T, dir, file, user string, groups ...string) string {
+	t.Helper()
+	data, err := env.Kubeconfig(user, groups...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, file)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// serviceAccountKubeconfig acts as the ServiceAccount namespace/name: same user name and
+// groups as its token would give, so the RBAC bindings of the ServiceAccount apply.
+func serviceAccountKubeconfig(t *testing.T, dir, namespace, name string) string {
+	t.Helper()
+	return writeKubeconfig(t, dir, name+".kubeconfig", "system:serviceaccount:"+namespace+":"+name,
+		"system:serviceaccounts", "system:serviceaccounts:"+namespace, "system:authenticated")
+}
+
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// addFriend sends an OpenIM friend request from→bob to a replica and returns "allow" or
+// the deny's errDlt (the deciding policy/entry).
+func addFriend(port int, from string) (string, error) {
+	body := fmt.Sprintf(`{"callbackCommand":"callbackBeforeAddFriendCommand","fromUserID":%q,"toUserID":"bob","reqMsg":"hi"}`, from)
+	resp, err := httpClient.Post("http://127.0.0.1:"+strconv.Itoa(port)+"/openim/callbackBeforeAddFriendCommand",
+		"application/json; charset=utf-8", strings.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return "", err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return "", fmt.Errorf("status %d: %s", resp.StatusCode, data)
+	}
+	var a struct {
+		ErrDlt   string `json:"errDlt"`
+		NextCode int    `json:"nextCode"`
+	}
+	if err := json.Unmarshal(data, &a); err != nil {
+		return "", fmt.Errorf("answer %q: %v", data, err)
+	}
+	if a.NextCode != 1 {
+		return "allow", nil
+	}
+	return a.ErrDlt, nil
+}
+
+// eventually polls cond every interval until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		ok, state := cond()
+		if ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// decisionsAre checks that every replica gives want for a request from from.
+func decisionsAre(ports []int, from, want string) (bool, string) {
+	var states []string
+	ok := true
+	for _, port := range ports {
+		got, err := addFriend(port, from)
+		if err != nil {
+			got = err.Error()
+		}
+		states = append(states, fmt.Sprintf(":%d %s", port, got))
+		ok = ok && got == want
+	}
+	return ok, strings.Join(states, ", ")
+}
+
+// waitReady waits for a replica's /readyz.
+func waitReady(t *testing.T, p *process, port int) {
+	t.Helper()
+	eventually(t, 60*time.Second, p.name+" to be ready", func() (bool, string) {
+		if p.exited() {
+			t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.tail(4096))
+		}
+		resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
+	})
+}
