@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -35,7 +36,9 @@ func install(t *testing.T, n int) *cluster {
 	c := &cluster{dir: t.TempDir()}
 	c.admin = writeKubeconfig(t, c.dir, "admin.kubeconfig", "e2e-admin", "system:masters")
 	for _, ns := range []string{systemNamespace, policyNamespace} {
-		mustKubectl(t, c.admin, "", "create", "namespace", ns)
+		if err := env.EnsureNamespace(context.Background(), ns); err != nil {
+			t.Fatal(err)
+		}
 	}
 	mustKubectl(t, c.admin, "", "apply", "-k", filepath.Join(env.Root, "config", "rbac"))
 
