@@ -5,8 +5,10 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	stdlog "log"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -47,6 +49,9 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		// Connection-level errors (TLS handshakes, malformed requests) go to the
+		// structured log too, not to the standard logger's plain stderr lines.
+		ErrorLog: stdlog.New(logWriter{log.WithName("http")}, "", 0),
 	}
 	tlsOn := opts.CertFile != "" || opts.KeyFile != ""
 	if tlsOn {
@@ -97,4 +102,12 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 		return err
 	}
 	return nil
+}
+
+// logWriter turns the lines net/http writes to its ErrorLog into log entries.
+type logWriter struct{ log logr.Logger }
+
+func (w logWriter) Write(p []byte) (int, error) {
+	w.log.Info(strings.TrimSpace(string(p)))
+	return len(p), nil
 }
