@@ -1,0 +1,48 @@
+package cluster
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// TestAllInOne runs `friendgate run`, the controller and one webhook replica in one
+// process: the policy turns Ready with 1/1 and the process answers callbacks.
+func TestAllInOne(t *testing.T) {
+	const ns = "allinone"
+	ctx := context.Background()
+	for _, n := range []string{ns, policyNamespace} {
+		if err := env.EnsureNamespace(ctx, n); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &cluster{dir: t.TempDir()}
+	c.admin = writeKubeconfig(t, c.dir, "admin.kubeconfig", "e2e-admin", "system:masters")
+	port := freePort(t)
+	p := start(t, "run", "run",
+		"--kubeconfig", c.admin,
+		"--namespace", ns,
+		"--replica-id", "all-in-one",
+		"--addr", "127.0.0.1:"+strconv.Itoa(port),
+		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--webhook-port", strconv.Itoa(env.Webhooks.LocalServingPort),
+		"--webhook-cert-dir", env.Webhooks.LocalServingCertDir,
+		"--cert-rotation=false",
+	)
+	waitReady(t, p, port)
+	c.ports = []int{port}
+
+	c.apply(t, policyManifest("spam_all_in_one"))
+	c.waitReady(t, "anti-spam")
+	eventually(t, 30*time.Second, "status.enforced to be 1/1", func() (bool, string) {
+		got := c.status("anti-spam", ".status.enforced")
+		return got == "1/1", got
+	})
+	if ok, state := decisionsAre(c.ports, "spam_all_in_one", spammers); !ok {
+		t.Fatalf("after Ready: %s", state)
+	}
+	if got := metricValue(t, port, "friendgate_snapshot_policies"); got < 1 {
+		t.Fatalf("friendgate_snapshot_policies = %v on the callback port's /metrics", got)
+	}
+}
