@@ -81,20 +81,7 @@ func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
 	if err := mgr.Add(reporter); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
-	var once sync.Once
-	stop = func() {
-		once.Do(func() {
-			cancel()
-			if err := <-done; err != nil {
-				t.Errorf("manager: %v", err)
-			}
-		})
-	}
-	t.Cleanup(stop)
-	return l, stop
+	return l, testenv.StartManager(t, mgr)
 }
 
 // eventually polls cond until it holds or 20 s pass.

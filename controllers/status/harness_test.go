@@ -27,6 +27,7 @@ import (
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/controllers/status"
 	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 const (
@@ -84,18 +85,12 @@ func newHarness(t *testing.T) *harness {
 	if err := h.r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- mgr.Start(ctx) }()
 	t.Cleanup(func() {
-		cancel()
-		if err := <-done; err != nil {
-			t.Errorf("manager: %v", err)
-		}
 		if t.Failed() {
 			t.Logf("controller log:\n%s", logs.String())
 		}
 	})
+	testenv.StartManager(t, mgr)
 	return h
 }
 

@@ -42,6 +42,7 @@ import (
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	friendgatev1alpha1 "github.com/friendgate/friendgate/api/v1alpha1"
 )
@@ -308,4 +309,25 @@ func (e *Env) APIServerPID() (int, error) {
 		}
 	}
 	return 0, fmt.Errorf("testenv: no kube-apiserver process with %s", want)
+}
+
+// StartManager runs mgr until the test ends or the returned stop is called (whichever
+// comes first; stop may be called more than once), and fails the test if it stops with
+// an error.
+func StartManager(tb testing.TB, mgr manager.Manager) (stop func()) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				tb.Errorf("manager: %v", err)
+			}
+		})
+	}
+	tb.Cleanup(stop)
+	return stop
 }
