@@ -302,10 +302,15 @@ func TestEvents(t *testing.T) {
 		{corev1.EventTypeNormal, v1alpha1.ReasonEnforced},
 		{corev1.EventTypeWarning, v1alpha1.ReasonInvalid},
 	}
+	// An Event is recorded after its status write, so the status can be seen first.
 	var got []struct{ Type, Reason string }
-	for _, e := range h.events.of(fp.Name) {
-		got = append(got, struct{ Type, Reason string }{e.Type, e.Reason})
-	}
+	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+		got = got[:0]
+		for _, e := range h.events.of(fp.Name) {
+			got = append(got, struct{ Type, Reason string }{e.Type, e.Reason})
+		}
+		return len(got) >= len(want), nil
+	})
 	if !slices.Equal(got, want) {
 		t.Errorf("Events %+v, want %+v", h.events.of(fp.Name), want)
 	}
