@@ -274,6 +274,11 @@ type Rule struct {
 // ConditionReady is the kstatus condition that says whether the policy is valid and enforced.
 const ConditionReady = "Ready"
 
+// ConditionStalled is the kstatus condition set, with Ready's reason and message, while the
+// policy cannot be enforced until someone changes it (Invalid or ListError), so GitOps
+// tools report it failed at once instead of waiting for it to become Ready.
+const ConditionStalled = "Stalled"
+
 // Reasons of the Ready condition.
 const (
 	// ReasonEnforced: the policy compiled and every live webhook replica enforces its

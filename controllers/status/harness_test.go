@@ -286,6 +286,12 @@ func ready(cond metav1.ConditionStatus, reason, enforced string) expectation {
 		case c.Status != cond || c.Reason != reason || fp.Status.Enforced != enforced:
 			return fmt.Sprintf("Ready=%s %s enforced %q, want Ready=%s %s enforced %q", c.Status, c.Reason, fp.Status.Enforced, cond, reason, enforced)
 		}
+		// kstatus: Stalled=True exactly while only a change of the policy or its lists helps.
+		stalled := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionStalled)
+		wantStalled := reason == v1alpha1.ReasonInvalid || reason == v1alpha1.ReasonListError
+		if gotStalled := stalled != nil && stalled.Status == metav1.ConditionTrue && stalled.Reason == reason; gotStalled != wantStalled {
+			return fmt.Sprintf("Stalled condition %+v with Ready reason %s", stalled, reason)
+		}
 		return ""
 	}
 }

@@ -70,8 +70,8 @@ func classify(fp *v1alpha1.FriendPolicy, compiled *policy.Compiled, err error) c
 	}
 }
 
-// desiredStatus is the status fp should have. Conditions other than Ready are kept, and
-// Ready's lastTransitionTime only moves when its status changes.
+// desiredStatus is the status fp should have. Conditions other than Ready and Stalled are
+// kept, and a condition's lastTransitionTime only moves when its status changes.
 func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
 	st := v1alpha1.FriendPolicyStatus{
 		ObservedGeneration: fp.Generation,
@@ -101,6 +101,13 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, 
 	}
 	st.Enforced = fmt.Sprintf("%d/%d", st.EnforcedReplicas, st.Replicas)
 	meta.SetStatusCondition(&st.Conditions, ready)
+	if res.err != nil {
+		stalled := ready
+		stalled.Type, stalled.Status = v1alpha1.ConditionStalled, metav1.ConditionTrue
+		meta.SetStatusCondition(&st.Conditions, stalled)
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	}
 	return st
 }
 
