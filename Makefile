@@ -23,6 +23,7 @@ manifests: controller-gen ## Generate the CRD, the RBAC of each role and the adm
 	$(CONTROLLER_GEN) rbac:roleName=friendgate-controller paths="./controllers/status/...;./webhook/admission/...;./cmd/..." output:rbac:artifacts:config=config/rbac/controller
 	$(CONTROLLER_GEN) rbac:roleName=friendgate-webhook paths="./controllers/snapshot/..." output:rbac:artifacts:config=config/rbac/webhook
 	$(CONTROLLER_GEN) webhook paths="./webhook/admission/..." output:webhook:artifacts:config=config/webhook
+	$(MAKE) --no-print-directory chart-sync
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code for the API types.
@@ -37,8 +38,9 @@ vet: ## Run go vet.
 	$(GO) vet ./...
 
 .PHONY: test
-test: vet envtest-assets controller-gen ## Run every test: unit, envtest, end-to-end, samples, fuzz smoke.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" $(GO) test ./... -count=1
+test: vet envtest-assets controller-gen helm ## Run every test: unit, envtest, end-to-end, chart, samples, fuzz smoke.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(LOCALBIN)/helm" $(GO) test ./... -count=1
+	$(MAKE) test-argocd-health
 	$(MAKE) fuzz
 	$(MAKE) test-samples
 
@@ -114,12 +116,14 @@ GO_IMAGE ?=
 BASE_IMAGE ?=
 
 .PHONY: helm
-helm: $(HELM) ## Install helm $(HELM_VERSION) into bin/ (go install from the Go module proxy).
-$(HELM):
-	GOBIN=$(LOCALBIN) $(GO) install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
-	  -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) \
-	  -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_KUBE_MINOR)" \
-	  helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+helm: ## Install helm $(HELM_VERSION) into bin/ (go install from the Go module proxy); reinstalls when bin/helm is another version.
+	@if [ "$$($(LOCALBIN)/helm version --template '{{.Version}}' 2>/dev/null)" != "$(HELM_VERSION)" ]; then \
+	  echo "installing helm $(HELM_VERSION) into $(LOCALBIN)"; \
+	  GOBIN=$(LOCALBIN) $(GO) install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	    -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$(HELM_KUBE_MINOR) \
+	    -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$(HELM_KUBE_MINOR)" \
+	    helm.sh/helm/v3/cmd/helm@$(HELM_VERSION); \
+	fi
 
 .PHONY: chart-sync
 chart-sync: ## Copy the generated CRD, RBAC and admission webhook manifests into the chart (after make manifests).
@@ -139,4 +143,8 @@ docker-build: ## Build the image $(IMG) (needs a Docker engine; GO_IMAGE/BASE_IM
 
 .PHONY: docker-build-check
 docker-build-check: ## Without Docker: run the Dockerfile's build-stage go build on its COPY'd files and check the binary is static.
-	$(GO) test ./test/chart/ -run '^TestDockerfile' -count=1 -v
+	$(GO) test ./hack/ -run '^TestDockerfileBuildStage$$' -count=1 -v
+
+.PHONY: test-argocd-health
+test-argocd-health: ## Run docs/gitops.md's Argo CD health check (Lua) against every FriendPolicy state (a module of its own).
+	cd test/chart/argocd && $(GO) test ./... -count=1
