@@ -377,7 +377,3 @@ type FriendPolicyList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []FriendPolicy `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&FriendPolicy{}, &FriendPolicyList{})
-}
