@@ -139,7 +139,7 @@ func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Co
 }
 
 func joinWarnings(warnings []string) string {
-	return strings.Join(warnings, "; ") + "; such a list stays empty until a ConfigMap labelled " + v1alpha1.LabelList + " matches"
+	return strings.Join(warnings, "; ") + "; such a list stays empty until one matches"
 }
 
 func (r *Reconciler) now() time.Time {

@@ -93,10 +93,10 @@ func BenchmarkDecideLargeBlocklist(b *testing.B) {
 			sb.WriteString(strconv.Itoa(i))
 			sb.WriteByte('\n')
 		}
-		cms = append(cms, configMap("bench", "list-"+strconv.Itoa(part), map[string]string{"list": "big"}, map[string]string{"users.txt": sb.String()}))
+		cms = append(cms, configMap("bench", "list-"+strconv.Itoa(part), map[string]string{v1alpha1.LabelList: "big"}, map[string]string{"users.txt": sb.String()}))
 	}
 	p := fp("bench", "big", v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{{
-		Name: "big", ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "big"}},
+		Name: "big", ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "big"}},
 	}}})
 	s := mustBuild(b, []*v1alpha1.FriendPolicy{p}, cms...)
 	hit := Request{Event: "FriendRequest", From: "alice", To: "user_765432"}

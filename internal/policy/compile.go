@@ -80,7 +80,8 @@ type compiledRule struct {
 }
 
 // Compile validates a FriendPolicy and compiles it with the ConfigMaps its blocklists may
-// select (those of other namespaces are ignored). A policy that is invalid, or whose lists
+// select (those of other namespaces, and those without the friendgate.io/list label, are
+// ignored). A policy that is invalid, or whose lists
 // hold an invalid user ID or are too large, yields an error in the Kubernetes field-error form.
 func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Options) (*Compiled, error) {
 	c, errs := compileSpec(fp)
@@ -105,7 +106,7 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 		}
 		selected := 0
 		for _, cm := range sortedConfigMaps(configMaps) {
-			if cm.Namespace != fp.Namespace || !b.selector.Matches(labels.Set(cm.Labels)) {
+			if !isList(cm, fp.Namespace) || !b.selector.Matches(labels.Set(cm.Labels)) {
 				continue
 			}
 			selected++
@@ -116,7 +117,7 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 			}
 		}
 		if selected == 0 {
-			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: selects no ConfigMap in namespace %q", path, fp.Namespace))
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: selects no ConfigMap labelled %s in namespace %q", path, v1alpha1.LabelList, fp.Namespace))
 		}
 		set, err := newUserSet(nil, spec.Prefixes, spec.Patterns)
 		if err != nil {
@@ -135,6 +136,14 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 	}
 	sort.Strings(c.ConfigMaps)
 	return c, nil
+}
+
+// isList reports whether cm can feed the lists of policies in namespace: it must be
+// there and carry the friendgate.io/list label. Webhook replicas watch only such
+// ConfigMaps, so files and `friendgate test` must see lists the same way.
+func isList(cm *corev1.ConfigMap, namespace string) bool {
+	_, labelled := cm.Labels[v1alpha1.LabelList]
+	return cm.Namespace == namespace && labelled
 }
 
 func sortedConfigMaps(cms []*corev1.ConfigMap) []*corev1.ConfigMap {

@@ -112,12 +112,14 @@ func formatName(i int) string { return string(rune('a'+i/26)) + string(rune('a'+
 func TestConfigMapLists(t *testing.T) {
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
 	policy := fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", Users: []string{"inline"}, ConfigMapSelector: sel}}})
-	spam := map[string]string{"list": "spam"}
+	spam := map[string]string{"list": "spam", v1alpha1.LabelList: "spam"}
 	cms := []*corev1.ConfigMap{
 		configMap("ns", "part-1", spam, map[string]string{"a.txt": "  u1 \n\n# comment\nu2\r\n", "b.txt": "u3"}),
 		configMap("ns", "part-2", spam, map[string]string{"c.txt": "u4\nu1\ninline\n"}),
 		configMap("ns", "unlabelled", nil, map[string]string{"x": "other1"}),
 		configMap("other-ns", "foreign", spam, map[string]string{"x": "other2"}),
+		// Selected, but without friendgate.io/list: replicas never see it, so neither may Compile.
+		configMap("ns", "not-a-list", map[string]string{"list": "spam"}, map[string]string{"x": "other3"}),
 	}
 	c, err := Compile(policy, cms, Options{})
 	if err != nil {
@@ -130,7 +132,7 @@ func TestConfigMapLists(t *testing.T) {
 		t.Errorf("ConfigMaps = %s", got)
 	}
 	s := NewSnapshot([]*Compiled{c})
-	for id, want := range map[string]bool{"u1": true, "u2": true, "u3": true, "u4": true, "inline": true, "# comment": false, "other1": false, "other2": false, "": false} {
+	for id, want := range map[string]bool{"u1": true, "u2": true, "u3": true, "u4": true, "inline": true, "# comment": false, "other1": false, "other2": false, "other3": false, "": false} {
 		if got := s.Decide(&Request{Event: "FriendRequest", From: id, To: "zz"}).Deny != nil; got != want {
 			t.Errorf("%q denied = %v, want %v", id, got, want)
 		}
@@ -140,7 +142,7 @@ func TestConfigMapLists(t *testing.T) {
 func TestConfigMapListErrors(t *testing.T) {
 	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
 	policy := fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: sel}}})
-	spam := map[string]string{"list": "spam"}
+	spam := map[string]string{"list": "spam", v1alpha1.LabelList: "spam"}
 	tests := []struct {
 		name string
 		cms  []*corev1.ConfigMap
@@ -175,7 +177,7 @@ func TestConfigMapSelectorMatchingNothingWarns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], `spec.blocklists[0].configMapSelector: selects no ConfigMap in namespace "ns"`) {
+	if len(c.Warnings) != 1 || !strings.Contains(c.Warnings[0], `spec.blocklists[0].configMapSelector: selects no ConfigMap labelled friendgate.io/list in namespace "ns"`) {
 		t.Fatalf("warnings = %q", c.Warnings)
 	}
 }
