@@ -81,7 +81,7 @@ bench: ## Run the engine and callback server benchmarks (numbers go to docs/benc
 	$(GO) test ./internal/policy/ ./webhook/ -run '^$$' -bench . -benchmem
 
 .PHONY: envtest-assets
-envtest-assets: ## Build etcd and kube-apiserver from the Go module proxy into bin/k8s (cached).
+envtest-assets: ## Build etcd, kube-apiserver and kubectl from the Go module proxy into bin/k8s (cached).
 	hack/envtest-assets.sh >/dev/null
 
 ##@ Build
@@ -97,7 +97,7 @@ run: build ## Serve the samples locally (friendgate serve --policies config/samp
 ##@ Tools
 
 .PHONY: controller-gen
-controller-gen: $(CONTROLLER_GEN)
+controller-gen: $(CONTROLLER_GEN) ## Install the pinned controller-gen (CONTROLLER_TOOLS_VERSION) into bin/.
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
 
@@ -116,7 +116,7 @@ GO_IMAGE ?=
 BASE_IMAGE ?=
 
 .PHONY: helm
-helm: ## Install helm $(HELM_VERSION) into bin/ (go install from the Go module proxy); reinstalls when bin/helm is another version.
+helm: ## Install the pinned Helm (HELM_VERSION) into bin/ (go install from the Go module proxy); reinstalls when bin/helm is another version.
 	@if [ "$$($(LOCALBIN)/helm version --template '{{.Version}}' 2>/dev/null)" != "$(HELM_VERSION)" ]; then \
 	  echo "installing helm $(HELM_VERSION) into $(LOCALBIN)"; \
 	  GOBIN=$(LOCALBIN) $(GO) install -ldflags "-X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
@@ -138,7 +138,7 @@ chart-test: envtest-assets helm ## Lint and render the chart and config/default;
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" $(GO) test ./test/chart/ -count=1 -v
 
 .PHONY: docker-build
-docker-build: ## Build the image $(IMG) (needs a Docker engine; GO_IMAGE/BASE_IMAGE pin the bases by digest).
+docker-build: ## Build the image IMG (needs a Docker engine; GO_IMAGE/BASE_IMAGE pin the bases by digest).
 	docker build $(if $(GO_IMAGE),--build-arg GO_IMAGE=$(GO_IMAGE)) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) -t $(IMG) .
 
 .PHONY: docker-build-check
