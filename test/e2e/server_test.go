@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -55,28 +54,29 @@ func startServer(t *testing.T, policies string, flags ...string) *server {
 	return s
 }
 
-// launch starts `friendgate serve --policies DIR --addr 127.0.0.1:PORT FLAGS...` and waits
+// launch starts `friendgate serve --policies DIR --addr 127.0.0.1:0 FLAGS...` and waits
 // until it answers /healthz, which it does before any policy is loaded. The process gets
 // SIGTERM at cleanup and must exit 0.
 func launch(t *testing.T, policies string, flags ...string) *server {
 	t.Helper()
 	s := spawn(t, policies, flags...)
 	t.Cleanup(func() { s.stop(t) })
+	s.waitListening(t)
 	s.waitStatus(t, "/healthz", http.StatusOK, startTimeout)
 	return s
 }
 
-// spawn starts `friendgate serve --policies DIR --addr 127.0.0.1:PORT FLAGS...`. At cleanup
+// spawn starts `friendgate serve --policies DIR --addr 127.0.0.1:0 FLAGS...`. At cleanup
 // it kills the process if it is still running and, if the test failed, logs its output.
 func spawn(t *testing.T, policies string, flags ...string) *server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped in -short mode")
 	}
-	addr := freeAddr(t)
+	// Port 0: the kernel picks a free port, so parallel tests cannot race for one; the
+	// server logs the address it got (see waitListening).
 	s := &server{
-		addr:   addr,
-		args:   append([]string{"serve", "--policies", policies, "--addr", addr}, flags...),
+		args:   append([]string{"serve", "--policies", policies, "--addr", "127.0.0.1:0"}, flags...),
 		output: new(syncBuffer),
 		exited: make(chan struct{}),
 	}
@@ -99,15 +99,18 @@ func spawn(t *testing.T, policies string, flags ...string) *server {
 	return s
 }
 
-// freeAddr returns a loopback address with a port nothing listens on.
-func freeAddr(t *testing.T) string {
+// waitListening waits for the log line saying where the server listens and sets s.addr.
+func (s *server) waitListening(t *testing.T) {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("finding a free port: %v", err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+	s.eventually(t, startTimeout, "the server logs where it listens", func() (bool, string) {
+		for _, e := range s.logEntries() {
+			if addr, ok := e["addr"].(string); ok && e["msg"] == "serving callbacks" {
+				s.addr = addr
+				return true, ""
+			}
+		}
+		return false, "no serving callbacks line"
+	})
 }
 
 // terminate sends SIGTERM, as Kubernetes does to stop a pod.

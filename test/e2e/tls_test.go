@@ -64,6 +64,7 @@ func TestTLS(t *testing.T) {
 	s := spawn(t, writePolicies(t, protocolPolicies),
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"))
 	t.Cleanup(func() { s.stop(t) })
+	s.waitListening(t)
 
 	// trust holds the certificates the client accepts; the served one must be among them.
 	trust := x509.NewCertPool()

@@ -19,17 +19,17 @@ func TestAllInOne(t *testing.T) {
 	}
 	c := &cluster{dir: t.TempDir()}
 	c.admin = writeKubeconfig(t, c.dir, "admin.kubeconfig", "e2e-admin", "system:masters")
-	port := freePort(t)
 	p := start(t, "run", "run",
 		"--kubeconfig", c.admin,
 		"--namespace", ns,
 		"--replica-id", "all-in-one",
-		"--addr", "127.0.0.1:"+strconv.Itoa(port),
-		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(freePort(t)),
+		"--addr", "127.0.0.1:0",
+		"--health-probe-bind-address", "0",
 		"--webhook-port", strconv.Itoa(env.Webhooks.LocalServingPort),
 		"--webhook-cert-dir", env.Webhooks.LocalServingCertDir,
 		"--cert-rotation=false",
 	)
+	port := callbackPort(t, p)
 	waitReady(t, p, port)
 	c.ports = []int{port}
 

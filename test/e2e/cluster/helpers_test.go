@@ -96,15 +96,34 @@ func (p *process) exited() bool {
 	}
 }
 
-// freePort returns a loopback port nothing listens on right now.
-func freePort(t *testing.T) int {
+// callbackPort waits for a callback server started with --addr 127.0.0.1:0 to log the
+// port the kernel gave it: tests that pick free ports themselves race with each other.
+func callbackPort(t *testing.T, p *process) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	port := 0
+	eventually(t, 60*time.Second, p.name+" to log where it listens", func() (bool, string) {
+		if p.exited() {
+			t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.tail(4096))
+		}
+		data, _ := os.ReadFile(p.log)
+		for _, line := range strings.Split(string(data), "\n") {
+			var entry struct {
+				Msg  string `json:"msg"`
+				Addr string `json:"addr"`
+			}
+			if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "serving callbacks" {
+				continue
+			}
+			_, portText, err := net.SplitHostPort(entry.Addr)
+			if err != nil {
+				t.Fatalf("%s: serving callbacks on %q: %v", p.name, entry.Addr, err)
+			}
+			port, err = strconv.Atoi(portText)
+			return err == nil, entry.Addr
+		}
+		return false, "not yet"
+	})
+	return port
 }
 
 // kubectl runs kubectl with a kubeconfig and returns its stdout, or its error with stderr.

@@ -35,10 +35,10 @@ func TestWebhookMemory(t *testing.T) {
 	if err := env.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
 	// Its Lease goes to its own namespace, out of the way of TestOperator's replicas.
 	p := start(t, "memory-replica", "webhook", "--kubeconfig", admin, "--namespace", ns,
-		"--replica-id", "memory", "--addr", "127.0.0.1:"+strconv.Itoa(port))
+		"--replica-id", "memory", "--addr", "127.0.0.1:0")
+	port := callbackPort(t, p)
 	waitReady(t, p, port)
 	idle := rssBytes(t, p.cmd.Process.Pid)
 

@@ -45,12 +45,11 @@ func install(t *testing.T, n int) *cluster {
 	controllerKubeconfig := serviceAccountKubeconfig(t, c.dir, systemNamespace, "friendgate-controller")
 	webhookKubeconfig := serviceAccountKubeconfig(t, c.dir, systemNamespace, "friendgate-webhook")
 
-	probePort := freePort(t)
 	c.controller = start(t, "controller", "controller",
 		"--kubeconfig", controllerKubeconfig,
 		"--namespace", systemNamespace,
 		"--metrics-bind-address", "0",
-		"--health-probe-bind-address", "127.0.0.1:"+strconv.Itoa(probePort),
+		"--health-probe-bind-address", "0",
 		"--webhook-port", strconv.Itoa(env.Webhooks.LocalServingPort),
 		"--webhook-cert-dir", env.Webhooks.LocalServingCertDir,
 		"--cert-rotation=false",
@@ -63,14 +62,14 @@ func install(t *testing.T, n int) *cluster {
 
 func (c *cluster) addReplica(t *testing.T, id, kubeconfig string) {
 	t.Helper()
-	port := freePort(t)
 	p := start(t, id, "webhook",
 		"--kubeconfig", kubeconfig,
 		"--namespace", systemNamespace,
 		"--replica-id", id,
 		"--replica-lease-duration", leaseDuration.String(),
-		"--addr", "127.0.0.1:"+strconv.Itoa(port),
+		"--addr", "127.0.0.1:0",
 	)
+	port := callbackPort(t, p)
 	waitReady(t, p, port)
 	c.replicas = append(c.replicas, p)
 	c.ports = append(c.ports, port)
