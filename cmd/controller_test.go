@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -103,8 +102,8 @@ func TestControllerCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	probeAddr := "127.0.0.1:" + strconv.Itoa(unusedPort(t))
-	webhookPort := unusedPort(t)
+	probeAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	webhookPort := testenv.FreePort(t)
 	proc, done := startCommand(t, "controller",
 		"--kubeconfig", kubeconfigPath,
 		"--namespace", ns,
@@ -331,15 +330,4 @@ func waitUntil(t *testing.T, timeout time.Duration, done chan error, check func(
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-}
-
-// unusedPort returns a TCP port nothing listens on at the moment.
-func unusedPort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }

@@ -84,22 +84,6 @@ func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
 	return l, testenv.StartManager(t, mgr)
 }
 
-// eventually polls cond until it holds or 20 s pass.
-func eventually(t *testing.T, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s; last state: %s", what, state)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
-
 func decide(l *latest, from string) string {
 	snap, _ := l.get()
 	if snap == nil {
@@ -116,7 +100,7 @@ func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
 	ctx := context.Background()
 	ns := env.NewNamespace(t, "builder")
 	l, _ := startReplica(t, ns, "replica-a")
-	eventually(t, "the first snapshot", func() (bool, string) { s, _ := l.get(); return s != nil, "none" })
+	testenv.Eventually(t, 20*time.Second, "the first snapshot", func() (bool, string) { s, _ := l.get(); return s != nil, "none" })
 
 	fp := &v1alpha1.FriendPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "spam"},
@@ -173,7 +157,7 @@ func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
 		if err := st.change(); err != nil {
 			t.Fatalf("%s: %v", st.name, err)
 		}
-		eventually(t, st.name, func() (bool, string) {
+		testenv.Eventually(t, 20*time.Second, st.name, func() (bool, string) {
 			got := decide(l, st.from)
 			return got == st.want, "from " + st.from + ": " + got
 		})
@@ -193,7 +177,7 @@ func TestLeaseReportsWatermark(t *testing.T) {
 		t.Fatal(err)
 	}
 	key := client.ObjectKey{Namespace: ns, Name: replica.LeaseName("replica-b")}
-	eventually(t, "the Lease to report the policy's resourceVersion", func() (bool, string) {
+	testenv.Eventually(t, 20*time.Second, "the Lease to report the policy's resourceVersion", func() (bool, string) {
 		var lease coordinationv1.Lease
 		if err := env.Client.Get(ctx, key, &lease); err != nil {
 			return false, err.Error()

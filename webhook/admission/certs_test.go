@@ -7,7 +7,6 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
-	"net"
 	"strings"
 	"testing"
 	"time"
@@ -23,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // Without cert-manager: the rotator fills an empty Secret with a CA and a serving
@@ -37,7 +37,7 @@ func TestCertRotation(t *testing.T) {
 	if err := env.Client.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	vwc := rotationWebhookConfiguration(ns, port)
 	if err := env.Client.Create(ctx, vwc); err != nil {
 		t.Fatal(err)
@@ -165,17 +165,6 @@ func checkAdmission(t *testing.T, ctx context.Context, ns, name string) {
 	if err := env.Client.Create(ctx, good); err != nil {
 		t.Fatalf("valid policy: %v", err)
 	}
-}
-
-// freePort returns a TCP port nothing listens on at the moment.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
 }
 
 func TestSetupRefusesIncompleteOptions(t *testing.T) {

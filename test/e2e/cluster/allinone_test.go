@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // TestAllInOne runs `friendgate run`, the controller and one webhook replica in one
@@ -35,7 +37,7 @@ func TestAllInOne(t *testing.T) {
 
 	c.apply(t, policyManifest("spam_all_in_one"))
 	c.waitReady(t, "anti-spam")
-	eventually(t, 30*time.Second, "status.enforced to be 1/1", func() (bool, string) {
+	testenv.Eventually(t, 30*time.Second, "status.enforced to be 1/1", func() (bool, string) {
 		got := c.status("anti-spam", ".status.enforced")
 		return got == "1/1", got
 	})

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // process is a friendgate role running as a child process, its log kept in a file.
@@ -101,7 +103,7 @@ func (p *process) exited() bool {
 func callbackPort(t *testing.T, p *process) int {
 	t.Helper()
 	port := 0
-	eventually(t, 60*time.Second, p.name+" to log where it listens", func() (bool, string) {
+	testenv.Eventually(t, 60*time.Second, p.name+" to log where it listens", func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.tail(4096))
 		}
@@ -203,22 +205,6 @@ func addFriend(port int, from string) (string, error) {
 	return a.ErrDlt, nil
 }
 
-// eventually polls cond every interval until it holds or timeout passes.
-func eventually(t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, state := cond()
-		if ok {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s; last state: %s", timeout, what, state)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // decisionsAre checks that every replica gives want for a request from from.
 func decisionsAre(ports []int, from, want string) (bool, string) {
 	var states []string
@@ -237,7 +223,7 @@ func decisionsAre(ports []int, from, want string) (bool, string) {
 // waitReady waits for a replica's /readyz.
 func waitReady(t *testing.T, p *process, port int) {
 	t.Helper()
-	eventually(t, 60*time.Second, p.name+" to be ready", func() (bool, string) {
+	testenv.Eventually(t, 60*time.Second, p.name+" to be ready", func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.tail(4096))
 		}

@@ -15,6 +15,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // TestWebhookMemory measures a replica holding a 1,000,000-entry list spread over 20
@@ -66,7 +67,7 @@ func TestWebhookMemory(t *testing.T) {
 	}
 	last := fmt.Sprintf("m%07d", configMaps*perMap-1)
 	begin := time.Now()
-	eventually(t, 5*time.Minute, "the replica to enforce the whole list", func() (bool, string) {
+	testenv.Eventually(t, 5*time.Minute, "the replica to enforce the whole list", func() (bool, string) {
 		return decisionsAre([]int{port}, last, ns+"/big/blocklist/big")
 	})
 	loaded := time.Since(begin)

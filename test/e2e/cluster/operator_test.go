@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 const (
@@ -154,16 +156,16 @@ func TestOperator(t *testing.T) {
 
 	t.Run("a selected ConfigMap feeds the list and its edits take effect", func(t *testing.T) {
 		c.apply(t, listManifest("spam_cm_1"))
-		eventually(t, 30*time.Second, "both replicas to deny spam_cm_1", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "both replicas to deny spam_cm_1", func() (bool, string) {
 			return decisionsAre(c.ports, "spam_cm_1", spammers)
 		})
 		c.apply(t, listManifest("spam_cm_2"))
-		eventually(t, 30*time.Second, "both replicas to follow the edit", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "both replicas to follow the edit", func() (bool, string) {
 			okNew, s1 := decisionsAre(c.ports, "spam_cm_2", spammers)
 			okOld, s2 := decisionsAre(c.ports, "spam_cm_1", "allow")
 			return okNew && okOld, s1 + "; " + s2
 		})
-		eventually(t, 30*time.Second, "blocklistEntries to count the ConfigMap", func() (bool, string) {
+		testenv.Eventually(t, 30*time.Second, "blocklistEntries to count the ConfigMap", func() (bool, string) {
 			got := c.status("anti-spam", ".status.blocklistEntries")
 			return got == "2", got
 		})
@@ -214,7 +216,7 @@ spec:
 		}
 		resume()
 		c.apply(t, policyManifest("spam_1", "spam_after_outage"))
-		eventually(t, 60*time.Second, "both replicas to catch up after the outage", func() (bool, string) {
+		testenv.Eventually(t, 60*time.Second, "both replicas to catch up after the outage", func() (bool, string) {
 			return decisionsAre(c.ports, "spam_after_outage", spammers)
 		})
 		c.waitReady(t, "anti-spam")
@@ -227,7 +229,7 @@ spec:
 			user := fmt.Sprintf("spam_prop_%d", i)
 			begin := time.Now()
 			c.apply(t, policyManifest("spam_1", user))
-			eventually(t, 30*time.Second, "both replicas to deny "+user, func() (bool, string) {
+			testenv.Eventually(t, 30*time.Second, "both replicas to deny "+user, func() (bool, string) {
 				return decisionsAre(c.ports, user, spammers)
 			})
 			took = append(took, time.Since(begin))
@@ -248,7 +250,7 @@ spec:
 
 	t.Run("a killed replica drops out of the status", func(t *testing.T) {
 		c.replicas[1].kill(t)
-		eventually(t, 60*time.Second, "status.enforced to be 1/1", func() (bool, string) {
+		testenv.Eventually(t, 60*time.Second, "status.enforced to be 1/1", func() (bool, string) {
 			got := c.status("anti-spam", ".status.enforced")
 			return got == "1/1", got
 		})
