@@ -6,13 +6,14 @@
 package e2e
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 var (
@@ -42,7 +43,7 @@ func TestMain(m *testing.M) {
 func friendgateBinary(t *testing.T) string {
 	t.Helper()
 	buildOnce.Do(func() {
-		root, err := moduleRoot()
+		root, err := testenv.RepoRoot()
 		if err != nil {
 			buildErr = err
 			return
@@ -58,22 +59,4 @@ func friendgateBinary(t *testing.T) string {
 		t.Fatalf("building friendgate: %v", buildErr)
 	}
 	return binPath
-}
-
-// moduleRoot walks up from the working directory to the directory holding go.mod.
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("no go.mod above the working directory")
-		}
-		dir = parent
-	}
 }

@@ -4,12 +4,14 @@ import (
 	"net/http"
 	"path/filepath"
 	"testing"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // TestSamples serves config/samples, the policies the README points users at.
 func TestSamples(t *testing.T) {
 	t.Parallel()
-	root, err := moduleRoot()
+	root, err := testenv.RepoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
