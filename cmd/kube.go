@@ -6,12 +6,8 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 )
@@ -23,24 +19,6 @@ func kubeScheme() *runtime.Scheme {
 	utilruntime.Must(coordinationv1.AddToScheme(s))
 	utilruntime.Must(v1alpha1.AddToScheme(s))
 	return s
-}
-
-// listConfigMapsSelector selects the ConfigMaps blocklists may read: those labelled
-// friendgate.io/list, whatever the value. The API server filters, so replicas neither
-// hold nor need RBAC beyond them in practice.
-func listConfigMapsSelector() labels.Selector {
-	req, err := labels.NewRequirement(v1alpha1.LabelList, selection.Exists, nil)
-	utilruntime.Must(err)
-	return labels.NewSelector().Add(*req)
-}
-
-// replicaCacheOptions configure a webhook replica's cache: FriendPolicies, and only the
-// labelled ConfigMaps, without managedFields.
-func replicaCacheOptions() cache.Options {
-	return cache.Options{
-		ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: listConfigMapsSelector()}},
-		DefaultTransform: cache.TransformStripManagedFields(),
-	}
 }
 
 // inClusterNamespaceFile holds the namespace of the pod's ServiceAccount.

@@ -101,7 +101,7 @@ func newReplicaManager(flags *replicaFlags, leaderElection bool) (manager.Manage
 	}
 	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 kubeScheme(),
-		Cache:                  replicaCacheOptions(),
+		Cache:                  snapshot.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         leaderElection,

@@ -33,6 +33,15 @@ const DefaultDebounce = 50 * time.Millisecond
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update;delete,namespace=friendgate-system
 
+// CacheOptions configure a replica's cache for the Builder: FriendPolicies, and only the
+// ConfigMaps labelled friendgate.io/list, without managedFields.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: replica.ListSelector()}},
+		DefaultTransform: cache.TransformStripManagedFields(),
+	}
+}
+
 // Builder watches a cache and calls OnSnapshot with a new snapshot after every change. It
 // is a manager Runnable that runs on every replica, leader or not.
 type Builder struct {

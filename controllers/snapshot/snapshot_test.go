@@ -12,10 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
-	"k8s.io/apimachinery/pkg/selection"
 	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
@@ -56,13 +53,9 @@ func (l *latest) get() (*policy.Snapshot, string) {
 // `friendgate webhook` configures it, until the test ends or stop is called.
 func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
 	t.Helper()
-	req, _ := labels.NewRequirement(v1alpha1.LabelList, selection.Exists, nil)
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
-		Scheme: env.Scheme,
-		Cache: cache.Options{
-			ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: labels.NewSelector().Add(*req)}},
-			DefaultTransform: cache.TransformStripManagedFields(),
-		},
+		Scheme:                 env.Scheme,
+		Cache:                  CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 	})

@@ -7,7 +7,11 @@ import (
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/apimachinery/pkg/util/resourceversion"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
 )
 
 const (
@@ -76,4 +80,15 @@ func Newer(a, b string) bool {
 	}
 	_, errA := resourceversion.CompareResourceVersion(a, a)
 	return errA == nil
+}
+
+// ListSelector selects the ConfigMaps blocklists may read, those labelled
+// friendgate.io/list whatever the value: the only ConfigMaps replicas and the controller
+// watch, so the API server filters and neither holds the cluster's other ConfigMaps.
+func ListSelector() labels.Selector {
+	req, err := labels.NewRequirement(v1alpha1.LabelList, selection.Exists, nil)
+	if err != nil {
+		panic(err) // LabelList is a valid label key
+	}
+	return labels.NewSelector().Add(*req)
 }
