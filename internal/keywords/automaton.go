@@ -53,12 +53,9 @@ func (a *automaton) class(r rune) int32 {
 	}
 }
 
-// step follows rune r from state s, through failure links when s has no child for it.
-func (a *automaton) step(s int32, r rune) int32 {
-	c := a.class(r)
-	if c == 0 {
-		return 0
-	}
+// step follows class c (not 0) from state s, through failure links when s has no child
+// for it.
+func (a *automaton) step(s, c int32) int32 {
 	nodes := a.nodes
 	for {
 		if t := nodes[s].base + c; uint32(t) < uint32(len(nodes)) && nodes[t].check == s {

@@ -76,6 +76,12 @@ type Dictionary struct {
 	opts   Options
 	mapper *mapper
 	ac     automaton
+	// ascii is mapper and automaton in one lookup for an ASCII byte: its kind, and the
+	// class of what it maps to (white space maps to a space).
+	ascii [utf8.RuneSelf]struct {
+		class int32
+		k     kind
+	}
 
 	// Entries as written, one string for all of them: entry i is
 	// entries[entryEnd[i-1]:entryEnd[i]].
@@ -222,6 +228,13 @@ func (b *Builder) Build() (*Dictionary, error) {
 	d.opts, d.mapper = b.opts, b.mapper
 	d.entries = b.entries.String()
 	d.ac = buildAutomaton(b.forms)
+	for c := range d.ascii {
+		r, k := d.mapper.mapRune(rune(c))
+		if k == kindSpace {
+			r = ' '
+		}
+		d.ascii[c].class, d.ascii[c].k = d.ac.class(r), k
+	}
 	return &d, nil
 }
 
@@ -234,7 +247,7 @@ func Compile(opts Options, words ...string) (*Dictionary, error) {
 
 // normalizeEntry appends the normalised form of an entry, read the way Match reads text.
 func normalizeEntry(dst []rune, word string, m *mapper) []rune {
-	src := source{text: word, compat: m.opts.FoldCompatibility}
+	src := source{text: word, compat: m.opts.FoldCompatibility, propsAt: -1}
 	defer src.release()
 	space := false
 	for {
@@ -274,7 +287,7 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 	if d == nil || len(d.entryEnd) == 0 {
 		return Match{}, false
 	}
-	src := source{text: text, compat: d.opts.FoldCompatibility}
+	src := source{text: text, compat: d.opts.FoldCompatibility, propsAt: -1}
 	defer src.release()
 
 	var (
@@ -287,13 +300,33 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		space   bool // the previous character was white space
 		prevEnd int
 	)
-	whole, ignoreSep := d.opts.WholeWords, d.opts.IgnoreSeparators
+	whole, ignoreSep, compat := d.opts.WholeWords, d.opts.IgnoreSeparators, d.opts.FoldCompatibility
+	nodes := d.ac.nodes
 	for {
-		r, start, end, ok := src.next()
-		if !ok {
-			break
+		var (
+			c          int32 // class of the mapped rune
+			k          kind
+			start, end int
+		)
+		// ASCII that NFKC leaves alone (the next byte is ASCII too) goes through one table
+		// lookup; the rest through the source and the mapper.
+		if i := src.i; i < len(text) && text[i] < utf8.RuneSelf && len(src.seg) == 0 && !src.itBusy &&
+			(!compat || i+1 == len(text) || text[i+1] < utf8.RuneSelf) {
+			e := &d.ascii[text[i]]
+			c, k, start, end = e.class, e.k, i, i+1
+			src.i++
+		} else {
+			var r rune
+			var ok bool
+			if r, start, end, ok = src.next(); !ok {
+				break
+			}
+			r, k = d.mapper.mapRune(r)
+			if k == kindSpace {
+				r = ' '
+			}
+			c = d.ac.class(r)
 		}
-		r, k := d.mapper.mapRune(r)
 		switch k {
 		case kindInvisible:
 			continue
@@ -302,16 +335,13 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 				sep = true
 				continue
 			}
-			if k == kindSpace {
-				if space {
-					continue
-				}
-				r = ' '
+			if k == kindSpace && space {
+				continue
 			}
 		}
 		word := k == kindWord
 		boundary := pos == 0 || sep || !joins || !word
-		if whole && boundary && pos > 0 && d.ac.nodes[state].out != 0 {
+		if whole && boundary && pos > 0 && nodes[state].out != 0 {
 			if m, ok := d.wholeWord(state, pos, &starts, &bounds, prevEnd); ok {
 				return m, true
 			}
@@ -323,15 +353,22 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		} else {
 			bounds[slot/64] &^= 1 << (slot % 64)
 		}
-		state = d.ac.step(state, r)
+		// The direct transition inline; failure links in step.
+		if c == 0 {
+			state = 0
+		} else if t := nodes[state].base + c; uint32(t) < uint32(len(nodes)) && nodes[t].check == state {
+			state = t
+		} else {
+			state = d.ac.step(state, c)
+		}
 		pos++
-		if o := d.ac.nodes[state].out; !whole && o != 0 {
+		if o := nodes[state].out; !whole && o != 0 {
 			e := d.ac.outs[o-1].entry
 			return d.match(e, starts[(pos-int(d.entryRunes[e]))&(ringSize-1)], end), true
 		}
 		sep, joins, space, prevEnd = false, word, k == kindSpace, end
 	}
-	if whole && pos > 0 && d.ac.nodes[state].out != 0 {
+	if whole && pos > 0 && nodes[state].out != 0 {
 		return d.wholeWord(state, pos, &starts, &bounds, prevEnd)
 	}
 	return Match{}, false

@@ -249,3 +249,17 @@ func TestMatchAfterAbandonedSegment(t *testing.T) {
 		}
 	}
 }
+
+// TestMapRuneTables: the table-driven fast path of mapRune agrees with the plain one.
+func TestMapRuneTables(t *testing.T) {
+	for _, opts := range []Options{{}, {FoldCase: true}, {FoldConfusables: true}, {FoldCase: true, FoldConfusables: true}} {
+		m := newMapper(opts)
+		for r := range rune(0x10000) {
+			gr, gk := m.mapRune(r)
+			wr, wk := m.mapSlow(r)
+			if gr != wr || gk != wk {
+				t.Fatalf("%+v: mapRune(%U) = %U, %d; want %U, %d", opts, r, gr, gk, wr, wk)
+			}
+		}
+	}
+}

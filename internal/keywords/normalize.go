@@ -38,10 +38,11 @@ type mapper struct {
 		r rune
 		k kind
 	}
+	bmp *[0x10000]uint8
 }
 
 func newMapper(opts Options) *mapper {
-	m := &mapper{opts: opts}
+	m := &mapper{opts: opts, bmp: bmpInfo()}
 	for c := range rune(utf8.RuneSelf) {
 		r, k := m.mapSlow(c)
 		m.ascii[c].r, m.ascii[c].k = r, k
@@ -49,15 +50,32 @@ func newMapper(opts Options) *mapper {
 	return m
 }
 
+// foldChanges marks, in bmpInfo, the runes that case folding changes.
+const foldChanges = 0x80
+
+// bmpInfo holds the kind of every rune of the Basic Multilingual Plane, and whether case
+// folding changes it: the unicode.Is searches cost more than the rest of a rune's matching.
+var bmpInfo = sync.OnceValue(func() *[0x10000]uint8 {
+	var t [0x10000]uint8
+	for r := range rune(len(t)) {
+		t[r] = uint8(classify(r))
+		if foldCase(r) != r {
+			t[r] |= foldChanges
+		}
+	}
+	return &t
+})
+
 func (m *mapper) mapRune(r rune) (rune, kind) {
 	if r < utf8.RuneSelf {
 		e := &m.ascii[r]
 		return e.r, e.k
 	}
-	// CJK ideographs and Hangul syllables, the bulk of non-Latin wording: no case, no
-	// confusable, no unicode.Is searches.
-	if (r >= 0x4E00 && r <= 0x9FFF) || (r >= 0xAC00 && r <= 0xD7A3) {
-		return r, kindSpaceless
+	if r < 0x10000 && (r < firstHomoglyph || r > lastHomoglyph || !m.opts.FoldConfusables) {
+		info := m.bmp[r]
+		if info&foldChanges == 0 || !m.opts.FoldCase {
+			return r, kind(info &^ foldChanges)
+		}
 	}
 	return m.mapSlow(r)
 }
@@ -88,24 +106,32 @@ var leet = [utf8.RuneSelf]rune{
 	'0': 'o', '1': 'i', '3': 'e', '4': 'a', '5': 's', '7': 't', '@': 'a', '$': 's',
 }
 
+// Greek and Cyrillic, where the look-alikes are.
+const firstHomoglyph, lastHomoglyph = 0x370, 0x52F
+
 // homoglyphs maps Cyrillic and Greek letters that look like Latin ones, upper case to upper
 // case and lower case to lower case, so that the map also works without case folding.
-var homoglyphs = map[rune]rune{
-	// Cyrillic capitals.
-	'А': 'A', 'В': 'B', 'Е': 'E', 'Ё': 'E', 'К': 'K', 'М': 'M', 'Н': 'H', 'О': 'O',
-	'Р': 'P', 'С': 'C', 'Т': 'T', 'У': 'Y', 'Х': 'X', 'Ѕ': 'S', 'І': 'I', 'Ї': 'I',
-	'Ј': 'J', 'Ԛ': 'Q', 'Ԝ': 'W', 'Һ': 'H', 'Ӏ': 'I', 'Ү': 'Y',
-	// Cyrillic small letters.
-	'а': 'a', 'е': 'e', 'ё': 'e', 'о': 'o', 'р': 'p', 'с': 'c', 'у': 'y', 'х': 'x',
-	'ѕ': 's', 'і': 'i', 'ї': 'i', 'ј': 'j', 'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'һ': 'h',
-	'ӏ': 'l', 'ү': 'y', 'ь': 'b', 'к': 'k', 'м': 'm', 'н': 'h', 'т': 't', 'в': 'b',
-	// Greek capitals.
-	'Α': 'A', 'Β': 'B', 'Ε': 'E', 'Ζ': 'Z', 'Η': 'H', 'Ι': 'I', 'Κ': 'K', 'Μ': 'M',
-	'Ν': 'N', 'Ο': 'O', 'Ρ': 'P', 'Τ': 'T', 'Υ': 'Y', 'Χ': 'X',
-	// Greek small letters.
-	'α': 'a', 'β': 'b', 'γ': 'y', 'ε': 'e', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o',
-	'ρ': 'p', 'τ': 't', 'υ': 'u', 'χ': 'x', 'ω': 'w', 'ϲ': 'c', 'ϳ': 'j', 'η': 'n',
-}
+var homoglyphs = func() (t [lastHomoglyph - firstHomoglyph + 1]rune) {
+	for from, to := range map[rune]rune{
+		// Cyrillic capitals.
+		'А': 'A', 'В': 'B', 'Е': 'E', 'Ё': 'E', 'К': 'K', 'М': 'M', 'Н': 'H', 'О': 'O',
+		'Р': 'P', 'С': 'C', 'Т': 'T', 'У': 'Y', 'Х': 'X', 'Ѕ': 'S', 'І': 'I', 'Ї': 'I',
+		'Ј': 'J', 'Ԛ': 'Q', 'Ԝ': 'W', 'Һ': 'H', 'Ӏ': 'I', 'Ү': 'Y',
+		// Cyrillic small letters.
+		'а': 'a', 'е': 'e', 'ё': 'e', 'о': 'o', 'р': 'p', 'с': 'c', 'у': 'y', 'х': 'x',
+		'ѕ': 's', 'і': 'i', 'ї': 'i', 'ј': 'j', 'ԁ': 'd', 'ԛ': 'q', 'ԝ': 'w', 'һ': 'h',
+		'ӏ': 'l', 'ү': 'y', 'ь': 'b', 'к': 'k', 'м': 'm', 'н': 'h', 'т': 't', 'в': 'b',
+		// Greek capitals.
+		'Α': 'A', 'Β': 'B', 'Ε': 'E', 'Ζ': 'Z', 'Η': 'H', 'Ι': 'I', 'Κ': 'K', 'Μ': 'M',
+		'Ν': 'N', 'Ο': 'O', 'Ρ': 'P', 'Τ': 'T', 'Υ': 'Y', 'Χ': 'X',
+		// Greek small letters.
+		'α': 'a', 'β': 'b', 'γ': 'y', 'ε': 'e', 'ι': 'i', 'κ': 'k', 'ν': 'v', 'ο': 'o',
+		'ρ': 'p', 'τ': 't', 'υ': 'u', 'χ': 'x', 'ω': 'w', 'ϲ': 'c', 'ϳ': 'j', 'η': 'n',
+	} {
+		t[from-firstHomoglyph] = to
+	}
+	return t
+}()
 
 func confusable(r rune) rune {
 	if r < utf8.RuneSelf {
@@ -114,11 +140,10 @@ func confusable(r rune) rune {
 		}
 		return r
 	}
-	if r < 0x370 || r > 0x52F { // outside Greek and Cyrillic
-		return r
-	}
-	if l, ok := homoglyphs[r]; ok {
-		return l
+	if r >= firstHomoglyph && r <= lastHomoglyph {
+		if l := homoglyphs[r-firstHomoglyph]; l != 0 {
+			return l
+		}
 	}
 	return r
 }
@@ -142,7 +167,7 @@ func classify(r rune) kind {
 	case r == 0x30FC || r == 0xFF70: // katakana prolonged sound mark (script Common)
 		return kindSpaceless
 	case unicode.IsLetter(r), unicode.IsNumber(r), unicode.IsMark(r):
-		if unicode.IsOneOf(spacelessScripts, r) {
+		if r >= 0x0E00 && unicode.IsOneOf(spacelessScripts, r) { // Thai is the first
 			return kindSpaceless
 		}
 		return kindWord
@@ -168,6 +193,18 @@ type source struct {
 	segStart, segEnd int    // byte range of text the segment came from
 	it               *norm.Iter
 	itBusy           bool
+
+	// The NFKC properties of the rune at propsAt: stable looks one rune ahead, and the
+	// next call starts there.
+	props   norm.Properties
+	propsAt int
+}
+
+func (s *source) propsOf(i int) norm.Properties {
+	if i != s.propsAt {
+		s.props, s.propsAt = norm.NFKC.PropertiesString(s.text[i:]), i
+	}
+	return s.props
 }
 
 // next returns the next rune and the byte range of the text it came from.
@@ -216,15 +253,18 @@ func (s *source) next() (r rune, start, end int, ok bool) {
 }
 
 // stable reports the NFKC form of the rune at i when it is a single rune that needs no
-// context: the rune starts a segment, and the next rune cannot combine with it.
+// context: the rune starts a segment, and nothing after it can combine with it.
 func (s *source) stable(i int) (rune, int, bool) {
-	p := norm.NFKC.PropertiesString(s.text[i:])
+	p := s.propsOf(i)
 	n := p.Size()
+	if p.BoundaryAfter() { // NFKC leaves it alone, and it combines with nothing
+		r, _ := utf8.DecodeRuneInString(s.text[i:])
+		return r, n, true
+	}
 	if !p.BoundaryBefore() {
 		return 0, 0, false
 	}
-	if j := i + n; j < len(s.text) && s.text[j] >= utf8.RuneSelf &&
-		!norm.NFKC.PropertiesString(s.text[j:]).BoundaryBefore() {
+	if j := i + n; j < len(s.text) && s.text[j] >= utf8.RuneSelf && !s.propsOf(j).BoundaryBefore() {
 		return 0, 0, false
 	}
 	switch d := p.Decomposition(); len(d) {
