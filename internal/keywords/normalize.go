@@ -237,6 +237,14 @@ func (s *source) next() (r rune, start, end int, ok bool) {
 			s.i += n
 			return r, i, i + n, true
 		}
+		if c >= 0xE4 && c <= 0xE9 { // U+4000–U+9FFF
+			// CJK unified ideographs: NFKC leaves them alone and nothing combines with
+			// them; the commonest non-ASCII wording skips the property lookups.
+			if r, n := utf8.DecodeRuneInString(s.text[i:]); r >= 0x4E00 && r <= 0x9FFF {
+				s.i += n
+				return r, i, i + n, true
+			}
+		}
 		if r, n, ok := s.stable(i); ok {
 			s.i += n
 			return r, i, i + n, true
