@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 const (
@@ -179,7 +180,7 @@ func readList(dst map[string]struct{}, cm *corev1.ConfigMap, maxEntries int) err
 				continue
 			}
 			if msg := ValidateUserID(line); msg != "" {
-				return fmt.Errorf("ConfigMap %s key %q line %d: user ID %q %s", cm.Name, key, n, truncate(line, 80), msg)
+				return fmt.Errorf("ConfigMap %s key %q line %d: user ID %q %s", cm.Name, key, n, text.Truncate(line, 80), msg)
 			}
 			dst[line] = struct{}{}
 			if len(dst) > maxEntries {
@@ -188,13 +189,6 @@ func readList(dst map[string]struct{}, cm *corev1.ConfigMap, maxEntries int) err
 		}
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // compileSpec validates and compiles a policy with its inline lists only.
