@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
 
@@ -256,7 +257,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		} else if len(r.WordingPatterns) > 0 {
 			cr.wording = regexp.MustCompile(joinGroups(r.WordingPatterns))
 		}
-		if r.When != "" && len(r.When) <= maxWhenLength {
+		if r.When != "" && len(r.When) <= v1alpha1.MaxWhenLength {
 			prg, err := compileWhen(r.When)
 			if err != nil {
 				errs = append(errs, field.Invalid(p.Child("when"), r.When, err.Error()))
@@ -297,17 +298,9 @@ func newVerdict(c *Compiled, kind EntryKind, entry string, code int32, message, 
 	}
 }
 
-// Events are indexed by position in allEvents; masks are bit sets over those positions.
-var allEvents = [...]v1alpha1.Event{
-	v1alpha1.EventFriendRequest,
-	v1alpha1.EventFriendResponse,
-	v1alpha1.EventImportFriends,
-	v1alpha1.EventAddBlack,
-	v1alpha1.EventSetRemark,
-}
-
+// Events are indexed by position in v1alpha1.Events; masks are bit sets over those positions.
 func eventIndex(e string) int {
-	for i, x := range allEvents {
+	for i, x := range v1alpha1.Events {
 		if string(x) == e {
 			return i
 		}
@@ -329,17 +322,28 @@ func eventMask(events, defaults []v1alpha1.Event) uint8 {
 	return m
 }
 
-// Platforms are compared case-insensitively; Mac and macOS are the same platform.
-var platforms = [...]struct {
+// platform is a platform name and its bit in a rule's mask.
+type platform struct {
 	name string
 	bit  uint16
-}{
-	{"RESTAPI", 1 << 0}, {"Web", 1 << 1}, {"Android", 1 << 2}, {"iOS", 1 << 3},
-	{"Windows", 1 << 4}, {"Mac", 1 << 5}, {"macOS", 1 << 5}, {"iPad", 1 << 6}, {"Unknown", 1 << 7},
 }
 
+// platformBits give each platform its position in v1alpha1.Platforms as its bit, except
+// that macOS shares Mac's, being the same platform.
+var platformBits = func() (bits [len(v1alpha1.Platforms)]platform) {
+	mac := slices.Index(v1alpha1.Platforms[:], v1alpha1.PlatformMac)
+	for i, name := range v1alpha1.Platforms {
+		bits[i] = platform{name: name, bit: 1 << i}
+		if name == v1alpha1.PlatformMacOS {
+			bits[i].bit = 1 << mac
+		}
+	}
+	return bits
+}()
+
+// platformBit is the bit of a platform, compared case-insensitively; 0 for an unknown one.
 func platformBit(s string) uint16 {
-	for _, p := range platforms {
+	for _, p := range platformBits {
 		if strings.EqualFold(s, p.name) {
 			return p.bit
 		}
