@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
 	"slices"
 	"sort"
 	"strings"
@@ -83,12 +84,12 @@ type compiledRule struct {
 
 // Compile validates a FriendPolicy and compiles it with the ConfigMaps its blocklists may
 // select (those of other namespaces, and those without the friendgate.io/list label, are
-// ignored). A policy that is invalid, or whose lists
-// hold an invalid user ID or are too large, yields an error in the Kubernetes field-error form.
+// ignored). A policy that is invalid, or whose lists hold an invalid user ID or are too
+// large, yields a *CompileError whose Reason says which.
 func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Options) (*Compiled, error) {
 	c, errs := compileSpec(fp)
 	if len(errs) > 0 {
-		return nil, InvalidError(fp, errs)
+		return nil, newCompileError(fp, v1alpha1.ReasonInvalid, errs)
 	}
 	if opts.MaxListEntries <= 0 {
 		opts.MaxListEntries = DefaultMaxListEntries
@@ -100,12 +101,9 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 		if b.selector == nil {
 			continue
 		}
-		listPath := field.NewPath("spec", "blocklists").Index(i)
-		path := listPath.Child("configMapSelector")
-		users := make(map[string]struct{}, len(spec.Users))
-		for _, u := range spec.Users {
-			users[u] = struct{}{}
-		}
+		path := field.NewPath("spec", "blocklists").Index(i).Child("configMapSelector")
+		// The set holds the inline users already; the lists add theirs to the same map.
+		users := b.set.users
 		selected := 0
 		for _, cm := range sortedConfigMaps(configMaps) {
 			if !isList(cm, fp.Namespace) || !b.selector.Matches(labels.Set(cm.Labels)) {
@@ -121,17 +119,10 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 		if selected == 0 {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: selects no ConfigMap labelled %s in namespace %q", path, v1alpha1.LabelList, fp.Namespace))
 		}
-		set, err := newUserSet(nil, spec.Prefixes, spec.Patterns)
-		if err != nil {
-			errs = append(errs, field.Invalid(listPath.Child("patterns"), spec.Patterns, err.Error()))
-			continue
-		}
-		set.users = users
 		c.BlocklistEntries += int64(len(users) - len(spec.Users))
-		b.set = set
 	}
 	if len(errs) > 0 {
-		return nil, InvalidError(fp, errs)
+		return nil, newCompileError(fp, v1alpha1.ReasonListError, errs)
 	}
 	for name := range usedCMs {
 		c.ConfigMaps = append(c.ConfigMaps, name)
@@ -220,7 +211,6 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	for i := range spec.Blocklists {
 		b := &spec.Blocklists[i]
 		p := specPath.Child("blocklists").Index(i)
-		errs = append(errs, checkPatterns(b.Patterns, p.Child("patterns"))...)
 		cb := compiledBlocklist{
 			from:    b.Subject != v1alpha1.SubjectTo,
 			to:      b.Subject != v1alpha1.SubjectFrom,
@@ -229,8 +219,15 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		if b.ConfigMapSelector != nil {
 			cb.selector, _ = metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
 		}
-		if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err == nil {
+		if pErrs := checkPatterns(b.Patterns, p.Child("patterns")); len(pErrs) > 0 {
+			errs = append(errs, pErrs...)
+		} else if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err != nil {
+			errs = append(errs, field.Invalid(p.Child("patterns"), b.Patterns, err.Error()))
+		} else {
 			cb.set = set
+		}
+		if cb.selector != nil && cb.set.users == nil {
+			cb.set.users = map[string]struct{}{}
 		}
 		c.BlocklistEntries += int64(len(b.Users) + len(b.Prefixes) + len(b.Patterns))
 		c.blocklists = append(c.blocklists, cb)
@@ -255,7 +252,11 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns")); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
 		} else if len(r.WordingPatterns) > 0 {
-			cr.wording = regexp.MustCompile(joinGroups(r.WordingPatterns))
+			re, err := regexp.Compile(joinGroups(r.WordingPatterns))
+			if err != nil {
+				errs = append(errs, field.Invalid(p.Child("wordingPatterns"), r.WordingPatterns, err.Error()))
+			}
+			cr.wording = re
 		}
 		if r.When != "" && len(r.When) <= v1alpha1.MaxWhenLength {
 			prg, err := compileWhen(r.When)
@@ -269,11 +270,13 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	return c, errs
 }
 
-// checkPatterns compiles each RE2 pattern alone, so an error names the pattern at fault.
+// checkPatterns parses each RE2 pattern alone, so an error names the pattern at fault.
+// Parsing finds every error compiling would (regexp.Compile adds none after it); the
+// patterns are then compiled once, together.
 func checkPatterns(patterns []string, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	for i, p := range patterns {
-		if _, err := regexp.Compile(p); err != nil {
+		if _, err := syntax.Parse(p, syntax.Perl); err != nil {
 			errs = append(errs, field.Invalid(path.Index(i), p, "not a valid RE2 regular expression: "+err.Error()))
 		}
 	}

@@ -24,18 +24,33 @@ var (
 	platformsMessage = "must be " + oneOf(v1alpha1.Platforms[:])
 )
 
-// InvalidError wraps a policy's field errors in the Kubernetes form
-// (FriendPolicy.friendgate.io "name" is invalid: [spec.rules[0].when: Invalid value: ...]).
-func InvalidError(fp *v1alpha1.FriendPolicy, errs field.ErrorList) error {
-	if len(errs) == 0 {
-		return nil
-	}
+// CompileError is why a policy does not compile: its field errors, and whether the spec is
+// at fault or one of its ConfigMap lists, so a caller can report which without validating
+// again. Its message is the Kubernetes field-error form (FriendPolicy.friendgate.io
+// "namespace/name" is invalid: [spec.rules[0].when: Invalid value: ...]), and it unwraps to
+// the matching *apierrors.StatusError.
+type CompileError struct {
+	// Reason is v1alpha1.ReasonInvalid when the spec does not compile, or
+	// v1alpha1.ReasonListError when it does but a list selected by configMapSelector
+	// cannot be used.
+	Reason string
+	// Errs are the field errors, at least one.
+	Errs   field.ErrorList
+	status error
+}
+
+func newCompileError(fp *v1alpha1.FriendPolicy, reason string, errs field.ErrorList) *CompileError {
 	name := fp.Name
 	if fp.Namespace != "" {
 		name = fp.Namespace + "/" + fp.Name
 	}
-	return apierrors.NewInvalid(groupKind, name, errs)
+	return &CompileError{Reason: reason, Errs: errs, status: apierrors.NewInvalid(groupKind, name, errs)}
 }
+
+func (e *CompileError) Error() string { return e.status.Error() }
+
+// Unwrap lets apierrors.IsInvalid and errors.As see the Kubernetes form.
+func (e *CompileError) Unwrap() error { return e.status }
 
 // Validate checks a FriendPolicy's spec: everything the CRD schema checks, plus what only
 // the engine can (RE2 patterns, CIDRs, CEL expressions).
