@@ -2,9 +2,6 @@ package policytest
 
 import (
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -15,34 +12,7 @@ import (
 // FindSuites lists the suite files under paths: a file is taken as it is, a directory is
 // searched recursively for files whose name ends in friendgate-test.yaml.
 func FindSuites(paths ...string) ([]string, error) {
-	var out []string
-	for _, root := range paths {
-		info, err := os.Stat(root)
-		if err != nil {
-			return nil, err
-		}
-		if !info.IsDir() {
-			out = append(out, root)
-			continue
-		}
-		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() && path != root && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
-			}
-			if !d.IsDir() && manifest.IsTestFile(d.Name()) {
-				out = append(out, path)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return manifest.Find(manifest.IsTestFile, paths...)
 }
 
 // SuiteResult is the outcome of one suite.
