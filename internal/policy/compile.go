@@ -40,10 +40,6 @@ type Options struct {
 type Compiled struct {
 	// Key is namespace/name.
 	Key string
-	// Namespace and Name identify the policy.
-	Namespace, Name string
-	// Generation is the metadata.generation that was compiled.
-	Generation int64
 	// Priority and DryRun come from the spec.
 	Priority int32
 	DryRun   bool
@@ -194,15 +190,12 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 
 	key := fp.Namespace + "/" + fp.Name
 	c := &Compiled{
-		Key:        key,
-		Namespace:  fp.Namespace,
-		Name:       fp.Name,
-		Generation: fp.Generation,
-		Priority:   spec.Priority,
-		DryRun:     spec.EnforcementAction == v1alpha1.EnforcementDryRun,
-		Rules:      len(spec.Rules),
-		appIDs:     append([]string(nil), spec.AppIDs...),
-		events:     eventMask(spec.Events, v1alpha1.DefaultEvents),
+		Key:      key,
+		Priority: spec.Priority,
+		DryRun:   spec.EnforcementAction == v1alpha1.EnforcementDryRun,
+		Rules:    len(spec.Rules),
+		appIDs:   append([]string(nil), spec.AppIDs...),
+		events:   eventMask(spec.Events, v1alpha1.DefaultEvents),
 	}
 	if ex := spec.Exemptions; ex != nil {
 		c.exempt, _ = newUserSet(ex.Users, ex.Prefixes, nil)
