@@ -25,14 +25,16 @@ const (
 	DefaultBlocklistMessage = "blocked by friend policy"
 	// DefaultRuleMessage is the deny message of a rule that sets none.
 	DefaultRuleMessage = "denied by friend policy"
-	// DefaultMaxListEntries bounds the user IDs one blocklist takes from ConfigMaps.
+	// DefaultMaxListEntries is the default of Options.MaxListEntries.
 	DefaultMaxListEntries = 2_000_000
 )
 
 // Options tune compilation.
 type Options struct {
-	// MaxListEntries bounds the user IDs one blocklist takes from its ConfigMaps; a larger
-	// list is a compile error. Zero means DefaultMaxListEntries.
+	// MaxListEntries bounds the distinct users of a blocklist with a configMapSelector,
+	// inline and from its ConfigMaps together; a larger list is a compile error. Zero means
+	// DefaultMaxListEntries. An entry of a blocklist is one of its users, prefixes or
+	// patterns, as in BlocklistEntries and status.blocklistEntries.
 	MaxListEntries int
 }
 
@@ -157,12 +159,8 @@ func readList(dst map[string]struct{}, cm *corev1.ConfigMap, maxEntries int) err
 	for _, key := range keys {
 		data := cm.Data[key]
 		for n := 1; data != ""; n++ {
-			line := data
-			if i := strings.IndexByte(data, '\n'); i >= 0 {
-				line, data = data[:i], data[i+1:]
-			} else {
-				data = ""
-			}
+			var line string
+			line, data, _ = strings.Cut(data, "\n")
 			line = strings.TrimSpace(line)
 			if line == "" || line[0] == '#' {
 				continue
@@ -276,7 +274,7 @@ func checkPatterns(patterns []string, path *field.Path) field.ErrorList {
 	return errs
 }
 
-func newVerdict(c *Compiled, kind EntryKind, entry string, code int32, message, defaultMessage string) *Verdict {
+func newVerdict(c *Compiled, kind Kind, name string, code int32, message, defaultMessage string) *Verdict {
 	if code == 0 {
 		code = v1alpha1.DefaultCode
 	}
@@ -286,11 +284,11 @@ func newVerdict(c *Compiled, kind EntryKind, entry string, code int32, message, 
 	return &Verdict{
 		Policy:  c.Key,
 		Kind:    kind,
-		Entry:   entry,
+		Name:    name,
 		Code:    code,
 		Message: message,
 		DryRun:  c.DryRun,
-		Detail:  c.Key + "/" + string(kind) + "/" + entry,
+		Detail:  c.Key + "/" + string(kind) + "/" + name,
 	}
 }
 

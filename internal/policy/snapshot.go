@@ -241,7 +241,7 @@ func (s *Snapshot) Explain(r *Request) []Trace {
 			var errs []error
 			t.Verdict = c.evaluate(r, ei, &errs)
 			if t.Verdict != nil {
-				t.Reason = fmt.Sprintf("%s %s matches", t.Verdict.Kind, t.Verdict.Entry)
+				t.Reason = fmt.Sprintf("%s %s matches", t.Verdict.Kind, t.Verdict.Name)
 			} else {
 				t.Reason = "no blocklist or rule matches"
 			}

@@ -114,8 +114,8 @@ func runCase(snap *policy.Snapshot, c *Case) CaseResult {
 		if want.Policy != "" && want.Policy != v.Policy {
 			problems = append(problems, fmt.Sprintf("expected policy %s, got %s", want.Policy, v.Policy))
 		}
-		if want.Entry != "" && want.Entry != v.Entry {
-			problems = append(problems, fmt.Sprintf("expected entry %s, got %s %s", want.Entry, v.Kind, v.Entry))
+		if want.Entry != "" && want.Entry != v.Name {
+			problems = append(problems, fmt.Sprintf("expected entry %s, got %s %s", want.Entry, v.Kind, v.Name))
 		}
 	}
 	if want.WouldDeny != nil {
@@ -140,12 +140,12 @@ func runCase(snap *policy.Snapshot, c *Case) CaseResult {
 func describe(d *policy.Decision) string {
 	var b strings.Builder
 	if v := d.Deny; v != nil {
-		fmt.Fprintf(&b, "deny %d by %s %s %s", v.Code, v.Policy, v.Kind, v.Entry)
+		fmt.Fprintf(&b, "deny %d by %s %s %s", v.Code, v.Policy, v.Kind, v.Name)
 	} else {
 		b.WriteString("allow")
 	}
 	for _, v := range d.WouldDeny {
-		fmt.Fprintf(&b, "; would deny by %s %s %s", v.Policy, v.Kind, v.Entry)
+		fmt.Fprintf(&b, "; would deny by %s %s %s", v.Policy, v.Kind, v.Name)
 	}
 	return b.String()
 }

@@ -64,7 +64,7 @@ type Expect struct {
 	Message string `json:"message,omitempty"`
 	// Policy is the deciding policy as namespace/name.
 	Policy string `json:"policy,omitempty"`
-	// Entry is the deciding blocklist or rule name.
+	// Entry is the deciding blocklist's or rule's name (policy.Verdict.Name).
 	Entry string `json:"entry,omitempty"`
 	// WouldDeny lists, as namespace/name, every DryRun policy expected to flag the request;
 	// an explicit empty list expects none.
