@@ -15,6 +15,9 @@ const (
 	EnforcementDryRun EnforcementAction = "DryRun"
 )
 
+// EnforcementActions are every enforcement action, as the Enum marker above lists them.
+var EnforcementActions = [...]EnforcementAction{EnforcementDeny, EnforcementDryRun}
+
 // Event is the kind of relationship change an IM server asks about.
 // +kubebuilder:validation:Enum=FriendRequest;FriendResponse;ImportFriends;AddBlack;SetRemark
 type Event string
@@ -32,7 +35,12 @@ const (
 	EventSetRemark Event = "SetRemark"
 )
 
-// DefaultEvents are the events a policy with an empty events list applies to.
+// Events are every event, as the Enum marker above lists them; the engine indexes events
+// by their position here.
+var Events = [...]Event{EventFriendRequest, EventFriendResponse, EventImportFriends, EventAddBlack, EventSetRemark}
+
+// DefaultEvents are the events a policy with an empty events list applies to. The CEL rule
+// on FriendPolicySpec spells them out too.
 var DefaultEvents = []Event{EventFriendRequest, EventFriendResponse, EventImportFriends}
 
 // Subject says which side of a request a blocklist looks up.
@@ -48,17 +56,85 @@ const (
 	SubjectEither Subject = "Either"
 )
 
+// Subjects are every subject, as the Enum marker above lists them.
+var Subjects = [...]Subject{SubjectFrom, SubjectTo, SubjectEither}
+
+// Platforms a rule can name (the Tencent OptPlatform), compared case-insensitively.
+const (
+	PlatformRESTAPI = "RESTAPI"
+	PlatformWeb     = "Web"
+	PlatformAndroid = "Android"
+	PlatformIOS     = "iOS"
+	PlatformWindows = "Windows"
+	PlatformMac     = "Mac"
+	// PlatformMacOS is another name for PlatformMac.
+	PlatformMacOS   = "macOS"
+	PlatformIPad    = "iPad"
+	PlatformUnknown = "Unknown"
+)
+
+// Platforms are every platform name a rule accepts, as the CEL rule on Rule.Platforms
+// lists them (in lower case).
+var Platforms = [...]string{PlatformRESTAPI, PlatformWeb, PlatformAndroid, PlatformIOS, PlatformWindows, PlatformMac, PlatformMacOS, PlatformIPad, PlatformUnknown}
+
+// Bounds of the schema. Kubebuilder markers take only literals, so each is also written in
+// a marker below; TestSchemaMatchesEngine (internal/policy) checks the generated CRD against
+// these, and the engine holds policies read from files to them, so a file gets the limits a
+// cluster enforces.
 const (
 	// MinCode is the lowest deny code; Tencent Cloud Chat refuses an item only for codes in [38000, 39000].
 	MinCode = 38000
 	// MaxCode is the highest deny code.
 	MaxCode = 39000
-	// DefaultCode is the deny code of an entry that sets none.
+	// DefaultCode is the deny code of a blocklist or rule that sets none.
 	DefaultCode = MinCode
+	// MinPriority is the lowest policy priority, and the default.
+	MinPriority = 0
 	// MaxPriority is the highest policy priority.
 	MaxPriority = 10000
 	// MaxUserIDLength bounds user IDs and prefixes, inline and in ConfigMap lists.
 	MaxUserIDLength = 64
+
+	// MaxAppIDs bounds spec.appIDs.
+	MaxAppIDs = 100
+	// MaxAppIDLength bounds each appID.
+	MaxAppIDLength = 64
+	// MaxEvents bounds spec.events and a rule's events: each event at most once.
+	MaxEvents = len(Events)
+	// MaxUsers bounds the inline users of exemptions and of a blocklist.
+	MaxUsers = 512
+	// MaxPrefixes bounds the prefixes of exemptions and of a blocklist.
+	MaxPrefixes = 64
+	// MaxPatterns bounds a blocklist's patterns and a rule's wordingPatterns.
+	MaxPatterns = 16
+	// MaxPatternLength bounds each pattern and wording pattern.
+	MaxPatternLength = 256
+	// MaxBlocklists bounds spec.blocklists.
+	MaxBlocklists = 16
+	// MaxRules bounds spec.rules.
+	MaxRules = 64
+	// MaxNameLength bounds blocklist and rule names: a DNS label.
+	MaxNameLength = 63
+	// MaxMessageLength bounds a blocklist's or rule's deny message.
+	MaxMessageLength = 256
+	// MaxPlatforms bounds a rule's platforms.
+	MaxPlatforms = 10
+	// MaxPlatformLength bounds each platform.
+	MaxPlatformLength = 16
+	// MaxAddSources bounds a rule's addSources.
+	MaxAddSources = 16
+	// MaxAddSourceLength bounds each add source.
+	MaxAddSourceLength = 32
+	// AddSourcePattern is the form of an add source.
+	AddSourcePattern = `^AddSource_Type_[A-Za-z0-9]+$`
+	// MaxClientCIDRs bounds a rule's clientCIDRs.
+	MaxClientCIDRs = 32
+	// MaxClientCIDRLength bounds each CIDR: the longest IPv6 CIDR text.
+	MaxClientCIDRLength = 43
+	// MaxWhenLength bounds a rule's CEL expression.
+	MaxWhenLength = 2048
+	// MaxStatusConfigMaps bounds status.configMaps.
+	MaxStatusConfigMaps = 1024
 )
 
 // FriendPolicySpec declares who may befriend whom.

@@ -59,6 +59,14 @@ func Load(paths ...string) (*Set, error) {
 
 // Files lists the manifest files under paths, sorted, so loading is deterministic.
 func Files(paths ...string) ([]string, error) {
+	return Find(isManifest, paths...)
+}
+
+// Find lists, sorted, the files under paths whose name satisfies match: a path that is a
+// file is taken as it is, a directory is searched recursively, skipping hidden
+// directories below it. `friendgate test` finds its suites this way and manifests too, so
+// both see the same tree.
+func Find(match func(name string) bool, paths ...string) ([]string, error) {
 	var files []string
 	for _, root := range paths {
 		info, err := os.Stat(root)
@@ -79,7 +87,7 @@ func Files(paths ...string) ([]string, error) {
 				}
 				return nil
 			}
-			if isManifest(d.Name()) {
+			if match(d.Name()) {
 				files = append(files, path)
 			}
 			return nil

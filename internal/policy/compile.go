@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"regexp/syntax"
+	"slices"
 	"sort"
 	"strings"
 
@@ -15,6 +17,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 const (
@@ -22,14 +25,16 @@ const (
 	DefaultBlocklistMessage = "blocked by friend policy"
 	// DefaultRuleMessage is the deny message of a rule that sets none.
 	DefaultRuleMessage = "denied by friend policy"
-	// DefaultMaxListEntries bounds the user IDs one blocklist takes from ConfigMaps.
+	// DefaultMaxListEntries is the default of Options.MaxListEntries.
 	DefaultMaxListEntries = 2_000_000
 )
 
 // Options tune compilation.
 type Options struct {
-	// MaxListEntries bounds the user IDs one blocklist takes from its ConfigMaps; a larger
-	// list is a compile error. Zero means DefaultMaxListEntries.
+	// MaxListEntries bounds the distinct users of a blocklist with a configMapSelector,
+	// inline and from its ConfigMaps together; a larger list is a compile error. Zero means
+	// DefaultMaxListEntries. An entry of a blocklist is one of its users, prefixes or
+	// patterns, as in BlocklistEntries and status.blocklistEntries.
 	MaxListEntries int
 }
 
@@ -37,10 +42,6 @@ type Options struct {
 type Compiled struct {
 	// Key is namespace/name.
 	Key string
-	// Namespace and Name identify the policy.
-	Namespace, Name string
-	// Generation is the metadata.generation that was compiled.
-	Generation int64
 	// Priority and DryRun come from the spec.
 	Priority int32
 	DryRun   bool
@@ -81,12 +82,12 @@ type compiledRule struct {
 
 // Compile validates a FriendPolicy and compiles it with the ConfigMaps its blocklists may
 // select (those of other namespaces, and those without the friendgate.io/list label, are
-// ignored). A policy that is invalid, or whose lists
-// hold an invalid user ID or are too large, yields an error in the Kubernetes field-error form.
+// ignored). A policy that is invalid, or whose lists hold an invalid user ID or are too
+// large, yields a *CompileError whose Reason says which.
 func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Options) (*Compiled, error) {
 	c, errs := compileSpec(fp)
 	if len(errs) > 0 {
-		return nil, InvalidError(fp, errs)
+		return nil, newCompileError(fp, v1alpha1.ReasonInvalid, errs)
 	}
 	if opts.MaxListEntries <= 0 {
 		opts.MaxListEntries = DefaultMaxListEntries
@@ -98,12 +99,9 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 		if b.selector == nil {
 			continue
 		}
-		listPath := field.NewPath("spec", "blocklists").Index(i)
-		path := listPath.Child("configMapSelector")
-		users := make(map[string]struct{}, len(spec.Users))
-		for _, u := range spec.Users {
-			users[u] = struct{}{}
-		}
+		path := field.NewPath("spec", "blocklists").Index(i).Child("configMapSelector")
+		// The set holds the inline users already; the lists add theirs to the same map.
+		users := b.set.users
 		selected := 0
 		for _, cm := range sortedConfigMaps(configMaps) {
 			if !isList(cm, fp.Namespace) || !b.selector.Matches(labels.Set(cm.Labels)) {
@@ -119,17 +117,10 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 		if selected == 0 {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: selects no ConfigMap labelled %s in namespace %q", path, v1alpha1.LabelList, fp.Namespace))
 		}
-		set, err := newUserSet(nil, spec.Prefixes, spec.Patterns)
-		if err != nil {
-			errs = append(errs, field.Invalid(listPath.Child("patterns"), spec.Patterns, err.Error()))
-			continue
-		}
-		set.users = users
 		c.BlocklistEntries += int64(len(users) - len(spec.Users))
-		b.set = set
 	}
 	if len(errs) > 0 {
-		return nil, InvalidError(fp, errs)
+		return nil, newCompileError(fp, v1alpha1.ReasonListError, errs)
 	}
 	for name := range usedCMs {
 		c.ConfigMaps = append(c.ConfigMaps, name)
@@ -168,18 +159,14 @@ func readList(dst map[string]struct{}, cm *corev1.ConfigMap, maxEntries int) err
 	for _, key := range keys {
 		data := cm.Data[key]
 		for n := 1; data != ""; n++ {
-			line := data
-			if i := strings.IndexByte(data, '\n'); i >= 0 {
-				line, data = data[:i], data[i+1:]
-			} else {
-				data = ""
-			}
+			var line string
+			line, data, _ = strings.Cut(data, "\n")
 			line = strings.TrimSpace(line)
 			if line == "" || line[0] == '#' {
 				continue
 			}
 			if msg := ValidateUserID(line); msg != "" {
-				return fmt.Errorf("ConfigMap %s key %q line %d: user ID %q %s", cm.Name, key, n, truncate(line, 80), msg)
+				return fmt.Errorf("ConfigMap %s key %q line %d: user ID %q %s", cm.Name, key, n, text.Truncate(line, 80), msg)
 			}
 			dst[line] = struct{}{}
 			if len(dst) > maxEntries {
@@ -188,13 +175,6 @@ func readList(dst map[string]struct{}, cm *corev1.ConfigMap, maxEntries int) err
 		}
 	}
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 // compileSpec validates and compiles a policy with its inline lists only.
@@ -208,15 +188,12 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 
 	key := fp.Namespace + "/" + fp.Name
 	c := &Compiled{
-		Key:        key,
-		Namespace:  fp.Namespace,
-		Name:       fp.Name,
-		Generation: fp.Generation,
-		Priority:   spec.Priority,
-		DryRun:     spec.EnforcementAction == v1alpha1.EnforcementDryRun,
-		Rules:      len(spec.Rules),
-		appIDs:     append([]string(nil), spec.AppIDs...),
-		events:     eventMask(spec.Events, v1alpha1.DefaultEvents),
+		Key:      key,
+		Priority: spec.Priority,
+		DryRun:   spec.EnforcementAction == v1alpha1.EnforcementDryRun,
+		Rules:    len(spec.Rules),
+		appIDs:   append([]string(nil), spec.AppIDs...),
+		events:   eventMask(spec.Events, v1alpha1.DefaultEvents),
 	}
 	if ex := spec.Exemptions; ex != nil {
 		c.exempt, _ = newUserSet(ex.Users, ex.Prefixes, nil)
@@ -225,7 +202,6 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	for i := range spec.Blocklists {
 		b := &spec.Blocklists[i]
 		p := specPath.Child("blocklists").Index(i)
-		errs = append(errs, checkPatterns(b.Patterns, p.Child("patterns"))...)
 		cb := compiledBlocklist{
 			from:    b.Subject != v1alpha1.SubjectTo,
 			to:      b.Subject != v1alpha1.SubjectFrom,
@@ -234,8 +210,15 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		if b.ConfigMapSelector != nil {
 			cb.selector, _ = metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
 		}
-		if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err == nil {
+		if pErrs := checkPatterns(b.Patterns, p.Child("patterns")); len(pErrs) > 0 {
+			errs = append(errs, pErrs...)
+		} else if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err != nil {
+			errs = append(errs, field.Invalid(p.Child("patterns"), b.Patterns, err.Error()))
+		} else {
 			cb.set = set
+		}
+		if cb.selector != nil && cb.set.users == nil {
+			cb.set.users = map[string]struct{}{}
 		}
 		c.BlocklistEntries += int64(len(b.Users) + len(b.Prefixes) + len(b.Patterns))
 		c.blocklists = append(c.blocklists, cb)
@@ -260,9 +243,13 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns")); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
 		} else if len(r.WordingPatterns) > 0 {
-			cr.wording = regexp.MustCompile(joinGroups(r.WordingPatterns))
+			re, err := regexp.Compile(joinGroups(r.WordingPatterns))
+			if err != nil {
+				errs = append(errs, field.Invalid(p.Child("wordingPatterns"), r.WordingPatterns, err.Error()))
+			}
+			cr.wording = re
 		}
-		if r.When != "" && len(r.When) <= maxWhenLength {
+		if r.When != "" && len(r.When) <= v1alpha1.MaxWhenLength {
 			prg, err := compileWhen(r.When)
 			if err != nil {
 				errs = append(errs, field.Invalid(p.Child("when"), r.When, err.Error()))
@@ -274,18 +261,20 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	return c, errs
 }
 
-// checkPatterns compiles each RE2 pattern alone, so an error names the pattern at fault.
+// checkPatterns parses each RE2 pattern alone, so an error names the pattern at fault.
+// Parsing finds every error compiling would (regexp.Compile adds none after it); the
+// patterns are then compiled once, together.
 func checkPatterns(patterns []string, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
 	for i, p := range patterns {
-		if _, err := regexp.Compile(p); err != nil {
+		if _, err := syntax.Parse(p, syntax.Perl); err != nil {
 			errs = append(errs, field.Invalid(path.Index(i), p, "not a valid RE2 regular expression: "+err.Error()))
 		}
 	}
 	return errs
 }
 
-func newVerdict(c *Compiled, kind EntryKind, entry string, code int32, message, defaultMessage string) *Verdict {
+func newVerdict(c *Compiled, kind Kind, name string, code int32, message, defaultMessage string) *Verdict {
 	if code == 0 {
 		code = v1alpha1.DefaultCode
 	}
@@ -295,25 +284,17 @@ func newVerdict(c *Compiled, kind EntryKind, entry string, code int32, message, 
 	return &Verdict{
 		Policy:  c.Key,
 		Kind:    kind,
-		Entry:   entry,
+		Name:    name,
 		Code:    code,
 		Message: message,
 		DryRun:  c.DryRun,
-		Detail:  c.Key + "/" + string(kind) + "/" + entry,
+		Detail:  c.Key + "/" + string(kind) + "/" + name,
 	}
 }
 
-// Events are indexed by position in allEvents; masks are bit sets over those positions.
-var allEvents = [...]v1alpha1.Event{
-	v1alpha1.EventFriendRequest,
-	v1alpha1.EventFriendResponse,
-	v1alpha1.EventImportFriends,
-	v1alpha1.EventAddBlack,
-	v1alpha1.EventSetRemark,
-}
-
+// Events are indexed by position in v1alpha1.Events; masks are bit sets over those positions.
 func eventIndex(e string) int {
-	for i, x := range allEvents {
+	for i, x := range v1alpha1.Events {
 		if string(x) == e {
 			return i
 		}
@@ -335,17 +316,28 @@ func eventMask(events, defaults []v1alpha1.Event) uint8 {
 	return m
 }
 
-// Platforms are compared case-insensitively; Mac and macOS are the same platform.
-var platforms = [...]struct {
+// platform is a platform name and its bit in a rule's mask.
+type platform struct {
 	name string
 	bit  uint16
-}{
-	{"RESTAPI", 1 << 0}, {"Web", 1 << 1}, {"Android", 1 << 2}, {"iOS", 1 << 3},
-	{"Windows", 1 << 4}, {"Mac", 1 << 5}, {"macOS", 1 << 5}, {"iPad", 1 << 6}, {"Unknown", 1 << 7},
 }
 
+// platformBits give each platform its position in v1alpha1.Platforms as its bit, except
+// that macOS shares Mac's, being the same platform.
+var platformBits = func() (bits [len(v1alpha1.Platforms)]platform) {
+	mac := slices.Index(v1alpha1.Platforms[:], v1alpha1.PlatformMac)
+	for i, name := range v1alpha1.Platforms {
+		bits[i] = platform{name: name, bit: 1 << i}
+		if name == v1alpha1.PlatformMacOS {
+			bits[i].bit = 1 << mac
+		}
+	}
+	return bits
+}()
+
+// platformBit is the bit of a platform, compared case-insensitively; 0 for an unknown one.
 func platformBit(s string) uint16 {
-	for _, p := range platforms {
+	for _, p := range platformBits {
 		if strings.EqualFold(s, p.name) {
 			return p.bit
 		}

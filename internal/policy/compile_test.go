@@ -1,10 +1,12 @@
 package policy
 
 import (
+	"errors"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
@@ -166,6 +168,72 @@ func TestConfigMapListErrors(t *testing.T) {
 			_, err := Compile(policy, tt.cms, tt.opts)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+}
+
+// A blocklist's set is built once, from its inline users, prefixes and patterns, and the
+// ConfigMap users are added to it: none of the inline parts may be lost.
+func TestConfigMapListsKeepInlinePrefixesAndPatterns(t *testing.T) {
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
+	policy := fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{
+		Name: "l", Users: []string{"inline"}, Prefixes: []string{"bot_"}, Patterns: []string{`spam\d+`}, ConfigMapSelector: sel,
+	}}})
+	cms := []*corev1.ConfigMap{configMap("ns", "part-1", map[string]string{"list": "spam", v1alpha1.LabelList: ""}, map[string]string{"k": "listed\ninline\n"})}
+	c, err := Compile(policy, cms, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.BlocklistEntries, int64(4); got != want {
+		t.Errorf("BlocklistEntries = %d, want %d (inline, bot_, the pattern, listed)", got, want)
+	}
+	s := NewSnapshot([]*Compiled{c})
+	for id, want := range map[string]bool{"inline": true, "listed": true, "bot_7": true, "spam42": true, "spam": false, "alice": false} {
+		if got := s.Decide(&Request{Event: "FriendRequest", From: id, To: "zz"}).Deny != nil; got != want {
+			t.Errorf("%q denied = %v, want %v", id, got, want)
+		}
+	}
+}
+
+// TestCompileErrorReason checks that a compile error says whether the spec or a list is at
+// fault, through Build's joined error too, and keeps the Kubernetes Invalid form.
+func TestCompileErrorReason(t *testing.T) {
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
+	badList := configMap("ns", "bad", map[string]string{"list": "spam", v1alpha1.LabelList: ""}, map[string]string{"k": "has space"})
+	tests := []struct {
+		name string
+		spec v1alpha1.FriendPolicySpec
+		want string // the Reason
+		path string // the one field error's
+	}{
+		{"invalid spec", spec{Rules: []v1alpha1.Rule{{Name: "r", When: "request.from"}}}, v1alpha1.ReasonInvalid, "spec.rules[0].when"},
+		{"bad pattern", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", Patterns: []string{"("}, ConfigMapSelector: sel}}}, v1alpha1.ReasonInvalid, "spec.blocklists[0].patterns[0]"},
+		{"unusable list", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: sel}}}, v1alpha1.ReasonListError, "spec.blocklists[0].configMapSelector"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			policy := fp("ns", "p", tt.spec)
+			_, compileErr := Compile(policy, []*corev1.ConfigMap{badList}, Options{})
+			_, _, buildErr := Build([]*v1alpha1.FriendPolicy{policy}, []*corev1.ConfigMap{badList}, Options{})
+			for name, err := range map[string]error{"Compile": compileErr, "Build": buildErr} {
+				var ce *CompileError
+				if !errors.As(err, &ce) {
+					t.Fatalf("%s: %v is not a *CompileError", name, err)
+				}
+				if ce.Reason != tt.want {
+					t.Errorf("%s: reason %s, want %s", name, ce.Reason, tt.want)
+				}
+				if len(ce.Errs) != 1 || ce.Errs[0].Field != tt.path {
+					t.Errorf("%s: field errors %v, want one at %s", name, ce.Errs, tt.path)
+				}
+				if !apierrors.IsInvalid(err) {
+					t.Errorf("%s: %v is not a Kubernetes Invalid error", name, err)
+				}
+			}
+			// Validate sees spec errors only: list errors need the ConfigMaps.
+			if got := len(Validate(policy)) > 0; got != (tt.want == v1alpha1.ReasonInvalid) {
+				t.Errorf("Validate reports errors = %v for reason %s", got, tt.want)
 			}
 		})
 	}

@@ -28,8 +28,8 @@ func mustBuild(t testing.TB, policies []*v1alpha1.FriendPolicy, cms ...*corev1.C
 	return s
 }
 
-// outcome renders a decision compactly: "allow", or "deny ns/name/kind/entry code", plus
-// "+dry ns/name/kind/entry" for each DryRun verdict.
+// outcome renders a decision compactly: "allow", or "deny <Detail> <code>", plus
+// "+dry <Detail>" for each DryRun verdict (Detail: ns/name/blocklist|rule/name).
 func outcome(d Decision) string {
 	s := "allow"
 	if d.Deny != nil {

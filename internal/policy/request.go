@@ -4,7 +4,7 @@
 package policy
 
 // Request is one item of a callback as the engine sees it; CEL expressions see it as
-// `request`. The field names are the ones POLICY.md defines.
+// `request`. The field names are the ones docs/policy.md lists.
 type Request struct {
 	// Event is FriendRequest, FriendResponse, ImportFriends, AddBlack or SetRemark.
 	Event string `json:"event" cel:"event"`
@@ -36,32 +36,34 @@ type Request struct {
 	EventTime int64 `json:"eventTime,omitempty" cel:"eventTime"`
 }
 
-// EntryKind says whether a verdict came from a blocklist or a rule.
-type EntryKind string
+// Kind says which part of a policy gave a verdict: a blocklist or a rule.
+type Kind string
 
 const (
 	// KindBlocklist marks a verdict given by a blocklist.
-	KindBlocklist EntryKind = "blocklist"
+	KindBlocklist Kind = "blocklist"
 	// KindRule marks a verdict given by a rule.
-	KindRule EntryKind = "rule"
+	KindRule Kind = "rule"
 )
 
-// Verdict is a policy entry that would deny a request. Verdicts are built once at compile
+// Verdict is what a policy's blocklist or rule answers to a request it would deny. Verdicts are built once at compile
 // time and shared, so deciding allocates nothing for them; treat them as read-only.
 type Verdict struct {
 	// Policy is the deciding policy as namespace/name.
 	Policy string
 	// Kind is blocklist or rule.
-	Kind EntryKind
-	// Entry is the blocklist or rule name.
-	Entry string
+	Kind Kind
+	// Name is the blocklist's or rule's name: the deciding "entry" of docs/policy.md and
+	// of test suites.
+	Name string
 	// Code is the deny code, 38000 to 39000.
 	Code int32
 	// Message is the deny message.
 	Message string
 	// DryRun is true when the policy's enforcementAction is DryRun.
 	DryRun bool
-	// Detail is "namespace/name/kind/entry", ready for OpenIM's errDlt and for logs.
+	// Detail is Policy/Kind/Name (namespace/name/blocklist/spammers), ready for OpenIM's
+	// errDlt and for logs.
 	Detail string
 }
 

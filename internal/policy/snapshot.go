@@ -3,14 +3,17 @@ package policy
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
 )
 
 // Snapshot is an immutable set of compiled policies, indexed by event and appID so that a
 // decision only visits the policies that can apply to it. Share it freely between goroutines.
 type Snapshot struct {
-	byEvent  [len(allEvents)]eventPolicies
+	byEvent  [len(v1alpha1.Events)]eventPolicies
 	policies []*Compiled
 }
 
@@ -42,7 +45,7 @@ func NewSnapshot(compiled []*Compiled) *Snapshot {
 	sort.Slice(policies, func(i, j int) bool { return before(policies[i], policies[j]) })
 
 	s := &Snapshot{policies: policies}
-	for ei := range allEvents {
+	for ei := range v1alpha1.Events {
 		var wildcard []*Compiled
 		scoped := map[string][]*Compiled{}
 		for _, c := range policies {
@@ -163,7 +166,7 @@ func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) *Verdict {
 		if rule.platforms != 0 && rule.platforms&platformBit(r.Platform) == 0 {
 			continue
 		}
-		if len(rule.addSources) > 0 && !contains(rule.addSources, r.AddSource) {
+		if len(rule.addSources) > 0 && !slices.Contains(rule.addSources, r.AddSource) {
 			continue
 		}
 		if len(rule.cidrs) > 0 {
@@ -228,7 +231,7 @@ func (s *Snapshot) Explain(r *Request) []Trace {
 			t.Reason = fmt.Sprintf("event %q is not one friendgate knows", r.Event)
 		case c.events&(1<<ei) == 0:
 			t.Reason = fmt.Sprintf("does not apply to event %s", r.Event)
-		case len(c.appIDs) > 0 && !contains(c.appIDs, r.AppID):
+		case len(c.appIDs) > 0 && !slices.Contains(c.appIDs, r.AppID):
 			t.Reason = fmt.Sprintf("does not apply to appID %q (appIDs: %s)", r.AppID, strings.Join(c.appIDs, ", "))
 		case c.exempt.contains(r.From):
 			t.Reason = fmt.Sprintf("exempts from %q (%s)", r.From, c.exempt.describe(r.From))
@@ -238,7 +241,7 @@ func (s *Snapshot) Explain(r *Request) []Trace {
 			var errs []error
 			t.Verdict = c.evaluate(r, ei, &errs)
 			if t.Verdict != nil {
-				t.Reason = fmt.Sprintf("%s %s matches", t.Verdict.Kind, t.Verdict.Entry)
+				t.Reason = fmt.Sprintf("%s %s matches", t.Verdict.Kind, t.Verdict.Name)
 			} else {
 				t.Reason = "no blocklist or rule matches"
 			}

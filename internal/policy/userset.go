@@ -14,7 +14,8 @@ type userSet struct {
 	pattern  *regexp.Regexp
 }
 
-// newUserSet builds a set. patterns must already have been validated one by one.
+// newUserSet builds a set, compiling patterns into one program. Check them one by one
+// first (checkPatterns), so an error can name the pattern at fault.
 func newUserSet(users []string, prefixes []string, patterns []string) (userSet, error) {
 	s := userSet{prefixes: prefixFree(prefixes)}
 	if len(users) > 0 {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode"
 
@@ -16,45 +17,40 @@ import (
 	"github.com/friendgate/friendgate/api/v1alpha1"
 )
 
-// Bounds mirror the CRD schema's, so a policy read from a file is held to the same limits
-// as one applied to a cluster.
-const (
-	maxAppIDs          = 100
-	maxAppIDLength     = 64
-	maxInlineUsers     = 512
-	maxPrefixes        = 64
-	maxPatterns        = 16
-	maxPatternLength   = 256
-	maxBlocklists      = 16
-	maxRules           = 64
-	maxPlatforms       = 10
-	maxAddSources      = 16
-	maxCIDRs           = 32
-	maxWhenLength      = 2048
-	maxMessageLength   = 256
-	maxAddSourceLength = 32
-)
-
 var (
-	groupKind    = schema.GroupKind{Group: v1alpha1.GroupVersion.Group, Kind: "FriendPolicy"}
-	addSourceRE  = regexp.MustCompile(`^AddSource_Type_[A-Za-z0-9]+$`)
-	validEvents  = []string{string(v1alpha1.EventFriendRequest), string(v1alpha1.EventFriendResponse), string(v1alpha1.EventImportFriends), string(v1alpha1.EventAddBlack), string(v1alpha1.EventSetRemark)}
-	validActions = []string{string(v1alpha1.EnforcementDeny), string(v1alpha1.EnforcementDryRun)}
-	validSubject = []string{string(v1alpha1.SubjectFrom), string(v1alpha1.SubjectTo), string(v1alpha1.SubjectEither)}
+	groupKind   = schema.GroupKind{Group: v1alpha1.GroupVersion.Group, Kind: "FriendPolicy"}
+	addSourceRE = regexp.MustCompile(v1alpha1.AddSourcePattern)
+	// platformsMessage says which platforms are known, as the CRD's CEL rule does.
+	platformsMessage = "must be " + oneOf(v1alpha1.Platforms[:])
 )
 
-// InvalidError wraps a policy's field errors in the Kubernetes form
-// (FriendPolicy.friendgate.io "name" is invalid: [spec.rules[0].when: Invalid value: ...]).
-func InvalidError(fp *v1alpha1.FriendPolicy, errs field.ErrorList) error {
-	if len(errs) == 0 {
-		return nil
-	}
+// CompileError is why a policy does not compile: its field errors, and whether the spec is
+// at fault or one of its ConfigMap lists, so a caller can report which without validating
+// again. Its message is the Kubernetes field-error form (FriendPolicy.friendgate.io
+// "namespace/name" is invalid: [spec.rules[0].when: Invalid value: ...]), and it unwraps to
+// the matching *apierrors.StatusError.
+type CompileError struct {
+	// Reason is v1alpha1.ReasonInvalid when the spec does not compile, or
+	// v1alpha1.ReasonListError when it does but a list selected by configMapSelector
+	// cannot be used.
+	Reason string
+	// Errs are the field errors, at least one.
+	Errs   field.ErrorList
+	status error
+}
+
+func newCompileError(fp *v1alpha1.FriendPolicy, reason string, errs field.ErrorList) *CompileError {
 	name := fp.Name
 	if fp.Namespace != "" {
 		name = fp.Namespace + "/" + fp.Name
 	}
-	return apierrors.NewInvalid(groupKind, name, errs)
+	return &CompileError{Reason: reason, Errs: errs, status: apierrors.NewInvalid(groupKind, name, errs)}
 }
+
+func (e *CompileError) Error() string { return e.status.Error() }
+
+// Unwrap lets apierrors.IsInvalid and errors.As see the Kubernetes form.
+func (e *CompileError) Unwrap() error { return e.status }
 
 // Validate checks a FriendPolicy's spec: everything the CRD schema checks, plus what only
 // the engine can (RE2 patterns, CIDRs, CEL expressions).
@@ -65,33 +61,33 @@ func Validate(fp *v1alpha1.FriendPolicy) field.ErrorList {
 
 func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
-	errs = append(errs, validateStrings(spec.AppIDs, path.Child("appIDs"), maxAppIDs, maxAppIDLength, nil)...)
+	errs = append(errs, validateStrings(spec.AppIDs, path.Child("appIDs"), v1alpha1.MaxAppIDs, v1alpha1.MaxAppIDLength, nil)...)
 	errs = append(errs, validateEvents(spec.Events, path.Child("events"))...)
-	if a := spec.EnforcementAction; a != "" && !contains(validActions, string(a)) {
-		errs = append(errs, field.NotSupported(path.Child("enforcementAction"), a, validActions))
+	if a := spec.EnforcementAction; a != "" && !slices.Contains(v1alpha1.EnforcementActions[:], a) {
+		errs = append(errs, field.NotSupported(path.Child("enforcementAction"), a, v1alpha1.EnforcementActions[:]))
 	}
-	if spec.Priority < 0 || spec.Priority > v1alpha1.MaxPriority {
-		errs = append(errs, field.Invalid(path.Child("priority"), spec.Priority, fmt.Sprintf("must be between 0 and %d", v1alpha1.MaxPriority)))
+	if spec.Priority < v1alpha1.MinPriority || spec.Priority > v1alpha1.MaxPriority {
+		errs = append(errs, field.Invalid(path.Child("priority"), spec.Priority, fmt.Sprintf("must be between %d and %d", v1alpha1.MinPriority, v1alpha1.MaxPriority)))
 	}
 	if ex := spec.Exemptions; ex != nil {
 		p := path.Child("exemptions")
-		errs = append(errs, validateStrings(ex.Users, p.Child("users"), maxInlineUsers, v1alpha1.MaxUserIDLength, ValidateUserID)...)
-		errs = append(errs, validateStrings(ex.Prefixes, p.Child("prefixes"), maxPrefixes, v1alpha1.MaxUserIDLength, ValidateUserID)...)
+		errs = append(errs, validateStrings(ex.Users, p.Child("users"), v1alpha1.MaxUsers, v1alpha1.MaxUserIDLength, ValidateUserID)...)
+		errs = append(errs, validateStrings(ex.Prefixes, p.Child("prefixes"), v1alpha1.MaxPrefixes, v1alpha1.MaxUserIDLength, ValidateUserID)...)
 	}
-	if len(spec.Blocklists) > maxBlocklists {
-		errs = append(errs, field.TooMany(path.Child("blocklists"), len(spec.Blocklists), maxBlocklists))
+	if len(spec.Blocklists) > v1alpha1.MaxBlocklists {
+		errs = append(errs, field.TooMany(path.Child("blocklists"), len(spec.Blocklists), v1alpha1.MaxBlocklists))
 	}
 	names := map[string]bool{}
 	for i := range spec.Blocklists {
 		b := &spec.Blocklists[i]
 		p := path.Child("blocklists").Index(i)
 		errs = append(errs, validateName(b.Name, p.Child("name"), names)...)
-		if s := b.Subject; s != "" && !contains(validSubject, string(s)) {
-			errs = append(errs, field.NotSupported(p.Child("subject"), s, validSubject))
+		if s := b.Subject; s != "" && !slices.Contains(v1alpha1.Subjects[:], s) {
+			errs = append(errs, field.NotSupported(p.Child("subject"), s, v1alpha1.Subjects[:]))
 		}
-		errs = append(errs, validateStrings(b.Users, p.Child("users"), maxInlineUsers, v1alpha1.MaxUserIDLength, ValidateUserID)...)
-		errs = append(errs, validateStrings(b.Prefixes, p.Child("prefixes"), maxPrefixes, v1alpha1.MaxUserIDLength, ValidateUserID)...)
-		errs = append(errs, validateStrings(b.Patterns, p.Child("patterns"), maxPatterns, maxPatternLength, nil)...)
+		errs = append(errs, validateStrings(b.Users, p.Child("users"), v1alpha1.MaxUsers, v1alpha1.MaxUserIDLength, ValidateUserID)...)
+		errs = append(errs, validateStrings(b.Prefixes, p.Child("prefixes"), v1alpha1.MaxPrefixes, v1alpha1.MaxUserIDLength, ValidateUserID)...)
+		errs = append(errs, validateStrings(b.Patterns, p.Child("patterns"), v1alpha1.MaxPatterns, v1alpha1.MaxPatternLength, nil)...)
 		if b.ConfigMapSelector != nil {
 			if _, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector); err != nil {
 				errs = append(errs, field.Invalid(p.Child("configMapSelector"), b.ConfigMapSelector, err.Error()))
@@ -102,8 +98,8 @@ func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.Error
 		}
 		errs = append(errs, validateCodeMessage(b.Code, b.Message, p)...)
 	}
-	if len(spec.Rules) > maxRules {
-		errs = append(errs, field.TooMany(path.Child("rules"), len(spec.Rules), maxRules))
+	if len(spec.Rules) > v1alpha1.MaxRules {
+		errs = append(errs, field.TooMany(path.Child("rules"), len(spec.Rules), v1alpha1.MaxRules))
 	}
 	policyEvents := spec.Events
 	if len(policyEvents) == 0 {
@@ -116,31 +112,31 @@ func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.Error
 		errs = append(errs, validateName(r.Name, p.Child("name"), names)...)
 		errs = append(errs, validateEvents(r.Events, p.Child("events"))...)
 		for j, e := range r.Events {
-			if !containsEvent(policyEvents, e) {
+			if !slices.Contains(policyEvents, e) {
 				errs = append(errs, field.Invalid(p.Child("events").Index(j), e, "must be one of the policy's events"))
 			}
 		}
-		errs = append(errs, validateStrings(r.Platforms, p.Child("platforms"), maxPlatforms, 16, func(s string) string {
+		errs = append(errs, validateStrings(r.Platforms, p.Child("platforms"), v1alpha1.MaxPlatforms, v1alpha1.MaxPlatformLength, func(s string) string {
 			if platformBit(s) == 0 {
-				return "must be RESTAPI, Web, Android, iOS, Windows, Mac, macOS, iPad or Unknown"
+				return platformsMessage
 			}
 			return ""
 		})...)
-		errs = append(errs, validateStrings(r.AddSources, p.Child("addSources"), maxAddSources, maxAddSourceLength, func(s string) string {
+		errs = append(errs, validateStrings(r.AddSources, p.Child("addSources"), v1alpha1.MaxAddSources, v1alpha1.MaxAddSourceLength, func(s string) string {
 			if !addSourceRE.MatchString(s) {
 				return "must look like AddSource_Type_<keyword>"
 			}
 			return ""
 		})...)
-		errs = append(errs, validateStrings(r.ClientCIDRs, p.Child("clientCIDRs"), maxCIDRs, 43, func(s string) string {
+		errs = append(errs, validateStrings(r.ClientCIDRs, p.Child("clientCIDRs"), v1alpha1.MaxClientCIDRs, v1alpha1.MaxClientCIDRLength, func(s string) string {
 			if _, err := netip.ParsePrefix(s); err != nil {
 				return "must be a CIDR range such as 203.0.113.0/24 or 2001:db8::/32"
 			}
 			return ""
 		})...)
-		errs = append(errs, validateStrings(r.WordingPatterns, p.Child("wordingPatterns"), maxPatterns, maxPatternLength, nil)...)
-		if len(r.When) > maxWhenLength {
-			errs = append(errs, field.TooLong(p.Child("when"), "", maxWhenLength))
+		errs = append(errs, validateStrings(r.WordingPatterns, p.Child("wordingPatterns"), v1alpha1.MaxPatterns, v1alpha1.MaxPatternLength, nil)...)
+		if len(r.When) > v1alpha1.MaxWhenLength {
+			errs = append(errs, field.TooLong(p.Child("when"), "", v1alpha1.MaxWhenLength))
 		}
 		if len(r.Platforms) == 0 && len(r.AddSources) == 0 && len(r.ClientCIDRs) == 0 && len(r.WordingPatterns) == 0 && r.When == "" {
 			errs = append(errs, field.Required(p, "a rule needs at least one condition: platforms, addSources, clientCIDRs, wordingPatterns or when"))
@@ -164,10 +160,13 @@ func validateName(name string, path *field.Path, seen map[string]bool) field.Err
 
 func validateEvents(events []v1alpha1.Event, path *field.Path) field.ErrorList {
 	var errs field.ErrorList
+	if len(events) > v1alpha1.MaxEvents {
+		errs = append(errs, field.TooMany(path, len(events), v1alpha1.MaxEvents))
+	}
 	seen := map[v1alpha1.Event]bool{}
 	for i, e := range events {
-		if !contains(validEvents, string(e)) {
-			errs = append(errs, field.NotSupported(path.Index(i), e, validEvents))
+		if !slices.Contains(v1alpha1.Events[:], e) {
+			errs = append(errs, field.NotSupported(path.Index(i), e, v1alpha1.Events[:]))
 		}
 		if seen[e] {
 			errs = append(errs, field.Duplicate(path.Index(i), e))
@@ -209,8 +208,8 @@ func validateCodeMessage(code int32, message string, path *field.Path) field.Err
 	if code != 0 && (code < v1alpha1.MinCode || code > v1alpha1.MaxCode) {
 		errs = append(errs, field.Invalid(path.Child("code"), code, fmt.Sprintf("must be between %d and %d", v1alpha1.MinCode, v1alpha1.MaxCode)))
 	}
-	if len(message) > maxMessageLength {
-		errs = append(errs, field.TooLong(path.Child("message"), "", maxMessageLength))
+	if len(message) > v1alpha1.MaxMessageLength {
+		errs = append(errs, field.TooLong(path.Child("message"), "", v1alpha1.MaxMessageLength))
 	}
 	return errs
 }
@@ -230,20 +229,10 @@ func ValidateUserID(id string) string {
 	return ""
 }
 
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
+// oneOf lists names as "a, b or c".
+func oneOf(names []string) string {
+	if len(names) < 2 {
+		return strings.Join(names, "")
 	}
-	return false
-}
-
-func containsEvent(list []v1alpha1.Event, e v1alpha1.Event) bool {
-	for _, x := range list {
-		if x == e {
-			return true
-		}
-	}
-	return false
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }

@@ -2,9 +2,6 @@ package policytest
 
 import (
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"sort"
 	"strings"
 
@@ -15,34 +12,7 @@ import (
 // FindSuites lists the suite files under paths: a file is taken as it is, a directory is
 // searched recursively for files whose name ends in friendgate-test.yaml.
 func FindSuites(paths ...string) ([]string, error) {
-	var out []string
-	for _, root := range paths {
-		info, err := os.Stat(root)
-		if err != nil {
-			return nil, err
-		}
-		if !info.IsDir() {
-			out = append(out, root)
-			continue
-		}
-		err = filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-			if err != nil {
-				return err
-			}
-			if d.IsDir() && path != root && strings.HasPrefix(d.Name(), ".") {
-				return filepath.SkipDir
-			}
-			if !d.IsDir() && manifest.IsTestFile(d.Name()) {
-				out = append(out, path)
-			}
-			return nil
-		})
-		if err != nil {
-			return nil, err
-		}
-	}
-	sort.Strings(out)
-	return out, nil
+	return manifest.Find(manifest.IsTestFile, paths...)
 }
 
 // SuiteResult is the outcome of one suite.
@@ -144,8 +114,8 @@ func runCase(snap *policy.Snapshot, c *Case) CaseResult {
 		if want.Policy != "" && want.Policy != v.Policy {
 			problems = append(problems, fmt.Sprintf("expected policy %s, got %s", want.Policy, v.Policy))
 		}
-		if want.Entry != "" && want.Entry != v.Entry {
-			problems = append(problems, fmt.Sprintf("expected entry %s, got %s %s", want.Entry, v.Kind, v.Entry))
+		if want.Entry != "" && want.Entry != v.Name {
+			problems = append(problems, fmt.Sprintf("expected entry %s, got %s %s", want.Entry, v.Kind, v.Name))
 		}
 	}
 	if want.WouldDeny != nil {
@@ -170,12 +140,12 @@ func runCase(snap *policy.Snapshot, c *Case) CaseResult {
 func describe(d *policy.Decision) string {
 	var b strings.Builder
 	if v := d.Deny; v != nil {
-		fmt.Fprintf(&b, "deny %d by %s %s %s", v.Code, v.Policy, v.Kind, v.Entry)
+		fmt.Fprintf(&b, "deny %d by %s %s %s", v.Code, v.Policy, v.Kind, v.Name)
 	} else {
 		b.WriteString("allow")
 	}
 	for _, v := range d.WouldDeny {
-		fmt.Fprintf(&b, "; would deny by %s %s %s", v.Policy, v.Kind, v.Entry)
+		fmt.Fprintf(&b, "; would deny by %s %s %s", v.Policy, v.Kind, v.Name)
 	}
 	return b.String()
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"sigs.k8s.io/yaml"
@@ -63,7 +64,7 @@ type Expect struct {
 	Message string `json:"message,omitempty"`
 	// Policy is the deciding policy as namespace/name.
 	Policy string `json:"policy,omitempty"`
-	// Entry is the deciding blocklist or rule name.
+	// Entry is the deciding blocklist's or rule's name (policy.Verdict.Name).
 	Entry string `json:"entry,omitempty"`
 	// WouldDeny lists, as namespace/name, every DryRun policy expected to flag the request;
 	// an explicit empty list expects none.
@@ -115,8 +116,8 @@ func (s *Suite) check() error {
 			problems = append(problems, fmt.Sprintf("%s.name: duplicate %q", where, c.Name))
 		}
 		names[c.Name] = true
-		if !isEvent(c.Request.Event) {
-			problems = append(problems, fmt.Sprintf("%s.request.event: %q is not one of FriendRequest, FriendResponse, ImportFriends, AddBlack, SetRemark", where, c.Request.Event))
+		if !slices.Contains(v1alpha1.Events[:], v1alpha1.Event(c.Request.Event)) {
+			problems = append(problems, fmt.Sprintf("%s.request.event: %q is not one of %s", where, c.Request.Event, knownEvents))
 		}
 		if c.Request.From == "" {
 			problems = append(problems, where+".request.from: required")
@@ -137,14 +138,14 @@ func (s *Suite) check() error {
 	return nil
 }
 
-func isEvent(e string) bool {
-	for _, x := range []v1alpha1.Event{v1alpha1.EventFriendRequest, v1alpha1.EventFriendResponse, v1alpha1.EventImportFriends, v1alpha1.EventAddBlack, v1alpha1.EventSetRemark} {
-		if string(x) == e {
-			return true
-		}
+// knownEvents lists the events for error messages: "FriendRequest, FriendResponse, ...".
+var knownEvents = func() string {
+	names := make([]string, len(v1alpha1.Events))
+	for i, e := range v1alpha1.Events {
+		names[i] = string(e)
 	}
-	return false
-}
+	return strings.Join(names, ", ")
+}()
 
 // policyPaths resolves the suite's policy paths against its directory.
 func (s *Suite) policyPaths() []string {
