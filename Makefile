@@ -5,6 +5,8 @@ GO ?= go
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
+GOLANGCI_LINT_VERSION ?= v2.15.0
 
 .PHONY: all
 all: build
@@ -36,6 +38,14 @@ fmt: ## Run go fmt.
 .PHONY: vet
 vet: ## Run go vet.
 	$(GO) vet ./...
+
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml: kubebuilder's linter set).
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
+	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: test
 test: vet envtest-assets controller-gen helm ## Run every test: unit, envtest, end-to-end, chart, samples, fuzz smoke.
@@ -100,6 +110,13 @@ run: build ## Serve the samples locally (friendgate serve --policies config/samp
 controller-gen: $(CONTROLLER_GEN) ## Install the pinned controller-gen (CONTROLLER_TOOLS_VERSION) into bin/.
 $(CONTROLLER_GEN):
 	GOBIN=$(LOCALBIN) $(GO) install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_TOOLS_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: ## Install the pinned golangci-lint (GOLANGCI_LINT_VERSION) into bin/; reinstalls when bin/golangci-lint is another version.
+	@if ! $(GOLANGCI_LINT) version 2>/dev/null | grep -q "version $(GOLANGCI_LINT_VERSION:v%=%) "; then \
+	  echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) into $(LOCALBIN)"; \
+	  GOBIN=$(LOCALBIN) $(GO) install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION); \
+	fi
 
 ##@ Chart and image
 
