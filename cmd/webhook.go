@@ -17,6 +17,7 @@ import (
 	"github.com/friendgate/friendgate/controllers/snapshot"
 	"github.com/friendgate/friendgate/internal/policy"
 	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/runnable"
 )
 
 // replicaFlags are the settings of a webhook replica in a cluster.
@@ -136,16 +137,10 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		},
 		OnInvalid: func(string, error) { srv.metrics.ReloadFailed("kubernetes") },
 	}
-	for _, r := range []manager.Runnable{builder, reporter, everyReplica(func(ctx context.Context) error { return srv.run(ctx, log) })} {
+	for _, r := range []manager.Runnable{builder, reporter, runnable.OnEveryReplica(func(ctx context.Context) error { return srv.run(ctx, log) })} {
 		if err := mgr.Add(r); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-// everyReplica is a Runnable that runs whether or not this process is the leader.
-type everyReplica func(context.Context) error
-
-func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
-func (everyReplica) NeedLeaderElection() bool          { return false }
