@@ -5,6 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -179,7 +180,7 @@ func newControllerManager(flags *controllerFlags) (manager.Manager, error) {
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("friendgate-controller"),
 		Options:  policy.Options{MaxListEntries: flags.maxLists},
-		Replicas: status.NewTracker(mgr.GetCache(), flags.namespace),
+		Replicas: status.NewTracker(mgr.GetCache(), flags.namespace, clock.RealClock{}),
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return nil, err

@@ -14,8 +14,8 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/friendgate/friendgate/controllers/snapshot"
 	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/replica"
 	"github.com/friendgate/friendgate/internal/runnable"
 )
@@ -43,7 +43,7 @@ func (f *replicaFlags) bindIdentity(fs *pflag.FlagSet) {
 		id, _ = os.Hostname()
 	}
 	fs.StringVar(&f.replicaID, "replica-id", id, "identity of this replica in its Lease; defaults to POD_NAME, else the host name")
-	fs.DurationVar(&f.leaseDuration, "replica-lease-duration", replica.DefaultLeaseDuration,
+	fs.DurationVar(&f.leaseDuration, "replica-lease-duration", propagation.DefaultLeaseDuration,
 		"how long this replica counts as alive after a Lease renewal; it renews every third of it")
 }
 
@@ -102,7 +102,7 @@ func newReplicaManager(flags *replicaFlags, leaderElection bool) (manager.Manage
 	}
 	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 kubeScheme(),
-		Cache:                  snapshot.CacheOptions(),
+		Cache:                  replica.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         leaderElection,
@@ -117,7 +117,7 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 	if err != nil {
 		return err
 	}
-	reporter := &snapshot.LeaseReporter{
+	reporter := &replica.LeaseReporter{
 		Client:    mgr.GetClient(),
 		Reader:    mgr.GetAPIReader(),
 		Namespace: flags.namespace,
@@ -127,7 +127,7 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		PodUID:    types.UID(os.Getenv("POD_UID")),
 		Log:       log.WithName("lease"),
 	}
-	builder := &snapshot.Builder{
+	builder := &replica.Builder{
 		Cache:   mgr.GetCache(),
 		Options: policy.Options{MaxListEntries: flags.maxLists},
 		Log:     log.WithName("snapshot"),

@@ -13,6 +13,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -41,9 +42,9 @@ type Reconciler struct {
 	Options policy.Options
 	// Replicas follows the webhook replicas' Leases.
 	Replicas *Tracker
-	// Now is the clock replicas are counted and conditions stamped with; nil means
-	// time.Now. (The Tracker's expiry timer runs on the real clock.)
-	Now func() time.Time
+	// Clock is what replicas are counted and conditions stamped with, the Tracker's clock;
+	// nil means the real clock.
+	Clock clock.PassiveClock
 
 	memory memory
 }
@@ -73,7 +74,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 	seen := r.memory.observe(fp)
 	now := r.now()
-	p := propagationOf(r.Replicas.Live(now), seen.since)
+	p := reachOf(r.Replicas.Live(now), seen.since)
 	status := desiredStatus(fp, res, p, r.Replicas.Namespace(), now)
 
 	var oldReady *metav1.Condition
@@ -95,13 +96,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // listConfigMaps returns the labelled ConfigMaps of fp's namespace, or none when no
 // blocklist selects any. They are the cache's own objects, not copies (lists can be
-// megabytes): Compile only reads them.
+// megabytes): Compile only reads them, and picks each blocklist's.
 func (r *Reconciler) listConfigMaps(ctx context.Context, fp *v1alpha1.FriendPolicy) ([]*corev1.ConfigMap, error) {
-	if !slices.ContainsFunc(fp.Spec.Blocklists, func(b v1alpha1.Blocklist) bool { return b.ConfigMapSelector != nil }) {
+	if len(fp.Spec.ListSelectors()) == 0 {
 		return nil, nil
 	}
 	var list corev1.ConfigMapList
-	if err := r.Client.List(ctx, &list, client.InNamespace(fp.Namespace), client.HasLabels{v1alpha1.LabelList}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(fp.Namespace), client.MatchingLabelsSelector{Selector: v1alpha1.ListSelector()}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing ConfigMaps: %w", err)
 	}
 	out := make([]*corev1.ConfigMap, len(list.Items))
@@ -143,8 +144,8 @@ func joinWarnings(warnings []string) string {
 }
 
 func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+	if r.Clock != nil {
+		return r.Clock.Now()
 	}
 	return time.Now()
 }

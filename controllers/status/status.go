@@ -14,7 +14,7 @@ import (
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
 )
 
 const (
@@ -27,17 +27,17 @@ const (
 	maxBehind = 5
 )
 
-// propagation is how far a policy's current generation has reached the live replicas.
-type propagation struct {
+// reach is how far a policy's current generation has reached the live replicas.
+type reach struct {
 	live int
 	// behind are the IDs of the live replicas that do not enforce it yet, sorted.
 	behind []string
 }
 
-// propagationOf counts the live replicas (sorted by ID) against the resourceVersion the
+// reachOf counts the live replicas (sorted by ID) against the resourceVersion the
 // policy's current generation was read at.
-func propagationOf(live []replica.Status, since string) propagation {
-	p := propagation{live: len(live)}
+func reachOf(live []propagation.Status, since string) reach {
+	p := reach{live: len(live)}
 	for _, s := range live {
 		if !s.Enforces(since) {
 			p.behind = append(p.behind, s.ID)
@@ -46,7 +46,7 @@ func propagationOf(live []replica.Status, since string) propagation {
 	return p
 }
 
-func (p propagation) enforced() int { return p.live - len(p.behind) }
+func (p reach) enforced() int { return p.live - len(p.behind) }
 
 // compileResult is the outcome of compiling a policy with its ConfigMap lists.
 type compileResult struct {
@@ -72,7 +72,7 @@ func classify(fp *v1alpha1.FriendPolicy, compiled *policy.Compiled, err error) c
 
 // desiredStatus is the status fp should have. Conditions other than Ready and Stalled are
 // kept, and a condition's lastTransitionTime only moves when its status changes.
-func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
+func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
 	st := v1alpha1.FriendPolicyStatus{
 		ObservedGeneration: fp.Generation,
 		Conditions:         slices.Clone(fp.Status.Conditions),
@@ -111,7 +111,7 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, 
 	return st
 }
 
-func describePropagation(generation int64, p propagation, leaseNamespace string) (reason, message string) {
+func describePropagation(generation int64, p reach, leaseNamespace string) (reason, message string) {
 	if p.live == 0 {
 		return v1alpha1.ReasonNoReplicas, fmt.Sprintf(
 			"no live webhook replica reports in namespace %q: generation %d is enforced nowhere", leaseNamespace, generation)

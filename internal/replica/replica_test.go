@@ -1,4 +1,4 @@
-package snapshot
+package replica
 
 import (
 	"context"
@@ -12,13 +12,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/testenv"
 )
 
@@ -50,8 +52,9 @@ func (l *latest) get() (*policy.Snapshot, string) {
 }
 
 // startReplica runs a Builder and a LeaseReporter on a manager configured as
-// `friendgate webhook` configures it, until the test ends or stop is called.
-func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
+// `friendgate webhook` configures it, until the test ends or stop is called. The reporter
+// runs on clk.
+func startReplica(t *testing.T, ns, id string, clk clock.WithTicker) (l *latest, stop func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
@@ -63,7 +66,7 @@ func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
 		t.Fatal(err)
 	}
 	l = &latest{}
-	reporter := &LeaseReporter{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, ID: id, Duration: 3 * time.Second, Log: logr.Discard()}
+	reporter := &LeaseReporter{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, ID: id, Duration: 3 * time.Second, Clock: clk, Log: logr.Discard()}
 	builder := &Builder{Cache: mgr.GetCache(), Log: logr.Discard(), OnSnapshot: func(s *policy.Snapshot, wm string) {
 		l.set(s, wm)
 		reporter.SetWatermark(wm)
@@ -92,7 +95,7 @@ func decide(l *latest, from string) string {
 func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
 	ctx := context.Background()
 	ns := env.NewNamespace(t, "builder")
-	l, _ := startReplica(t, ns, "replica-a")
+	l, _ := startReplica(t, ns, "replica-a", clock.RealClock{})
 	testenv.Eventually(t, 20*time.Second, "the first snapshot", func() (bool, string) { s, _ := l.get(); return s != nil, "none" })
 
 	fp := &v1alpha1.FriendPolicy{
@@ -160,7 +163,8 @@ func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
 func TestLeaseReportsWatermark(t *testing.T) {
 	ctx := context.Background()
 	ns := env.NewNamespace(t, "lease")
-	l, stop := startReplica(t, ns, "replica-b")
+	clk := clocktesting.NewFakeClock(time.Now())
+	l, stop := startReplica(t, ns, "replica-b", clk)
 
 	fp := &v1alpha1.FriendPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"},
@@ -169,22 +173,27 @@ func TestLeaseReportsWatermark(t *testing.T) {
 	if err := env.Client.Create(ctx, fp); err != nil {
 		t.Fatal(err)
 	}
-	key := client.ObjectKey{Namespace: ns, Name: replica.LeaseName("replica-b")}
+	key := client.ObjectKey{Namespace: ns, Name: propagation.LeaseName("replica-b")}
 	testenv.Eventually(t, 20*time.Second, "the Lease to report the policy's resourceVersion", func() (bool, string) {
+		// A reporter that waits out minReportInterval before writing a new watermark
+		// waits on the clock (it has a waiter besides its renewal ticker).
+		if clk.Waiters() > 1 {
+			clk.Step(minReportInterval)
+		}
 		var lease coordinationv1.Lease
 		if err := env.Client.Get(ctx, key, &lease); err != nil {
 			return false, err.Error()
 		}
-		st, ok := replica.FromLease(&lease)
+		st, ok := propagation.FromLease(&lease)
 		if !ok {
 			return false, "not a replica Lease"
 		}
-		if !st.Alive(time.Now()) || st.ID != "replica-b" {
+		if !st.Alive(clk.Now()) || st.ID != "replica-b" {
 			return false, "not alive"
 		}
-		return st.Enforces(fp.ResourceVersion), "watermark " + st.PoliciesResourceVersion + " < " + fp.ResourceVersion
+		return st.Enforces(fp.ResourceVersion), "watermark " + st.Watermark + " < " + fp.ResourceVersion
 	})
-	if _, wm := l.get(); replica.Newer(fp.ResourceVersion, wm) {
+	if _, wm := l.get(); propagation.Newer(fp.ResourceVersion, wm) {
 		t.Fatalf("builder watermark %s is older than the policy's %s", wm, fp.ResourceVersion)
 	}
 
@@ -195,12 +204,12 @@ func TestLeaseReportsWatermark(t *testing.T) {
 	}
 }
 
-func TestInputsChangeOnlyWithSpecOrSelectedLists(t *testing.T) {
+func TestFingerprintChangesOnlyWithSpecOrSelectedLists(t *testing.T) {
 	fp := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{UID: "u1", Generation: 3}}
 	cm := func(name, rv string) *corev1.ConfigMap {
 		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: rv}}
 	}
-	base := inputs(fp, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")})
+	base := fingerprint(fp, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")})
 	for _, tt := range []struct {
 		name string
 		fp   *v1alpha1.FriendPolicy
@@ -214,8 +223,8 @@ func TestInputsChangeOnlyWithSpecOrSelectedLists(t *testing.T) {
 		{"edited ConfigMap", fp, []*corev1.ConfigMap{cm("a", "12"), cm("b", "11")}, false},
 		{"ConfigMap gone", fp, []*corev1.ConfigMap{cm("a", "10")}, false},
 	} {
-		if got := inputs(tt.fp, tt.cms) == base; got != tt.same {
-			t.Errorf("%s: same inputs = %v, want %v", tt.name, got, tt.same)
+		if got := fingerprint(tt.fp, tt.cms) == base; got != tt.same {
+			t.Errorf("%s: same fingerprint = %v, want %v", tt.name, got, tt.same)
 		}
 	}
 }
