@@ -46,7 +46,7 @@ type Reconciler struct {
 	// nil means the real clock.
 	Clock clock.PassiveClock
 
-	memory memory
+	generations seenGenerations
 }
 
 // +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies,verbs=get;list;watch
@@ -60,7 +60,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	fp := &v1alpha1.FriendPolicy{}
 	if err := r.Client.Get(ctx, req.NamespacedName, fp); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.memory.forget(req.NamespacedName)
+			r.generations.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -72,9 +72,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	compiled, err := policy.Compile(fp, configMaps, r.Options)
 	res := classify(fp, compiled, err)
 
-	seen := r.memory.observe(fp)
+	seen := r.generations.current(fp)
 	now := r.now()
-	p := reachOf(r.Replicas.Live(now), seen.since)
+	p := reachOf(r.Replicas.Live(now), seen.firstReadAt)
 	status := desiredStatus(fp, res, p, r.Replicas.Namespace(), now)
 
 	var oldReady *metav1.Condition
@@ -114,7 +114,7 @@ func (r *Reconciler) listConfigMaps(ctx context.Context, fp *v1alpha1.FriendPoli
 
 // recordEvents emits an Event when Ready's reason or generation changed (Propagating is
 // routine and gets none), and NoConfigMaps when compile warnings appear or change.
-func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Condition, res compileResult, seen observation) {
+func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Condition, res compileResult, seen seenGeneration) {
 	ready := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady)
 	if ready.Reason != v1alpha1.ReasonPropagating &&
 		(oldReady == nil || oldReady.Reason != ready.Reason || oldReady.ObservedGeneration != ready.ObservedGeneration) {
@@ -132,11 +132,11 @@ func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Co
 	if res.compiled != nil {
 		warnings = res.compiled.Warnings
 	}
-	if len(warnings) > 0 && !slices.Equal(warnings, seen.warnings) {
+	if len(warnings) > 0 && !slices.Equal(warnings, seen.announcedWarnings) {
 		r.Recorder.Eventf(fp, nil, corev1.EventTypeWarning, ReasonNoConfigMaps, actionCompile,
 			"%s", truncate(joinWarnings(warnings), maxMessage))
 	}
-	r.memory.announced(client.ObjectKeyFromObject(fp), seen, warnings)
+	r.generations.setAnnouncedWarnings(client.ObjectKeyFromObject(fp), seen, warnings)
 }
 
 func joinWarnings(warnings []string) string {
