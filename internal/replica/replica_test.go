@@ -2,6 +2,7 @@ package replica
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -227,4 +228,74 @@ func TestFingerprintChangesOnlyWithSpecOrSelectedLists(t *testing.T) {
 			t.Errorf("%s: same fingerprint = %v, want %v", tt.name, got, tt.same)
 		}
 	}
+}
+
+// TestLeaseReporterPacing runs a LeaseReporter on a fake clock: a new watermark is written
+// no sooner than minReportInterval after the previous write, and the Lease is renewed
+// every third of its duration.
+func TestLeaseReporterPacing(t *testing.T) {
+	ctx := context.Background()
+	ns := env.NewNamespace(t, "pacing")
+	t0 := time.Now().Truncate(time.Second)
+	clk := clocktesting.NewFakeClock(t0)
+	reporter := &LeaseReporter{Client: env.Client, Reader: env.Client, Namespace: ns, ID: "replica-c", Duration: 30 * time.Second, Clock: clk, Log: logr.Discard()}
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- reporter.Start(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-stopped; err != nil {
+			t.Error(err)
+		}
+	})
+
+	key := client.ObjectKey{Namespace: ns, Name: propagation.LeaseName("replica-c")}
+	// reported waits until the Lease says watermark, renewed at renewed.
+	reported := func(what, watermark string, renewed time.Time) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
+			var lease coordinationv1.Lease
+			if err := env.Client.Get(ctx, key, &lease); err != nil {
+				return false, err.Error()
+			}
+			st, ok := propagation.FromLease(&lease)
+			return ok && st.Watermark == watermark && st.Expires.Equal(renewed.Add(30*time.Second)),
+				fmt.Sprintf("%+v", st)
+		})
+	}
+	// waiting waits until the reporter waits on the clock for n timers (its renewal ticker
+	// is one).
+	waiting := func(what string, n int) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
+			return clk.Waiters() == n, fmt.Sprintf("%d waiters", clk.Waiters())
+		})
+	}
+
+	reported("the first write", "", t0)
+	waiting("the renewal ticker", 1)
+
+	reporter.SetWatermark("10")
+	waiting("the reporter to hold the new watermark back", 2)
+	clk.Step(minReportInterval - time.Millisecond)
+	// The reporter waits on the clock, which has not reached the interval: nothing is written.
+	var lease coordinationv1.Lease
+	if err := env.Client.Get(ctx, key, &lease); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := propagation.FromLease(&lease); st.Watermark != "" {
+		t.Fatalf("watermark %q written before minReportInterval passed", st.Watermark)
+	}
+	reporter.SetWatermark("11") // coalesces with the pending one
+	clk.Step(time.Millisecond)
+	reported("the watermark, a report interval after the first write", "11", t0.Add(minReportInterval))
+
+	// The second SetWatermark's signal costs one more write, paced the same way.
+	waiting("the reporter to pace the second signal", 2)
+	clk.Step(minReportInterval)
+	reported("the paced rewrite", "11", t0.Add(2*minReportInterval))
+	waiting("the reporter to wait for the renewal only", 1)
+
+	clk.Step(10*time.Second - 2*minReportInterval)
+	reported("the renewal a third of the duration after the start", "11", t0.Add(10*time.Second))
 }
