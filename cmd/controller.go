@@ -1,21 +1,20 @@
 package cmd
 
 import (
-	"crypto/tls"
 	"fmt"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
-	ctrlwebhook "sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	"github.com/friendgate/friendgate/controllers/status"
+	"github.com/friendgate/friendgate/internal/admission"
 	"github.com/friendgate/friendgate/internal/policy"
-	"github.com/friendgate/friendgate/webhook/admission"
 )
 
 // controllerLeaseName is the leader-election Lease of the controller replicas.
@@ -53,7 +52,7 @@ func (f *controllerFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081",
 		`address of /healthz and /readyz; /readyz fails until the admission webhook serves with its certificate. "0" disables them`)
 	fs.IntVar(&f.maxLists, "max-list-entries", policy.DefaultMaxListEntries, "most user IDs one blocklist may take from ConfigMaps")
-	fs.IntVar(&f.webhookPort, "webhook-port", ctrlwebhook.DefaultPort, "HTTPS port of the FriendPolicy admission webhook")
+	fs.IntVar(&f.webhookPort, "webhook-port", admission.DefaultPort, "HTTPS port of the FriendPolicy admission webhook")
 	fs.StringVar(&f.certDir, "webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs",
 		"directory holding the admission webhook's tls.crt and tls.key: where the certificate Secret (cert-manager's, or the one --cert-rotation fills) is mounted")
 	fs.BoolVar(&f.certRotation, "cert-rotation", true,
@@ -150,11 +149,7 @@ func newControllerManager(flags *controllerFlags) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
-	server := ctrlwebhook.NewServer(ctrlwebhook.Options{
-		Port:    flags.webhookPort,
-		CertDir: flags.certDir,
-		TLSOpts: []func(*tls.Config){disableHTTP2},
-	})
+	server := admission.NewServer(flags.webhookPort, flags.certDir)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: kubeScheme(),
 		// Only the labelled ConfigMaps and the replica Leases, without managedFields.
@@ -185,7 +180,7 @@ func newControllerManager(flags *controllerFlags) (manager.Manager, error) {
 		Client:   mgr.GetClient(),
 		Recorder: mgr.GetEventRecorder("friendgate-controller"),
 		Options:  policy.Options{MaxListEntries: flags.maxLists},
-		Replicas: status.NewTracker(mgr.GetCache(), flags.namespace),
+		Replicas: status.NewTracker(mgr.GetCache(), flags.namespace, clock.RealClock{}),
 	}
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return nil, err
@@ -195,8 +190,3 @@ func newControllerManager(flags *controllerFlags) (manager.Manager, error) {
 	}
 	return mgr, nil
 }
-
-// disableHTTP2 makes the webhook server speak HTTP/1.1 only, as kubebuilder's scaffolding
-// does by default, against HTTP/2 Stream Cancellation and Rapid Reset (CVE-2023-44487,
-// CVE-2023-39325). The API server's webhook client works over HTTP/1.1.
-func disableHTTP2(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }

@@ -309,12 +309,11 @@ func generatedWebhookConfiguration(t *testing.T, root, namespace string) *admiss
 	return vwc
 }
 
-// waitUntil retries check until it returns nil, failing the test with its last error
-// after timeout, or as soon as the process ends (done).
+// waitUntil waits with testenv.Eventually until check returns nil, failing the test
+// with its last error after timeout, or as soon as the process ends (done).
 func waitUntil(t *testing.T, timeout time.Duration, done chan error, check func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
+	testenv.Eventually(t, timeout, "friendgate", func() (bool, string) {
 		select {
 		case err := <-done:
 			done <- err // for the cleanup
@@ -322,12 +321,6 @@ func waitUntil(t *testing.T, timeout time.Duration, done chan error, check func(
 		default:
 		}
 		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return err == nil, fmt.Sprint(err)
+	})
 }

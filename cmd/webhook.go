@@ -14,9 +14,10 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	"github.com/friendgate/friendgate/controllers/snapshot"
 	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/runnable"
 )
 
 // replicaFlags are the settings of a webhook replica in a cluster.
@@ -42,7 +43,7 @@ func (f *replicaFlags) bindIdentity(fs *pflag.FlagSet) {
 		id, _ = os.Hostname()
 	}
 	fs.StringVar(&f.replicaID, "replica-id", id, "identity of this replica in its Lease; defaults to POD_NAME, else the host name")
-	fs.DurationVar(&f.leaseDuration, "replica-lease-duration", replica.DefaultLeaseDuration,
+	fs.DurationVar(&f.leaseDuration, "replica-lease-duration", propagation.DefaultLeaseDuration,
 		"how long this replica counts as alive after a Lease renewal; it renews every third of it")
 }
 
@@ -101,7 +102,7 @@ func newReplicaManager(flags *replicaFlags, leaderElection bool) (manager.Manage
 	}
 	return ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                 kubeScheme(),
-		Cache:                  snapshot.CacheOptions(),
+		Cache:                  replica.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
 		LeaderElection:         leaderElection,
@@ -116,7 +117,7 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 	if err != nil {
 		return err
 	}
-	reporter := &snapshot.LeaseReporter{
+	reporter := &replica.LeaseReporter{
 		Client:    mgr.GetClient(),
 		Reader:    mgr.GetAPIReader(),
 		Namespace: flags.namespace,
@@ -126,7 +127,7 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		PodUID:    types.UID(os.Getenv("POD_UID")),
 		Log:       log.WithName("lease"),
 	}
-	builder := &snapshot.Builder{
+	builder := &replica.Builder{
 		Cache:   mgr.GetCache(),
 		Options: policy.Options{MaxListEntries: flags.maxLists},
 		Log:     log.WithName("snapshot"),
@@ -136,16 +137,10 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		},
 		OnInvalid: func(string, error) { srv.metrics.ReloadFailed("kubernetes") },
 	}
-	for _, r := range []manager.Runnable{builder, reporter, everyReplica(func(ctx context.Context) error { return srv.run(ctx, log) })} {
+	for _, r := range []manager.Runnable{builder, reporter, runnable.OnEveryReplica(func(ctx context.Context) error { return srv.run(ctx, log) })} {
 		if err := mgr.Add(r); err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-// everyReplica is a Runnable that runs whether or not this process is the leader.
-type everyReplica func(context.Context) error
-
-func (f everyReplica) Start(ctx context.Context) error { return f(ctx) }
-func (everyReplica) NeedLeaderElection() bool          { return false }

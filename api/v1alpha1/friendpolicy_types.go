@@ -374,11 +374,6 @@ const (
 	ReasonListError = "ListError"
 )
 
-// LabelList is the label a ConfigMap must carry for blocklists to read it: webhook
-// replicas watch only ConfigMaps that have it, whatever its value. A configMapSelector
-// selects among those.
-const LabelList = "friendgate.io/list"
-
 // FriendPolicyStatus is the observed state of a FriendPolicy.
 type FriendPolicyStatus struct {
 	// observedGeneration is the generation of the spec this status describes.

@@ -3,11 +3,11 @@ package status
 import (
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/propagation"
 )
 
 // CacheByObject restricts the manager's cache (cache.Options.ByObject) to the objects this
@@ -16,10 +16,10 @@ import (
 // and need RBAC to list them all.
 func CacheByObject(leaseNamespace string) map[client.Object]cache.ByObject {
 	return map[client.Object]cache.ByObject{
-		&corev1.ConfigMap{}: {Label: replica.ListSelector()},
+		&corev1.ConfigMap{}: {Label: v1alpha1.ListSelector()},
 		&coordinationv1.Lease{}: {
 			Namespaces: map[string]cache.Config{leaseNamespace: {}},
-			Label:      labels.SelectorFromSet(labels.Set{replica.ComponentLabel: replica.ComponentWebhookReplica}),
+			Label:      propagation.LeaseSelector(),
 		},
 	}
 }

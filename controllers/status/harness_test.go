@@ -15,8 +15,8 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/tools/events"
+	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -26,7 +26,7 @@ import (
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/controllers/status"
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/testenv"
 )
 
@@ -39,10 +39,12 @@ const (
 )
 
 // harness is a running status controller whose manager sees only one namespace, which
-// also holds the replica Leases.
+// also holds the replica Leases. Its clock, which Leases are renewed and expire on, moves
+// only when a test steps it.
 type harness struct {
-	t  *testing.T
-	ns string
+	t     *testing.T
+	ns    string
+	clock *clocktesting.FakeClock
 	// api reads and writes the API server directly.
 	api client.Client
 	// cached is the manager's client, reading through the controller's cache.
@@ -73,6 +75,7 @@ func newHarness(t *testing.T) *harness {
 	h := &harness{
 		t:      t,
 		ns:     ns,
+		clock:  clocktesting.NewFakeClock(time.Now()),
 		api:    env.Client,
 		cached: mgr.GetClient(),
 		events: &eventLog{EventRecorder: mgr.GetEventRecorder("friendgate-controller")},
@@ -80,7 +83,8 @@ func newHarness(t *testing.T) *harness {
 	h.r = &status.Reconciler{
 		Client:   mgr.GetClient(),
 		Recorder: h.events,
-		Replicas: status.NewTracker(mgr.GetCache(), ns),
+		Replicas: status.NewTracker(mgr.GetCache(), ns, h.clock),
+		Clock:    h.clock,
 	}
 	if err := h.r.SetupWithManager(mgr); err != nil {
 		t.Fatal(err)
@@ -172,31 +176,26 @@ func (h *harness) updatePolicy(name string, change func(*v1alpha1.FriendPolicySp
 type fakeReplica struct {
 	id        string
 	watermark string
-	renewed   time.Time
-	duration  time.Duration
+	// age is how long before the harness clock's now the replica renewed.
+	age      time.Duration
+	duration time.Duration
 }
 
 // live is a replica that has just renewed a 30 s Lease.
 func live(id, watermark string) fakeReplica {
-	return fakeReplica{id: id, watermark: watermark, renewed: time.Now(), duration: 30 * time.Second}
+	return fakeReplica{id: id, watermark: watermark, duration: 30 * time.Second}
 }
 
 // setReplica creates or updates the replica's Lease as the webhook would.
 func (h *harness) setReplica(r fakeReplica) {
 	h.t.Helper()
 	ctx := context.Background()
-	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: replica.LeaseName(r.id)}}
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: propagation.LeaseName(r.id)}}
 	err := h.api.Get(ctx, client.ObjectKeyFromObject(l), l)
 	if err != nil && !apierrors.IsNotFound(err) {
 		h.t.Fatal(err)
 	}
-	l.Labels = map[string]string{replica.ComponentLabel: replica.ComponentWebhookReplica}
-	l.Annotations = map[string]string{replica.PoliciesResourceVersionAnnotation: r.watermark}
-	l.Spec = coordinationv1.LeaseSpec{
-		HolderIdentity:       new(r.id),
-		RenewTime:            new(metav1.NewMicroTime(r.renewed)),
-		LeaseDurationSeconds: new(int32(r.duration / time.Second)),
-	}
+	propagation.Report{ID: r.id, Watermark: r.watermark, Renewed: h.clock.Now().Add(-r.age), Duration: r.duration}.Write(l)
 	if apierrors.IsNotFound(err) {
 		err = h.api.Create(ctx, l)
 	} else {
@@ -246,28 +245,20 @@ type expectation func(fp *v1alpha1.FriendPolicy) string
 // test after waitTimeout showing what still differs and the status.
 func (h *harness) waitFor(name string, want ...expectation) *v1alpha1.FriendPolicy {
 	h.t.Helper()
-	var (
-		fp       *v1alpha1.FriendPolicy
-		mismatch string
-	)
-	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+	var fp *v1alpha1.FriendPolicy
+	testenv.Eventually(h.t, waitTimeout, "FriendPolicy "+h.ns+"/"+name, func() (bool, string) {
 		fp = &v1alpha1.FriendPolicy{}
-		if err := h.api.Get(ctx, client.ObjectKey{Namespace: h.ns, Name: name}, fp); err != nil {
-			return false, err
+		if err := h.api.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: name}, fp); err != nil {
+			return false, err.Error()
 		}
-		mismatch = ""
 		for _, w := range want {
 			if m := w(fp); m != "" {
-				mismatch = m
-				return false, nil
+				st, _ := yaml.Marshal(fp.Status)
+				return false, m + "\nstatus:\n" + string(st)
 			}
 		}
-		return true, nil
+		return true, ""
 	})
-	if err != nil {
-		st, _ := yaml.Marshal(fp.Status)
-		h.t.Fatalf("FriendPolicy %s/%s: %v; still %s\nstatus:\n%s", h.ns, name, err, mismatch, st)
-	}
 	return fp
 }
 
@@ -326,12 +317,11 @@ func entries(n int64, configMaps ...string) expectation {
 // so a reconcile reads what the test just read.
 func (h *harness) waitForCache(fp *v1alpha1.FriendPolicy) {
 	h.t.Helper()
-	err := wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+	testenv.Eventually(h.t, waitTimeout, "the cache to hold FriendPolicy "+fp.Name+" at resourceVersion "+fp.ResourceVersion, func() (bool, string) {
 		cached := &v1alpha1.FriendPolicy{}
-		err := h.cached.Get(ctx, client.ObjectKeyFromObject(fp), cached)
-		return err == nil && cached.ResourceVersion == fp.ResourceVersion, client.IgnoreNotFound(err)
+		if err := h.cached.Get(context.Background(), client.ObjectKeyFromObject(fp), cached); err != nil {
+			return false, err.Error()
+		}
+		return cached.ResourceVersion == fp.ResourceVersion, "resourceVersion " + cached.ResourceVersion
 	})
-	if err != nil {
-		h.t.Fatalf("the cache never caught up with FriendPolicy %s at resourceVersion %s: %v", fp.Name, fp.ResourceVersion, err)
-	}
 }

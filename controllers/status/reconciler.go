@@ -13,11 +13,13 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 // Event reasons besides the Ready reasons, and the actions events name.
@@ -41,11 +43,11 @@ type Reconciler struct {
 	Options policy.Options
 	// Replicas follows the webhook replicas' Leases.
 	Replicas *Tracker
-	// Now is the clock replicas are counted and conditions stamped with; nil means
-	// time.Now. (The Tracker's expiry timer runs on the real clock.)
-	Now func() time.Time
+	// Clock is what replicas are counted and conditions stamped with, the Tracker's clock;
+	// nil means the real clock.
+	Clock clock.PassiveClock
 
-	memory memory
+	generations seenGenerations
 }
 
 // +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies,verbs=get;list;watch
@@ -59,7 +61,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	fp := &v1alpha1.FriendPolicy{}
 	if err := r.Client.Get(ctx, req.NamespacedName, fp); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.memory.forget(req.NamespacedName)
+			r.generations.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
@@ -69,11 +71,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	compiled, err := policy.Compile(fp, configMaps, r.Options)
-	res := classify(fp, compiled, err)
+	res := classify(compiled, err)
 
-	seen := r.memory.observe(fp)
+	seen := r.generations.current(fp)
 	now := r.now()
-	p := propagationOf(r.Replicas.Live(now), seen.since)
+	p := reachOf(r.Replicas.Live(now), seen.firstReadAt)
 	status := desiredStatus(fp, res, p, r.Replicas.Namespace(), now)
 
 	var oldReady *metav1.Condition
@@ -95,13 +97,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 
 // listConfigMaps returns the labelled ConfigMaps of fp's namespace, or none when no
 // blocklist selects any. They are the cache's own objects, not copies (lists can be
-// megabytes): Compile only reads them.
+// megabytes): Compile only reads them, and picks each blocklist's.
 func (r *Reconciler) listConfigMaps(ctx context.Context, fp *v1alpha1.FriendPolicy) ([]*corev1.ConfigMap, error) {
-	if !slices.ContainsFunc(fp.Spec.Blocklists, func(b v1alpha1.Blocklist) bool { return b.ConfigMapSelector != nil }) {
+	if len(fp.Spec.ListSelectors()) == 0 {
 		return nil, nil
 	}
 	var list corev1.ConfigMapList
-	if err := r.Client.List(ctx, &list, client.InNamespace(fp.Namespace), client.HasLabels{v1alpha1.LabelList}, client.UnsafeDisableDeepCopy); err != nil {
+	if err := r.Client.List(ctx, &list, client.InNamespace(fp.Namespace), client.MatchingLabelsSelector{Selector: v1alpha1.ListSelector()}, client.UnsafeDisableDeepCopy); err != nil {
 		return nil, fmt.Errorf("listing ConfigMaps: %w", err)
 	}
 	out := make([]*corev1.ConfigMap, len(list.Items))
@@ -113,7 +115,7 @@ func (r *Reconciler) listConfigMaps(ctx context.Context, fp *v1alpha1.FriendPoli
 
 // recordEvents emits an Event when Ready's reason or generation changed (Propagating is
 // routine and gets none), and NoConfigMaps when compile warnings appear or change.
-func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Condition, res compileResult, seen observation) {
+func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Condition, res compileResult, seen seenGeneration) {
 	ready := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady)
 	if ready.Reason != v1alpha1.ReasonPropagating &&
 		(oldReady == nil || oldReady.Reason != ready.Reason || oldReady.ObservedGeneration != ready.ObservedGeneration) {
@@ -131,11 +133,11 @@ func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Co
 	if res.compiled != nil {
 		warnings = res.compiled.Warnings
 	}
-	if len(warnings) > 0 && !slices.Equal(warnings, seen.warnings) {
+	if len(warnings) > 0 && !slices.Equal(warnings, seen.announcedWarnings) {
 		r.Recorder.Eventf(fp, nil, corev1.EventTypeWarning, ReasonNoConfigMaps, actionCompile,
-			"%s", truncate(joinWarnings(warnings), maxMessage))
+			"%s", text.Truncate(joinWarnings(warnings), maxMessage))
 	}
-	r.memory.announced(client.ObjectKeyFromObject(fp), seen, warnings)
+	r.generations.setAnnouncedWarnings(client.ObjectKeyFromObject(fp), seen, warnings)
 }
 
 func joinWarnings(warnings []string) string {
@@ -143,8 +145,8 @@ func joinWarnings(warnings []string) string {
 }
 
 func (r *Reconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+	if r.Clock != nil {
+		return r.Clock.Now()
 	}
 	return time.Now()
 }

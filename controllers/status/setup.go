@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"maps"
+	"slices"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -71,13 +71,7 @@ func (r *Reconciler) configMapHandler() handler.EventHandler {
 // enqueueSelecting enqueues the policies in the ConfigMaps' namespace that select any of
 // them. A ConfigMap without the friendgate.io/list label is invisible to blocklists.
 func (r *Reconciler) enqueueSelecting(ctx context.Context, q workqueue.TypedRateLimitingInterface[reconcile.Request], cms ...client.Object) {
-	var sets []labels.Set
-	for _, cm := range cms {
-		if _, ok := cm.GetLabels()[v1alpha1.LabelList]; ok {
-			sets = append(sets, cm.GetLabels())
-		}
-	}
-	if len(sets) == 0 {
+	if !slices.ContainsFunc(cms, func(cm client.Object) bool { return v1alpha1.ListSelector().Matches(labels.Set(cm.GetLabels())) }) {
 		return
 	}
 	var list v1alpha1.FriendPolicyList
@@ -86,28 +80,12 @@ func (r *Reconciler) enqueueSelecting(ctx context.Context, q workqueue.TypedRate
 		return
 	}
 	for i := range list.Items {
-		if selectsAny(&list.Items[i], sets) {
-			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
+		fp := &list.Items[i]
+		selectors := fp.Spec.ListSelectors()
+		if slices.ContainsFunc(cms, func(cm client.Object) bool { return v1alpha1.SelectsList(selectors, cm.GetLabels()) }) {
+			q.Add(reconcile.Request{NamespacedName: client.ObjectKeyFromObject(fp)})
 		}
 	}
-}
-
-func selectsAny(fp *v1alpha1.FriendPolicy, sets []labels.Set) bool {
-	for _, b := range fp.Spec.Blocklists {
-		if b.ConfigMapSelector == nil {
-			continue
-		}
-		sel, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
-		if err != nil {
-			continue // the policy is Invalid; its ConfigMaps do not matter
-		}
-		for _, set := range sets {
-			if sel.Matches(set) {
-				return true
-			}
-		}
-	}
-	return false
 }
 
 // policiesForReplicaChange maps a Tracker announcement to the policies it may affect:

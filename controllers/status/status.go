@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -14,30 +13,29 @@ import (
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 const (
 	// maxMessage bounds the Ready message: enough for several field errors, short
 	// enough for kubectl describe.
 	maxMessage = 1024
-	// maxConfigMaps is the API's bound on status.configMaps.
-	maxConfigMaps = 1024
 	// maxBehind bounds the replica IDs a Propagating message names.
 	maxBehind = 5
 )
 
-// propagation is how far a policy's current generation has reached the live replicas.
-type propagation struct {
+// reach is how far a policy's current generation has reached the live replicas.
+type reach struct {
 	live int
 	// behind are the IDs of the live replicas that do not enforce it yet, sorted.
 	behind []string
 }
 
-// propagationOf counts the live replicas (sorted by ID) against the resourceVersion the
+// reachOf counts the live replicas (sorted by ID) against the resourceVersion the
 // policy's current generation was read at.
-func propagationOf(live []replica.Status, since string) propagation {
-	p := propagation{live: len(live)}
+func reachOf(live []propagation.Status, since string) reach {
+	p := reach{live: len(live)}
 	for _, s := range live {
 		if !s.Enforces(since) {
 			p.behind = append(p.behind, s.ID)
@@ -46,7 +44,7 @@ func propagationOf(live []replica.Status, since string) propagation {
 	return p
 }
 
-func (p propagation) enforced() int { return p.live - len(p.behind) }
+func (p reach) enforced() int { return p.live - len(p.behind) }
 
 // compileResult is the outcome of compiling a policy with its ConfigMap lists.
 type compileResult struct {
@@ -57,22 +55,20 @@ type compileResult struct {
 }
 
 // classify tells a spec that does not compile (Invalid) from lists that cannot be used
-// (ListError): Compile reports both as field errors, and only the first kind remains
-// when the spec is validated alone.
-func classify(fp *v1alpha1.FriendPolicy, compiled *policy.Compiled, err error) compileResult {
-	switch {
-	case err == nil:
+// (ListError), as the engine's CompileError says; any other error counts as Invalid.
+func classify(compiled *policy.Compiled, err error) compileResult {
+	if err == nil {
 		return compileResult{compiled: compiled}
-	case len(policy.Validate(fp)) > 0:
-		return compileResult{err: err, reason: v1alpha1.ReasonInvalid}
-	default:
-		return compileResult{err: err, reason: v1alpha1.ReasonListError}
 	}
+	if ce, ok := errors.AsType[*policy.CompileError](err); ok {
+		return compileResult{err: err, reason: ce.Reason}
+	}
+	return compileResult{err: err, reason: v1alpha1.ReasonInvalid}
 }
 
 // desiredStatus is the status fp should have. Conditions other than Ready and Stalled are
 // kept, and a condition's lastTransitionTime only moves when its status changes.
-func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
+func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
 	st := v1alpha1.FriendPolicyStatus{
 		ObservedGeneration: fp.Generation,
 		Conditions:         slices.Clone(fp.Status.Conditions),
@@ -92,7 +88,7 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, 
 		c := res.compiled
 		st.Rules = int32(c.Rules)
 		st.BlocklistEntries = c.BlocklistEntries
-		st.ConfigMaps = c.ConfigMaps[:min(len(c.ConfigMaps), maxConfigMaps)]
+		st.ConfigMaps = c.ConfigMaps[:min(len(c.ConfigMaps), v1alpha1.MaxStatusConfigMaps)]
 		st.EnforcedReplicas = int32(p.enforced())
 		ready.Reason, ready.Message = describePropagation(fp.Generation, p, leaseNamespace)
 		if ready.Reason == v1alpha1.ReasonEnforced {
@@ -111,7 +107,7 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p propagation, 
 	return st
 }
 
-func describePropagation(generation int64, p propagation, leaseNamespace string) (reason, message string) {
+func describePropagation(generation int64, p reach, leaseNamespace string) (reason, message string) {
 	if p.live == 0 {
 		return v1alpha1.ReasonNoReplicas, fmt.Sprintf(
 			"no live webhook replica reports in namespace %q: generation %d is enforced nowhere", leaseNamespace, generation)
@@ -132,7 +128,7 @@ func describeFailure(res compileResult) string {
 	if res.reason == v1alpha1.ReasonListError {
 		prefix = "a ConfigMap list cannot be used: "
 	}
-	return truncate(prefix+fieldErrors(res.err), maxMessage)
+	return text.Truncate(prefix+fieldErrors(res.err), maxMessage)
 }
 
 // fieldErrors lists the field errors of an Invalid error as "path: reason; ...", without
@@ -151,17 +147,4 @@ func fieldErrors(err error) string {
 		msgs[i] = c.Field + ": " + c.Message
 	}
 	return strings.Join(msgs, "; ")
-}
-
-// truncate cuts s to at most n bytes on a rune boundary, marking the cut.
-func truncate(s string, n int) string {
-	const mark = "..."
-	if len(s) <= n {
-		return s
-	}
-	cut := n - len(mark)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + mark
 }

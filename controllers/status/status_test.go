@@ -10,12 +10,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/wait"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/controllers/status"
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 var spammers = v1alpha1.FriendPolicySpec{
@@ -71,7 +71,7 @@ func TestReplicaCount(t *testing.T) {
 	}, {
 		name: "only an expired replica",
 		replicas: func(rv string) []fakeReplica {
-			return []fakeReplica{{id: "pod-a", watermark: rv, renewed: time.Now().Add(-time.Minute), duration: 2 * time.Second}}
+			return []fakeReplica{{id: "pod-a", watermark: rv, age: time.Minute, duration: 2 * time.Second}}
 		},
 		cond: metav1.ConditionFalse, reason: v1alpha1.ReasonNoReplicas, enforced: "0/0",
 		message: `no live webhook replica reports in namespace "%s": generation 1 is enforced nowhere`,
@@ -105,8 +105,14 @@ func TestReplicaExpiry(t *testing.T) {
 	fp := h.createPolicy("anti-spam", spammers)
 	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "2/2"))
 
-	// pod-b's last renewal: its 2 s Lease, renewed a second ago, expires in a second.
-	h.setReplica(fakeReplica{id: "pod-b", watermark: caughtUp, renewed: time.Now().Add(-time.Second), duration: 2 * time.Second})
+	// pod-b's last renewal, of a 2 s Lease. Once the Tracker holds it, time moves past its
+	// expiry with no Lease event to announce it.
+	h.setReplica(fakeReplica{id: "pod-b", watermark: caughtUp, duration: 2 * time.Second})
+	testenv.Eventually(t, waitTimeout, "the Tracker to read pod-b's last renewal", func() (bool, string) {
+		live := h.r.Replicas.Live(h.clock.Now().Add(2 * time.Second))
+		return len(live) == 1, fmt.Sprintf("%d replicas alive in 2 s", len(live))
+	})
+	h.clock.Step(2 * time.Second)
 	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"),
 		message("1/1 webhook replicas enforce generation 1"))
 }
@@ -304,22 +310,21 @@ func TestEvents(t *testing.T) {
 	}
 	// An Event is recorded after its status write, so the status can be seen first.
 	var got []struct{ Type, Reason string }
-	_ = wait.PollUntilContextTimeout(context.Background(), 20*time.Millisecond, waitTimeout, true, func(context.Context) (bool, error) {
+	testenv.Eventually(t, waitTimeout, fmt.Sprintf("%d Events", len(want)), func() (bool, string) {
 		got = got[:0]
 		for _, e := range h.events.of(fp.Name) {
 			got = append(got, struct{ Type, Reason string }{e.Type, e.Reason})
 		}
-		return len(got) >= len(want), nil
+		return len(got) >= len(want), fmt.Sprintf("%+v", got)
 	})
 	if !slices.Equal(got, want) {
 		t.Errorf("Events %+v, want %+v", h.events.of(fp.Name), want)
 	}
 
-	// They reach the API server.
-	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, waitTimeout, true, func(ctx context.Context) (bool, error) {
+	testenv.Eventually(t, waitTimeout, "the Events to reach the API server", func() (bool, string) {
 		var list eventsv1.EventList
-		if err := h.api.List(ctx, &list, client.InNamespace(h.ns)); err != nil {
-			return false, err
+		if err := h.api.List(context.Background(), &list, client.InNamespace(h.ns)); err != nil {
+			return false, err.Error()
 		}
 		seen := map[string]string{}
 		for _, e := range list.Items {
@@ -329,12 +334,9 @@ func TestEvents(t *testing.T) {
 		}
 		for _, w := range want {
 			if seen[w.Reason] != w.Type {
-				return false, nil
+				return false, fmt.Sprintf("reasons seen: %v", seen)
 			}
 		}
-		return true, nil
+		return true, ""
 	})
-	if err != nil {
-		t.Errorf("the Events never all reached the API server: %v", err)
-	}
 }

@@ -10,9 +10,10 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
 )
 
 // Change is what the Tracker announces when the live replicas change.
@@ -24,31 +25,33 @@ type Change struct {
 	AllPolicies bool
 }
 
-// Tracker follows the webhook replicas' Leases (internal/replica) in one namespace and
+// Tracker follows the webhook replicas' Leases (internal/propagation) in one namespace and
 // tells the status controller when the live replicas change. Lease renewals that change
 // nothing else announce nothing; expiry is noticed by a timer set to the earliest expiry,
 // not by polling.
 type Tracker struct {
 	informers cache.Informers
 	namespace string
+	clock     clock.Clock
 
 	mu     sync.Mutex
-	leases map[string]replica.Status // by Lease name
-	// announced maps the Lease name of each live replica to its watermark, as of the last
-	// announcement (or the initial sync).
-	announced map[string]string
+	leases map[string]propagation.Status // by Lease name
+	// lastLive maps the Lease name of each replica that was alive at the last refresh to
+	// its watermark then.
+	lastLive map[string]string
 
 	poke    chan struct{}
 	started atomic.Bool
 }
 
 // NewTracker returns a Tracker of the replica Leases in namespace, read through informers
-// (the manager's cache, restricted by CacheByObject).
-func NewTracker(informers cache.Informers, namespace string) *Tracker {
+// (the manager's cache, restricted by CacheByObject). Leases expire on clk.
+func NewTracker(informers cache.Informers, namespace string, clk clock.Clock) *Tracker {
 	return &Tracker{
 		informers: informers,
 		namespace: namespace,
-		leases:    map[string]replica.Status{},
+		clock:     clk,
+		leases:    map[string]propagation.Status{},
 		poke:      make(chan struct{}, 1),
 	}
 }
@@ -57,16 +60,16 @@ func NewTracker(informers cache.Informers, namespace string) *Tracker {
 func (t *Tracker) Namespace() string { return t.namespace }
 
 // Live returns the replicas alive at now, sorted by ID.
-func (t *Tracker) Live(now time.Time) []replica.Status {
+func (t *Tracker) Live(now time.Time) []propagation.Status {
 	t.mu.Lock()
-	live := make([]replica.Status, 0, len(t.leases))
+	live := make([]propagation.Status, 0, len(t.leases))
 	for _, s := range t.leases {
 		if s.Alive(now) {
 			live = append(live, s)
 		}
 	}
 	t.mu.Unlock()
-	slices.SortFunc(live, func(a, b replica.Status) int { return strings.Compare(a.ID, b.ID) })
+	slices.SortFunc(live, func(a, b propagation.Status) int { return strings.Compare(a.ID, b.ID) })
 	return live
 }
 
@@ -84,7 +87,7 @@ func (t *Tracker) set(obj any) {
 	if !ok || l.Namespace != t.namespace {
 		return
 	}
-	s, ok := replica.FromLease(l)
+	s, ok := propagation.FromLease(l)
 	t.mu.Lock()
 	if ok {
 		t.leases[l.Name] = s
@@ -120,35 +123,42 @@ func (t *Tracker) wake() {
 // run announces changes of the live replicas until ctx ends. The state at its start is
 // the baseline: the controller reconciles every policy when it starts anyway.
 func (t *Tracker) run(ctx context.Context, announce func(Change)) {
-	timer := time.NewTimer(0)
-	defer timer.Stop()
-	now := time.Now()
-	_, _, next := t.refresh(now)
-	for {
-		if next.IsZero() {
-			timer.Stop()
-		} else {
-			timer.Reset(next.Sub(now))
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.poke:
-		case <-timer.C:
-		}
-		now = time.Now()
+	_, _, next := t.refresh(t.clock.Now())
+	for t.wait(ctx, next) {
 		var (
 			c       Change
 			changed bool
 		)
-		c, changed, next = t.refresh(now)
+		c, changed, next = t.refresh(t.clock.Now())
 		if changed {
 			announce(c)
 		}
 	}
 }
 
-// refresh compares the replicas alive at now with the last announced ones. next is the
+// wait returns true once a Lease changed or the clock reached next (zero: no live replica
+// to expire), false once ctx ended.
+func (t *Tracker) wait(ctx context.Context, next time.Time) bool {
+	var expired <-chan time.Time
+	if !next.IsZero() {
+		timer := t.clock.NewTimer(next.Sub(t.clock.Now()))
+		defer timer.Stop()
+		// A clock that jumps (a fake one, in tests) may have passed next meanwhile.
+		if !t.clock.Now().Before(next) {
+			return true
+		}
+		expired = timer.C()
+	}
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.poke:
+	case <-expired:
+	}
+	return true
+}
+
+// refresh compares the replicas alive at now with those alive at the last refresh. next is the
 // earliest time one of them expires (zero when none is alive).
 func (t *Tracker) refresh(now time.Time) (c Change, changed bool, next time.Time) {
 	t.mu.Lock()
@@ -158,13 +168,13 @@ func (t *Tracker) refresh(now time.Time) (c Change, changed bool, next time.Time
 		if !s.Alive(now) {
 			continue
 		}
-		live[name] = s.PoliciesResourceVersion
+		live[name] = s.Watermark
 		if next.IsZero() || s.Expires.Before(next) {
 			next = s.Expires
 		}
 	}
-	c, changed = compare(t.announced, live)
-	t.announced = live
+	c, changed = compare(t.lastLive, live)
+	t.lastLive = live
 	return c, changed, next
 }
 
@@ -176,7 +186,7 @@ func compare(old, cur map[string]string) (c Change, changed bool) {
 	for name, wm := range cur {
 		prev, ok := old[name]
 		switch {
-		case !ok, replica.Newer(prev, wm):
+		case !ok, propagation.Newer(prev, wm):
 			return Change{AllPolicies: true}, true
 		case prev != wm:
 			changed = true

@@ -1,32 +1,26 @@
 package status
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	toolscache "k8s.io/client-go/tools/cache"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 const trackerNS = "friendgate-system"
 
 func replicaLease(id, watermark string, renewed time.Time, duration time.Duration) *coordinationv1.Lease {
-	return &coordinationv1.Lease{
-		ObjectMeta: metav1.ObjectMeta{
-			Namespace:   trackerNS,
-			Name:        replica.LeaseName(id),
-			Labels:      map[string]string{replica.ComponentLabel: replica.ComponentWebhookReplica},
-			Annotations: map[string]string{replica.PoliciesResourceVersionAnnotation: watermark},
-		},
-		Spec: coordinationv1.LeaseSpec{
-			HolderIdentity:       new(id),
-			RenewTime:            new(metav1.NewMicroTime(renewed)),
-			LeaseDurationSeconds: new(int32(duration / time.Second)),
-		},
-	}
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: trackerNS, Name: propagation.LeaseName(id)}}
+	propagation.Report{ID: id, Watermark: watermark, Renewed: renewed, Duration: duration}.Write(l)
+	return l
 }
 
 // TestTrackerAnnouncements drives the Tracker's Lease handler and checks what each step
@@ -68,7 +62,7 @@ func TestTrackerAnnouncements(t *testing.T) {
 		{"pod-b expires too", t0.Add(22 * time.Second), func(*Tracker) {}, all, time.Time{}},
 	}
 
-	tr := NewTracker(nil, trackerNS)
+	tr := NewTracker(nil, trackerNS, clock.RealClock{})
 	for _, s := range steps {
 		s.apply(tr)
 		c, changed, next := tr.refresh(s.at)
@@ -87,8 +81,8 @@ func TestTrackerAnnouncements(t *testing.T) {
 }
 
 func TestTrackerLive(t *testing.T) {
-	t0 := time.Now()
-	tr := NewTracker(nil, trackerNS)
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	tr := NewTracker(nil, trackerNS, clock.RealClock{})
 	tr.set(replicaLease("pod-c", "5", t0, 30*time.Second))
 	tr.set(replicaLease("pod-a", "5", t0, 30*time.Second))
 	tr.set(replicaLease("pod-b", "5", t0.Add(-time.Minute), 30*time.Second))
@@ -101,21 +95,51 @@ func TestTrackerLive(t *testing.T) {
 	}
 }
 
-func TestTruncate(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		n    int
-		want string
-	}{
-		{"short", 10, "short"},
-		{"exactly10!", 10, "exactly10!"},
-		{"0123456789abc", 10, "0123456..."},
-		{"012345é789", 10, "012345..."}, // é is two bytes; never cut through it
-		{"01234é6789", 10, "01234é..."},
-	} {
-		got := truncate(tc.in, tc.n)
-		if got != tc.want || len(got) > tc.n {
-			t.Errorf("truncate(%q, %d) = %q, want %q", tc.in, tc.n, got, tc.want)
+// TestTrackerNoticesExpiry runs the Tracker on a fake clock: a replica's expiry is
+// announced when the clock reaches it, with no Lease event, and not before.
+func TestTrackerNoticesExpiry(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	clk := clocktesting.NewFakeClock(t0)
+	tr := NewTracker(nil, trackerNS, clk)
+	// pod-a is in the baseline run starts from.
+	tr.set(replicaLease("pod-a", "10", t0, 2*time.Second))
+	announced := make(chan Change, 8)
+	ctx, cancel := context.WithCancel(context.Background())
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		tr.run(ctx, func(c Change) { announced <- c })
+	}()
+	t.Cleanup(func() { cancel(); <-stopped })
+	next := func(what string) Change {
+		t.Helper()
+		select {
+		case c := <-announced:
+			return c
+		case <-time.After(10 * time.Second):
+			t.Fatalf("no announcement: %s", what)
+			return Change{}
 		}
+	}
+	all, forward := Change{AllPolicies: true}, Change{}
+
+	testenv.Eventually(t, 10*time.Second, "the Tracker to wait for pod-a's expiry", func() (bool, string) {
+		return clk.HasWaiters(), "no timer on the clock"
+	})
+
+	// Halfway to the expiry nothing is announced: the watermark move made afterwards is
+	// the next announcement, not an expiry.
+	clk.Step(time.Second)
+	tr.set(replicaLease("pod-a", "11", t0, 2*time.Second))
+	if c := next("pod-a moves forward"); c != forward {
+		t.Fatalf("pod-a moves forward a second before its expiry: announced %+v, want %+v", c, forward)
+	}
+
+	clk.Step(time.Second)
+	if c := next("pod-a expires"); c != all {
+		t.Fatalf("pod-a expires: announced %+v, want %+v", c, all)
+	}
+	if live := tr.Live(clk.Now()); len(live) != 0 {
+		t.Errorf("Live after the expiry = %+v, want none", live)
 	}
 }

@@ -207,9 +207,8 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 			to:      b.Subject != v1alpha1.SubjectFrom,
 			verdict: newVerdict(c, KindBlocklist, b.Name, b.Code, b.Message, DefaultBlocklistMessage),
 		}
-		if b.ConfigMapSelector != nil {
-			cb.selector, _ = metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
-		}
+		// validateSpec reports an invalid selector; such a blocklist reads no ConfigMap.
+		cb.selector, _ = b.ListSelector()
 		if pErrs := checkPatterns(b.Patterns, p.Child("patterns")); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
 		} else if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err != nil {

@@ -125,9 +125,7 @@ func modulePath(gomod []byte) string {
 	for sc.Scan() {
 		line := strings.TrimSpace(sc.Text())
 		if rest, ok := strings.CutPrefix(line, "module"); ok && (rest == "" || rest[0] == ' ' || rest[0] == '\t') {
-			if i := strings.Index(rest, "//"); i >= 0 {
-				rest = rest[:i]
-			}
+			rest, _, _ = strings.Cut(rest, "//")
 			return strings.Trim(strings.TrimSpace(rest), `"`)
 		}
 	}

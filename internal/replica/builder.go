@@ -1,8 +1,8 @@
-// Package snapshot is the webhook replica's side of the operator: it compiles the
+// Package replica is the webhook replica's side of the operator: it compiles the
 // FriendPolicies and labelled ConfigMaps of a controller-runtime cache into engine
-// snapshots, and reports through the replica's Lease which policy changes the snapshot in
-// force has applied.
-package snapshot
+// snapshots, and reports through the replica's Lease (internal/propagation) which policy
+// changes the snapshot in force has applied.
+package replica
 
 import (
 	"context"
@@ -13,15 +13,13 @@ import (
 
 	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/labels"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
 )
 
 // DefaultDebounce coalesces bursts of events (a GitOps sync applying many policies, a
@@ -37,7 +35,7 @@ const DefaultDebounce = 50 * time.Millisecond
 // ConfigMaps labelled friendgate.io/list, without managedFields.
 func CacheOptions() cache.Options {
 	return cache.Options{
-		ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: replica.ListSelector()}},
+		ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: v1alpha1.ListSelector()}},
 		DefaultTransform: cache.TransformStripManagedFields(),
 	}
 }
@@ -54,20 +52,20 @@ type Builder struct {
 	// Debounce is the quiet time before a build; 0 means DefaultDebounce.
 	Debounce time.Duration
 	// OnSnapshot receives every snapshot with the highest resourceVersion among the
-	// FriendPolicies it was built from (its watermark, see internal/replica).
+	// FriendPolicies it was built from (its watermark, see internal/propagation).
 	OnSnapshot func(snap *policy.Snapshot, watermark string)
 	// OnInvalid, if set, is called once per policy generation that does not compile.
 	OnInvalid func(key string, err error)
 
-	compiled map[string]*entry
+	compiled map[string]*compilation
 }
 
-// entry is a compiled policy with the inputs it was compiled from, so a build recompiles
-// only the policies whose spec or selected ConfigMaps changed.
-type entry struct {
-	inputs   string
-	compiled *policy.Compiled
-	err      error
+// compilation is a policy compiled, with the fingerprint of what it was compiled from, so a
+// build recompiles only the policies whose spec or selected ConfigMaps changed.
+type compilation struct {
+	fingerprint string
+	compiled    *policy.Compiled
+	err         error
 }
 
 // NeedLeaderElection is false: every replica builds its own snapshot.
@@ -104,7 +102,7 @@ func (b *Builder) Start(ctx context.Context) error {
 	if debounce <= 0 {
 		debounce = DefaultDebounce
 	}
-	b.compiled = map[string]*entry{}
+	b.compiled = map[string]*compilation{}
 	for {
 		if err := b.build(ctx); err != nil {
 			// Only a cache read can fail here; the next event retries.
@@ -146,22 +144,22 @@ func (b *Builder) build(ctx context.Context) error {
 		byNamespace[cm.Namespace] = append(byNamespace[cm.Namespace], cm)
 	}
 
-	next := make(map[string]*entry, len(policies.Items))
+	next := make(map[string]*compilation, len(policies.Items))
 	compiled := make([]*policy.Compiled, 0, len(policies.Items))
 	watermark := ""
 	recompiled, invalid := 0, 0
 	for i := range policies.Items {
 		fp := &policies.Items[i]
-		if replica.Newer(fp.ResourceVersion, watermark) {
+		if propagation.Newer(fp.ResourceVersion, watermark) {
 			watermark = fp.ResourceVersion
 		}
 		key := fp.Namespace + "/" + fp.Name
 		selected := selectedConfigMaps(fp, byNamespace[fp.Namespace])
-		in := inputs(fp, selected)
+		fingerprint := fingerprint(fp, selected)
 		e, ok := b.compiled[key]
-		if !ok || e.inputs != in {
+		if !ok || e.fingerprint != fingerprint {
 			c, err := policy.Compile(fp, selected, b.Options)
-			e = &entry{inputs: in, compiled: c, err: err}
+			e = &compilation{fingerprint: fingerprint, compiled: c, err: err}
 			recompiled++
 			if err != nil {
 				b.Log.Error(err, "policy does not compile; it is not enforced", "policy", key, "generation", fp.Generation)
@@ -186,32 +184,25 @@ func (b *Builder) build(ctx context.Context) error {
 	return nil
 }
 
-// selectedConfigMaps are the ConfigMaps of cms that some blocklist of fp selects.
+// selectedConfigMaps are the ConfigMaps of cms (those of fp's namespace) that some
+// blocklist of fp selects.
 func selectedConfigMaps(fp *v1alpha1.FriendPolicy, cms []*corev1.ConfigMap) []*corev1.ConfigMap {
-	var selectors []labels.Selector
-	for i := range fp.Spec.Blocklists {
-		if ls := fp.Spec.Blocklists[i].ConfigMapSelector; ls != nil {
-			if sel, err := metav1.LabelSelectorAsSelector(ls); err == nil {
-				selectors = append(selectors, sel)
-			}
-		}
-	}
+	selectors := fp.Spec.ListSelectors()
 	if len(selectors) == 0 {
 		return nil
 	}
 	var out []*corev1.ConfigMap
 	for _, cm := range cms {
-		set := labels.Set(cm.Labels)
-		if slices.ContainsFunc(selectors, func(s labels.Selector) bool { return s.Matches(set) }) {
+		if v1alpha1.SelectsList(selectors, cm.Labels) {
 			out = append(out, cm)
 		}
 	}
 	return out
 }
 
-// inputs identifies what a policy is compiled from: its UID and generation, and the name
-// and resourceVersion of every ConfigMap it selects.
-func inputs(fp *v1alpha1.FriendPolicy, selected []*corev1.ConfigMap) string {
+// fingerprint identifies what a policy is compiled from: its UID and generation, and the
+// name and resourceVersion of every ConfigMap it selects.
+func fingerprint(fp *v1alpha1.FriendPolicy, selected []*corev1.ConfigMap) string {
 	var sb strings.Builder
 	fmt.Fprintf(&sb, "%s/%d", fp.UID, fp.Generation)
 	names := make([]string, 0, len(selected))

@@ -69,11 +69,8 @@ func TestCertRotation(t *testing.T) {
 	if err := env.Client.Update(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, time.Minute, func() error {
-		if ca := checkCertificates(t, ctx, secret, vwc); bytes.Equal(ca, firstCA) {
-			return errors.New("the CA was not replaced")
-		}
-		return nil
+	testenv.Eventually(t, time.Minute, "the rotator to issue a new CA", func() (bool, string) {
+		return !bytes.Equal(checkCertificates(t, ctx, secret, vwc), firstCA), "the CA was not replaced"
 	})
 	checkAdmission(t, ctx, ns, "after")
 }
@@ -109,21 +106,18 @@ func rotationWebhookConfiguration(ns string, port int) *admissionregistrationv1.
 func checkCertificates(t *testing.T, ctx context.Context, secret *corev1.Secret, vwc *admissionregistrationv1.ValidatingWebhookConfiguration) []byte {
 	t.Helper()
 	var ca []byte
-	eventually(t, time.Minute, func() error {
+	testenv.Eventually(t, time.Minute, "a certificate in the Secret that the webhook configuration trusts", func() (bool, string) {
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
-			return err
+			return false, err.Error()
 		}
 		ca = secret.Data["ca.crt"]
 		if err := verifyServing(ca, secret.Data[certFile]); err != nil {
-			return fmt.Errorf("Secret: %w", err)
+			return false, "Secret: " + err.Error()
 		}
 		if err := env.Client.Get(ctx, client.ObjectKeyFromObject(vwc), vwc); err != nil {
-			return err
+			return false, err.Error()
 		}
-		if bundle := vwc.Webhooks[0].ClientConfig.CABundle; !bytes.Equal(bundle, ca) {
-			return errors.New("the webhook configuration's caBundle is not the Secret's CA")
-		}
-		return nil
+		return bytes.Equal(vwc.Webhooks[0].ClientConfig.CABundle, ca), "the webhook configuration's caBundle is not the Secret's CA"
 	})
 	return ca
 }
@@ -151,15 +145,13 @@ func verifyServing(ca, cert []byte) error {
 func checkAdmission(t *testing.T, ctx context.Context, ns, name string) {
 	t.Helper()
 	const denied = `admission webhook "rotation.friendgate.io" denied the request: `
-	eventually(t, time.Minute, func() error {
+	testenv.Eventually(t, time.Minute, "the webhook to deny an invalid policy", func() (bool, string) {
 		bad := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-invalid"}, Spec: rule(v1alpha1.Rule{When: "request.from"})}
 		err := env.Client.Create(ctx, bad)
-		if apierrors.IsInvalid(err) && strings.HasPrefix(err.Error(), denied) && strings.Contains(err.Error(), "spec.rules[0].when: Invalid value") {
-			return nil
-		}
 		// Until the server serves a certificate the API server trusts, the call fails
 		// (and the configuration fails closed).
-		return fmt.Errorf("invalid policy: got %v, want it denied by the webhook", err)
+		return apierrors.IsInvalid(err) && strings.HasPrefix(err.Error(), denied) && strings.Contains(err.Error(), "spec.rules[0].when: Invalid value"),
+			fmt.Sprintf("invalid policy: got %v, want it denied by the webhook", err)
 	})
 	good := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-valid"}, Spec: validSpec()}
 	if err := env.Client.Create(ctx, good); err != nil {

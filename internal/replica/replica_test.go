@@ -1,7 +1,8 @@
-package snapshot
+package replica
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"sync"
 	"testing"
@@ -12,13 +13,15 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/testenv"
 )
 
@@ -50,8 +53,9 @@ func (l *latest) get() (*policy.Snapshot, string) {
 }
 
 // startReplica runs a Builder and a LeaseReporter on a manager configured as
-// `friendgate webhook` configures it, until the test ends or stop is called.
-func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
+// `friendgate webhook` configures it, until the test ends or stop is called. The reporter
+// runs on clk.
+func startReplica(t *testing.T, ns, id string, clk clock.WithTicker) (l *latest, stop func()) {
 	t.Helper()
 	mgr, err := ctrl.NewManager(env.Config, ctrl.Options{
 		Scheme:                 env.Scheme,
@@ -63,7 +67,7 @@ func startReplica(t *testing.T, ns, id string) (l *latest, stop func()) {
 		t.Fatal(err)
 	}
 	l = &latest{}
-	reporter := &LeaseReporter{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, ID: id, Duration: 3 * time.Second, Log: logr.Discard()}
+	reporter := &LeaseReporter{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, ID: id, Duration: 3 * time.Second, Clock: clk, Log: logr.Discard()}
 	builder := &Builder{Cache: mgr.GetCache(), Log: logr.Discard(), OnSnapshot: func(s *policy.Snapshot, wm string) {
 		l.set(s, wm)
 		reporter.SetWatermark(wm)
@@ -92,7 +96,7 @@ func decide(l *latest, from string) string {
 func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
 	ctx := context.Background()
 	ns := env.NewNamespace(t, "builder")
-	l, _ := startReplica(t, ns, "replica-a")
+	l, _ := startReplica(t, ns, "replica-a", clock.RealClock{})
 	testenv.Eventually(t, 20*time.Second, "the first snapshot", func() (bool, string) { s, _ := l.get(); return s != nil, "none" })
 
 	fp := &v1alpha1.FriendPolicy{
@@ -160,7 +164,8 @@ func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
 func TestLeaseReportsWatermark(t *testing.T) {
 	ctx := context.Background()
 	ns := env.NewNamespace(t, "lease")
-	l, stop := startReplica(t, ns, "replica-b")
+	clk := clocktesting.NewFakeClock(time.Now())
+	l, stop := startReplica(t, ns, "replica-b", clk)
 
 	fp := &v1alpha1.FriendPolicy{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "p"},
@@ -169,22 +174,27 @@ func TestLeaseReportsWatermark(t *testing.T) {
 	if err := env.Client.Create(ctx, fp); err != nil {
 		t.Fatal(err)
 	}
-	key := client.ObjectKey{Namespace: ns, Name: replica.LeaseName("replica-b")}
+	key := client.ObjectKey{Namespace: ns, Name: propagation.LeaseName("replica-b")}
 	testenv.Eventually(t, 20*time.Second, "the Lease to report the policy's resourceVersion", func() (bool, string) {
+		// A reporter that waits out minReportInterval before writing a new watermark
+		// waits on the clock (it has a waiter besides its renewal ticker).
+		if clk.Waiters() > 1 {
+			clk.Step(minReportInterval)
+		}
 		var lease coordinationv1.Lease
 		if err := env.Client.Get(ctx, key, &lease); err != nil {
 			return false, err.Error()
 		}
-		st, ok := replica.FromLease(&lease)
+		st, ok := propagation.FromLease(&lease)
 		if !ok {
 			return false, "not a replica Lease"
 		}
-		if !st.Alive(time.Now()) || st.ID != "replica-b" {
+		if !st.Alive(clk.Now()) || st.ID != "replica-b" {
 			return false, "not alive"
 		}
-		return st.Enforces(fp.ResourceVersion), "watermark " + st.PoliciesResourceVersion + " < " + fp.ResourceVersion
+		return st.Enforces(fp.ResourceVersion), "watermark " + st.Watermark + " < " + fp.ResourceVersion
 	})
-	if _, wm := l.get(); replica.Newer(fp.ResourceVersion, wm) {
+	if _, wm := l.get(); propagation.Newer(fp.ResourceVersion, wm) {
 		t.Fatalf("builder watermark %s is older than the policy's %s", wm, fp.ResourceVersion)
 	}
 
@@ -195,12 +205,12 @@ func TestLeaseReportsWatermark(t *testing.T) {
 	}
 }
 
-func TestInputsChangeOnlyWithSpecOrSelectedLists(t *testing.T) {
+func TestFingerprintChangesOnlyWithSpecOrSelectedLists(t *testing.T) {
 	fp := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{UID: "u1", Generation: 3}}
 	cm := func(name, rv string) *corev1.ConfigMap {
 		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: name, ResourceVersion: rv}}
 	}
-	base := inputs(fp, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")})
+	base := fingerprint(fp, []*corev1.ConfigMap{cm("a", "10"), cm("b", "11")})
 	for _, tt := range []struct {
 		name string
 		fp   *v1alpha1.FriendPolicy
@@ -214,8 +224,78 @@ func TestInputsChangeOnlyWithSpecOrSelectedLists(t *testing.T) {
 		{"edited ConfigMap", fp, []*corev1.ConfigMap{cm("a", "12"), cm("b", "11")}, false},
 		{"ConfigMap gone", fp, []*corev1.ConfigMap{cm("a", "10")}, false},
 	} {
-		if got := inputs(tt.fp, tt.cms) == base; got != tt.same {
-			t.Errorf("%s: same inputs = %v, want %v", tt.name, got, tt.same)
+		if got := fingerprint(tt.fp, tt.cms) == base; got != tt.same {
+			t.Errorf("%s: same fingerprint = %v, want %v", tt.name, got, tt.same)
 		}
 	}
+}
+
+// TestLeaseReporterPacing runs a LeaseReporter on a fake clock: a new watermark is written
+// no sooner than minReportInterval after the previous write, and the Lease is renewed
+// every third of its duration.
+func TestLeaseReporterPacing(t *testing.T) {
+	ctx := context.Background()
+	ns := env.NewNamespace(t, "pacing")
+	t0 := time.Now().Truncate(time.Second)
+	clk := clocktesting.NewFakeClock(t0)
+	reporter := &LeaseReporter{Client: env.Client, Reader: env.Client, Namespace: ns, ID: "replica-c", Duration: 30 * time.Second, Clock: clk, Log: logr.Discard()}
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- reporter.Start(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-stopped; err != nil {
+			t.Error(err)
+		}
+	})
+
+	key := client.ObjectKey{Namespace: ns, Name: propagation.LeaseName("replica-c")}
+	// reported waits until the Lease says watermark, renewed at renewed.
+	reported := func(what, watermark string, renewed time.Time) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
+			var lease coordinationv1.Lease
+			if err := env.Client.Get(ctx, key, &lease); err != nil {
+				return false, err.Error()
+			}
+			st, ok := propagation.FromLease(&lease)
+			return ok && st.Watermark == watermark && st.Expires.Equal(renewed.Add(30*time.Second)),
+				fmt.Sprintf("%+v", st)
+		})
+	}
+	// waiting waits until the reporter waits on the clock for n timers (its renewal ticker
+	// is one).
+	waiting := func(what string, n int) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
+			return clk.Waiters() == n, fmt.Sprintf("%d waiters", clk.Waiters())
+		})
+	}
+
+	reported("the first write", "", t0)
+	waiting("the renewal ticker", 1)
+
+	reporter.SetWatermark("10")
+	waiting("the reporter to hold the new watermark back", 2)
+	clk.Step(minReportInterval - time.Millisecond)
+	// The reporter waits on the clock, which has not reached the interval: nothing is written.
+	var lease coordinationv1.Lease
+	if err := env.Client.Get(ctx, key, &lease); err != nil {
+		t.Fatal(err)
+	}
+	if st, _ := propagation.FromLease(&lease); st.Watermark != "" {
+		t.Fatalf("watermark %q written before minReportInterval passed", st.Watermark)
+	}
+	reporter.SetWatermark("11") // coalesces with the pending one
+	clk.Step(time.Millisecond)
+	reported("the watermark, a report interval after the first write", "11", t0.Add(minReportInterval))
+
+	// The second SetWatermark's signal costs one more write, paced the same way.
+	waiting("the reporter to pace the second signal", 2)
+	clk.Step(minReportInterval)
+	reported("the paced rewrite", "11", t0.Add(2*minReportInterval))
+	waiting("the reporter to wait for the renewal only", 1)
+
+	clk.Step(10*time.Second - 2*minReportInterval)
+	reported("the renewal a third of the duration after the start", "11", t0.Add(10*time.Second))
 }

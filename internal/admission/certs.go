@@ -12,6 +12,8 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+
+	"github.com/friendgate/friendgate/internal/runnable"
 )
 
 // The built-in rotator reads its Secret (in the controller's namespace) and the
@@ -81,7 +83,7 @@ func Setup(mgr ctrl.Manager, opts Options) error {
 	if err != nil {
 		return err
 	}
-	return mgr.Add(onEveryReplica(func(ctx context.Context) error {
+	return mgr.Add(runnable.OnEveryReplica(func(ctx context.Context) error {
 		select {
 		case <-ready:
 			mgr.GetLogger().WithName("admission").Info("serving certificate ready; serving the FriendPolicy admission webhook")
@@ -126,9 +128,3 @@ func addCertRotator(mgr manager.Manager, certDir string, cr *CertRotation) (<-ch
 	}
 	return ready, nil
 }
-
-// onEveryReplica is a Runnable that runs whether or not this process is the leader.
-type onEveryReplica func(context.Context) error
-
-func (f onEveryReplica) Start(ctx context.Context) error { return f(ctx) }
-func (onEveryReplica) NeedLeaderElection() bool          { return false }

@@ -2,6 +2,7 @@ package admission
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"testing"
 	"time"
@@ -52,30 +53,14 @@ func startManager(t *testing.T, opts webhook.Options, setup func(manager.Manager
 		}
 	})
 	started := srv.StartedChecker()
-	eventually(t, 2*time.Minute, func() error {
+	testenv.Eventually(t, 2*time.Minute, "the webhook server to listen", func() (bool, string) {
 		select {
 		case err := <-done:
 			done <- err // for the cleanup
 			t.Fatalf("manager stopped before its webhook server listened: %v", err)
 		default:
 		}
-		return started(nil)
+		err := started(nil)
+		return err == nil, fmt.Sprint(err)
 	})
-}
-
-// eventually retries check until it returns nil, failing the test with its last error
-// after timeout.
-func eventually(t *testing.T, timeout time.Duration, check func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := check()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
 }

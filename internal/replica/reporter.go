@@ -1,4 +1,4 @@
-package snapshot
+package replica
 
 import (
 	"context"
@@ -10,10 +10,10 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/utils/ptr"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/friendgate/friendgate/internal/replica"
+	"github.com/friendgate/friendgate/internal/propagation"
 )
 
 // minReportInterval bounds how often a replica writes its Lease when its snapshot
@@ -29,11 +29,13 @@ type LeaseReporter struct {
 	// does not cache Leases).
 	Client client.Client
 	Reader client.Reader
-	// Namespace and ID name the Lease (replica.LeaseName(ID)).
+	// Namespace and ID name the Lease (propagation.LeaseName(ID)).
 	Namespace, ID string
 	// Duration is how long the replica counts as alive after a renewal; 0 means
-	// replica.DefaultLeaseDuration.
+	// propagation.DefaultLeaseDuration.
 	Duration time.Duration
+	// Clock paces renewals and writes, and stamps them; nil means the real clock.
+	Clock clock.WithTicker
 	// PodName and PodUID, when set, make the Pod the Lease's owner, so the garbage
 	// collector deletes the Lease of a Pod that is gone.
 	PodName string
@@ -78,32 +80,35 @@ func (r *LeaseReporter) current() string {
 // counting this replica at once rather than after the Lease expires.
 func (r *LeaseReporter) Start(ctx context.Context) error {
 	if r.Duration <= 0 {
-		r.Duration = replica.DefaultLeaseDuration
+		r.Duration = propagation.DefaultLeaseDuration
+	}
+	if r.Clock == nil {
+		r.Clock = clock.RealClock{}
 	}
 	r.mu.Lock()
 	changed := r.signal()
 	r.mu.Unlock()
-	renew := time.NewTicker(r.Duration / 3)
+	renew := r.Clock.NewTicker(r.Duration / 3)
 	defer renew.Stop()
 	var last time.Time
 	for {
 		if err := r.write(ctx); err != nil {
 			// The API server may be away; the next tick retries. Decisions do not depend on it.
-			r.Log.Error(err, "writing the replica Lease failed", "lease", replica.LeaseName(r.ID))
+			r.Log.Error(err, "writing the replica Lease failed", "lease", propagation.LeaseName(r.ID))
 		}
-		last = time.Now()
+		last = r.Clock.Now()
 		select {
 		case <-ctx.Done():
 			r.delete()
 			return nil
-		case <-renew.C:
+		case <-renew.C():
 		case <-changed:
-			if wait := minReportInterval - time.Since(last); wait > 0 {
+			if wait := minReportInterval - r.Clock.Since(last); wait > 0 {
 				select {
 				case <-ctx.Done():
 					r.delete()
 					return nil
-				case <-time.After(wait):
+				case <-r.Clock.After(wait):
 				}
 			}
 		}
@@ -113,47 +118,38 @@ func (r *LeaseReporter) Start(ctx context.Context) error {
 func (r *LeaseReporter) write(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, r.Duration/3)
 	defer cancel()
-	now := metav1.NewMicroTime(time.Now())
-	key := client.ObjectKey{Namespace: r.Namespace, Name: replica.LeaseName(r.ID)}
+	report := propagation.Report{ID: r.ID, Watermark: r.current(), Renewed: r.Clock.Now(), Duration: r.Duration}
+	key := client.ObjectKey{Namespace: r.Namespace, Name: propagation.LeaseName(r.ID)}
 	var lease coordinationv1.Lease
 	err := r.Reader.Get(ctx, key, &lease)
 	if apierrors.IsNotFound(err) {
 		lease = coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}
-		r.fill(&lease, now)
-		lease.Spec.AcquireTime = &now
+		r.fill(&lease, report)
+		lease.Spec.AcquireTime = lease.Spec.RenewTime
 		return r.Client.Create(ctx, &lease)
 	}
 	if err != nil {
 		return err
 	}
-	r.fill(&lease, now)
+	r.fill(&lease, report)
 	return r.Client.Update(ctx, &lease)
 }
 
-func (r *LeaseReporter) fill(l *coordinationv1.Lease, now metav1.MicroTime) {
-	if l.Labels == nil {
-		l.Labels = map[string]string{}
-	}
-	l.Labels[replica.ComponentLabel] = replica.ComponentWebhookReplica
-	if l.Annotations == nil {
-		l.Annotations = map[string]string{}
-	}
-	l.Annotations[replica.PoliciesResourceVersionAnnotation] = r.current()
+// fill writes the report into l, owned by the replica's Pod when it is known.
+func (r *LeaseReporter) fill(l *coordinationv1.Lease, report propagation.Report) {
+	report.Write(l)
 	if r.PodName != "" && r.PodUID != "" {
 		l.OwnerReferences = []metav1.OwnerReference{{
 			APIVersion: "v1", Kind: "Pod", Name: r.PodName, UID: r.PodUID,
 		}}
 	}
-	l.Spec.HolderIdentity = ptr.To(r.ID)
-	l.Spec.LeaseDurationSeconds = ptr.To(int32(r.Duration / time.Second))
-	l.Spec.RenewTime = &now
 }
 
 // delete removes the Lease with a short deadline of its own, since ctx is already done.
 func (r *LeaseReporter) delete() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: replica.LeaseName(r.ID)}}
+	lease := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: propagation.LeaseName(r.ID)}}
 	if err := r.Client.Delete(ctx, lease); err != nil && !apierrors.IsNotFound(err) {
 		r.Log.Error(err, "deleting the replica Lease failed; it expires by itself", "lease", lease.Name)
 	}

@@ -1,0 +1,61 @@
+package v1alpha1
+
+import (
+	"slices"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/selection"
+)
+
+// LabelList is the label a ConfigMap must carry for blocklists to read it: webhook
+// replicas and the controller watch only ConfigMaps that have it, whatever its value, so
+// the API server filters and neither holds the cluster's other ConfigMaps. A
+// configMapSelector selects among those.
+const LabelList = "friendgate.io/list"
+
+// listRequirement is LabelList's presence.
+var listRequirement = func() labels.Requirement {
+	req, err := labels.NewRequirement(LabelList, selection.Exists, nil)
+	if err != nil {
+		panic(err) // LabelList is a valid label key
+	}
+	return *req
+}()
+
+// ListSelector selects every ConfigMap a blocklist may read: those labelled LabelList.
+func ListSelector() labels.Selector { return labels.NewSelector().Add(listRequirement) }
+
+// ListSelector returns which ConfigMaps of its policy's namespace the blocklist reads:
+// those labelled LabelList that its configMapSelector matches. It is nil when the
+// blocklist reads no ConfigMap, and an error when configMapSelector is not a valid
+// selector.
+func (b *Blocklist) ListSelector() (labels.Selector, error) {
+	if b.ConfigMapSelector == nil {
+		return nil, nil
+	}
+	sel, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
+	if err != nil {
+		return nil, err
+	}
+	return sel.Add(listRequirement), nil
+}
+
+// ListSelectors returns the ListSelector of every blocklist that reads ConfigMaps. A
+// blocklist whose configMapSelector is invalid reads none: the policy does not compile.
+func (s *FriendPolicySpec) ListSelectors() []labels.Selector {
+	var out []labels.Selector
+	for i := range s.Blocklists {
+		if sel, err := s.Blocklists[i].ListSelector(); sel != nil && err == nil {
+			out = append(out, sel)
+		}
+	}
+	return out
+}
+
+// SelectsList reports whether one of the selectors (ListSelectors) selects a ConfigMap
+// with these labels.
+func SelectsList(selectors []labels.Selector, configMapLabels map[string]string) bool {
+	set := labels.Set(configMapLabels)
+	return slices.ContainsFunc(selectors, func(sel labels.Selector) bool { return sel.Matches(set) })
+}

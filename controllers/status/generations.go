@@ -1,0 +1,70 @@
+package status
+
+import (
+	"slices"
+	"sync"
+
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+)
+
+// seenGenerations keeps, per policy, what a reconcile needs about the policy's current
+// generation and cannot read back from the object. It is lost on restart or leader
+// change; what follows from that is said per field.
+type seenGenerations struct {
+	mu       sync.Mutex
+	policies map[types.NamespacedName]seenGeneration
+}
+
+// seenGeneration is what the controller keeps of one generation of a policy.
+type seenGeneration struct {
+	uid        types.UID
+	generation int64
+	// firstReadAt is the first resourceVersion the controller read this generation at.
+	// Replicas are counted against it rather than against the resourceVersion of the
+	// latest read, because every status write bumps the resourceVersion without changing
+	// what replicas enforce: counting against it would report a replica that has not yet
+	// seen our own status write as behind, and each Propagating write would chase the
+	// next. Reading the generation first at a later resourceVersion (after a restart)
+	// only errs towards "not yet".
+	firstReadAt string
+	// announcedWarnings are the compile warnings last announced with a NoConfigMaps event
+	// for this generation. After a restart they are announced once more.
+	announcedWarnings []string
+}
+
+// current returns what is kept of fp's current generation, starting afresh when the
+// policy is new, was recreated or its generation changed.
+func (m *seenGenerations) current(fp *v1alpha1.FriendPolicy) seenGeneration {
+	key := types.NamespacedName{Namespace: fp.Namespace, Name: fp.Name}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	g, ok := m.policies[key]
+	if ok && g.uid == fp.UID && g.generation == fp.Generation {
+		return g
+	}
+	g = seenGeneration{uid: fp.UID, generation: fp.Generation, firstReadAt: fp.ResourceVersion}
+	if m.policies == nil {
+		m.policies = map[types.NamespacedName]seenGeneration{}
+	}
+	m.policies[key] = g
+	return g
+}
+
+// setAnnouncedWarnings records the warnings announced for generation g of the policy.
+func (m *seenGenerations) setAnnouncedWarnings(key types.NamespacedName, g seenGeneration, warnings []string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cur, ok := m.policies[key]; ok && cur.uid == g.uid && cur.generation == g.generation {
+		cur.announcedWarnings = slices.Clone(warnings)
+		m.policies[key] = cur
+	}
+}
+
+// forget drops a deleted policy.
+func (m *seenGenerations) forget(key types.NamespacedName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.policies, key)
+}
