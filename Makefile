@@ -54,6 +54,10 @@ test: vet envtest-assets controller-gen helm ## Run every test: unit, envtest, e
 	$(MAKE) fuzz
 	$(MAKE) test-samples
 
+.PHONY: unit
+unit: ## Run the tests that need no API server (go test -short: engine, callback server, pure functions), for a fast inner loop.
+	HELM="$(LOCALBIN)/helm" $(GO) test -short ./...
+
 .PHONY: e2e
 e2e: envtest-assets ## Run the end-to-end tests: serve over HTTP, and the operator scenario against a local control plane.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) test ./test/e2e/... -count=1 -v

@@ -11,6 +11,9 @@ import (
 // CRDs from config/crd/bases installed).
 var env *testenv.Env
 
+// unitTests need no API server: `make unit` runs only these.
+var unitTests = []string{"TestListSelection"}
+
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Run(m, func(e *testenv.Env) { env = e }))
+	os.Exit(testenv.RunUnit(m, unitTests, func(e *testenv.Env) { env = e }))
 }

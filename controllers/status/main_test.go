@@ -12,6 +12,9 @@ import (
 // policies or replica Leases.
 var env *testenv.Env
 
+// unitTests need no API server: `make unit` runs only these.
+var unitTests = []string{"TestReachOf", "TestDescribePropagation", "TestClassify", "TestDesiredStatus", "TestTrackerAnnouncements", "TestTrackerLive"}
+
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Run(m, func(e *testenv.Env) { env = e }))
+	os.Exit(testenv.RunUnit(m, unitTests, func(e *testenv.Env) { env = e }))
 }

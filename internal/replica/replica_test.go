@@ -27,8 +27,11 @@ import (
 
 var env *testenv.Env
 
+// unitTests need no API server: `make unit` runs only these.
+var unitTests = []string{"TestFingerprintChangesOnlyWithSpecOrSelectedLists"}
+
 func TestMain(m *testing.M) {
-	os.Exit(testenv.Run(m, func(e *testenv.Env) { env = e }))
+	os.Exit(testenv.RunUnit(m, unitTests, func(e *testenv.Env) { env = e }))
 }
 
 // latest holds the last snapshot a Builder produced.

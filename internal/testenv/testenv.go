@@ -20,6 +20,7 @@ package testenv
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"os/signal"
@@ -199,6 +200,7 @@ func (e *Env) NewNamespace(tb testing.TB, prefix string) string {
 // It fails the test when the environment cannot be started.
 func Start(tb testing.TB, opts ...Option) *Env {
 	tb.Helper()
+	SkipShort(tb)
 	e, err := New(opts...)
 	if err != nil {
 		tb.Fatal(err)
@@ -214,8 +216,27 @@ func Start(tb testing.TB, opts ...Option) *Env {
 // Run starts one environment for a whole test package, calls setup with it (typically to
 // store it in a package variable), runs the tests and stops the environment. It returns the
 // exit code for os.Exit: non-zero when the environment cannot be started or stopped, or a
-// test failed.
-func Run(m *testing.M, setup func(*Env), opts ...Option) (code int) {
+// test failed. Under `go test -short` (make unit) it starts nothing and runs no test.
+func Run(m *testing.M, setup func(*Env), opts ...Option) int {
+	return RunUnit(m, nil, setup, opts...)
+}
+
+// RunUnit is Run for a package that keeps unit tests, which need no API server, beside
+// its envtest ones: under `go test -short` (make unit) it starts no API server and runs
+// only the tests named in unit, which must not touch the Env.
+func RunUnit(m *testing.M, unit []string, setup func(*Env), opts ...Option) (code int) {
+	flag.Parse()
+	if testing.Short() {
+		run := "^$"
+		if len(unit) > 0 {
+			run = "^(" + strings.Join(unit, "|") + ")$"
+		}
+		if err := flag.Set("test.run", run); err != nil {
+			fmt.Fprintln(os.Stderr, "FAIL:", err)
+			return 1
+		}
+		return m.Run()
+	}
 	e, err := New(opts...)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)
@@ -233,6 +254,14 @@ func Run(m *testing.M, setup func(*Env), opts ...Option) (code int) {
 		setup(e)
 	}
 	return m.Run()
+}
+
+// SkipShort skips a test that needs the API server under `go test -short` (make unit).
+func SkipShort(tb testing.TB) {
+	tb.Helper()
+	if testing.Short() {
+		tb.Skip("needs the API server: skipped with -short (make unit)")
+	}
 }
 
 // Running environments, stopped on SIGINT/SIGTERM: envtest starts etcd and kube-apiserver in

@@ -69,6 +69,7 @@ func TestMain(m *testing.M) {
 // testdata/external-crds installed.
 func apiServer(t *testing.T) *testenv.Env {
 	t.Helper()
+	testenv.SkipShort(t)
 	envOnce.Do(func() {
 		var e *testenv.Env
 		e, envErr = testenv.New()
