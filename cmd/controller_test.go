@@ -246,7 +246,9 @@ func startCommand(t *testing.T, args ...string) (*os.Process, chan error) {
 		default:
 			_ = cmd.Process.Signal(syscall.SIGTERM)
 		}
-		<-done
+		if err := <-done; err != nil {
+			t.Logf("controller exited: %v", err)
+		}
 		logFile.Close()
 		if t.Failed() {
 			log, _ := os.ReadFile(logPath)

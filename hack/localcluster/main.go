@@ -7,6 +7,7 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -26,7 +27,7 @@ func main() {
 	}
 }
 
-func run(dir string) error {
+func run(dir string) (err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -34,7 +35,7 @@ func run(dir string) error {
 	if err != nil {
 		return err
 	}
-	defer env.Stop()
+	defer func() { err = errors.Join(err, env.Stop()) }()
 
 	users := []struct {
 		file   string

@@ -283,6 +283,8 @@ const ringSize = 256
 // Match reports the first dictionary entry found in text: the one whose match ends first
 // in the normalised text, the longest of those ending at the same place. It allocates
 // nothing. Invalid UTF-8 in text reads as U+FFFD, which no entry contains: a separator.
+//
+//nolint:gocyclo // one loop over the text: split into calls, it would pay a call per rune.
 func (d *Dictionary) Match(text string) (Match, bool) {
 	if d == nil || len(d.entryEnd) == 0 {
 		return Match{}, false

@@ -317,7 +317,7 @@ func (e *Env) Kubeconfig(name string, groups ...string) ([]byte, error) {
 // APIServerPID returns the process ID of the running kube-apiserver, so a test can pause
 // it (SIGSTOP) to see how clients behave while it is unreachable, and resume it (SIGCONT).
 func (e *Env) APIServerPID() (int, error) {
-	port := e.env.ControlPlane.APIServer.SecureServing.Port
+	port := e.env.ControlPlane.APIServer.Port
 	want := "--secure-port=" + port
 	entries, err := os.ReadDir("/proc")
 	if err != nil {

@@ -38,9 +38,9 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 
 	// What the controller's rotator does once it runs.
 	secret, vwc := fullname+"-webhook-server-cert", fullname+"-validating-webhook-configuration"
-	mustKubectl(t, "", "-n", ns, "patch", "secret", secret, "--type=merge", "-p",
+	mustKubectl(t, "-n", ns, "patch", "secret", secret, "--type=merge", "-p",
 		`{"data":{"ca.crt":"Y2E=","ca.key":"a2V5","tls.crt":"Y2VydA==","tls.key":"a2V5"}}`)
-	mustKubectl(t, "", "patch", "validatingwebhookconfiguration", vwc, "--type=json", "-p",
+	mustKubectl(t, "patch", "validatingwebhookconfiguration", vwc, "--type=json", "-p",
 		`[{"op":"add","path":"/webhooks/0/clientConfig/caBundle","value":"Y2E="}]`)
 
 	helm(t, append([]string{"upgrade", release, chartDir, "--set", "admission.failurePolicy=Fail"}, kc...)...)
@@ -63,18 +63,18 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 	for _, kind := range []string{"certificate.cert-manager.io/" + fullname + "-admission", "certificate.cert-manager.io/" + fullname + "-callback",
 		"servicemonitor.monitoring.coreos.com/" + fullname + "-webhook", "horizontalpodautoscaler/" + fullname + "-webhook", "networkpolicy/" + fullname + "-webhook"} {
-		mustKubectl(t, "", "-n", ns, "get", kind)
+		mustKubectl(t, "-n", ns, "get", kind)
 	}
 
 	helm(t, append([]string{"uninstall", release}, kc...)...)
-	out := mustKubectl(t, "", "get", "clusterroles,clusterrolebindings,validatingwebhookconfigurations", "-o", "name",
+	out := mustKubectl(t, "get", "clusterroles,clusterrolebindings,validatingwebhookconfigurations", "-o", "name",
 		"-l", "app.kubernetes.io/instance="+release)
-	out += mustKubectl(t, "", "-n", ns, "get", "all,secrets,configmaps,leases,roles,rolebindings,serviceaccounts,poddisruptionbudgets,networkpolicies", "-o", "name",
+	out += mustKubectl(t, "-n", ns, "get", "all,secrets,configmaps,leases,roles,rolebindings,serviceaccounts,poddisruptionbudgets,networkpolicies", "-o", "name",
 		"-l", "app.kubernetes.io/instance="+release)
 	if strings.TrimSpace(out) != "" {
 		t.Errorf("helm uninstall left:\n%s", out)
 	}
-	mustKubectl(t, "", "get", "crd", "friendpolicies.friendgate.io")
+	mustKubectl(t, "get", "crd", "friendpolicies.friendgate.io")
 }
 
 // jsonpath returns `kubectl get KIND NAME -o jsonpath=TEMPLATE`.
@@ -84,5 +84,5 @@ func jsonpath(t *testing.T, namespace, kind, name, template string) string {
 	if namespace != "" {
 		args = append(args, "--namespace", namespace)
 	}
-	return mustKubectl(t, "", args...)
+	return mustKubectl(t, args...)
 }

@@ -32,7 +32,7 @@ func TestRBAC(t *testing.T) {
 	const fullname = release + "-friendgate"
 	ensureNamespaces(t, []string{ns})
 	for _, secret := range []string{"tencent-tokens", "unrelated"} {
-		mustKubectl(t, "", "-n", ns, "create", "secret", "generic", secret, "--from-literal=1400000001=token")
+		mustKubectl(t, "-n", ns, "create", "secret", "generic", secret, "--from-literal=1400000001=token")
 	}
 	helm(t, "install", release, chartDir, "--namespace", ns, "--kubeconfig", adminKubeconfig,
 		"--set", "tencent.existingSecret=tencent-tokens")

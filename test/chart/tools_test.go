@@ -90,7 +90,7 @@ func makefileVar(root, name string) (string, error) {
 	}
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + `\s*\?=\s*(\S+)\s*$`).FindSubmatch(data)
 	if m == nil {
-		return "", fmt.Errorf("Makefile: no %s ?= ...", name)
+		return "", fmt.Errorf("no %s ?= ... in the Makefile", name)
 	}
 	return string(m[1]), nil
 }
@@ -148,9 +148,9 @@ func kubectl(t *testing.T, stdin string, args ...string) (stdout, stderr string,
 }
 
 // mustKubectl is kubectl that fails the test on error.
-func mustKubectl(t *testing.T, stdin string, args ...string) string {
+func mustKubectl(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := kubectl(t, stdin, args...)
+	out, errOut, err := kubectl(t, "", args...)
 	if err != nil {
 		t.Fatalf("kubectl %s: %v\n%s%s", strings.Join(args, " "), err, errOut, out)
 	}
