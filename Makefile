@@ -48,7 +48,7 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: test
-test: vet envtest-assets controller-gen helm ## Run every test: unit, envtest, end-to-end, chart, samples, fuzz smoke.
+test: vet lint envtest-assets controller-gen helm ## Run every test: lint, unit, envtest, end-to-end, chart, samples, fuzz smoke.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(LOCALBIN)/helm" $(GO) test ./... -count=1
 	$(MAKE) test-argocd-health
 	$(MAKE) fuzz

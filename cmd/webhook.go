@@ -79,7 +79,7 @@ its current generation. Run as many replicas as the load needs; none is a leader
 			}
 			ctx, stop := signalContext(cmd.Context())
 			defer stop()
-			mgr, err := newReplicaManager(&flags, false)
+			mgr, err := newReplicaManager()
 			if err != nil {
 				return err
 			}
@@ -94,8 +94,9 @@ its current generation. Run as many replicas as the load needs; none is a leader
 }
 
 // newReplicaManager starts the manager of a replica: a cache of policies and labelled
-// ConfigMaps, no metrics or probe server of its own (the callback port serves both).
-func newReplicaManager(flags *replicaFlags, leaderElection bool) (manager.Manager, error) {
+// ConfigMaps, no metrics or probe server of its own (the callback port serves both), and
+// no leader election: every replica serves.
+func newReplicaManager() (manager.Manager, error) {
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
@@ -105,7 +106,6 @@ func newReplicaManager(flags *replicaFlags, leaderElection bool) (manager.Manage
 		Cache:                  replica.CacheOptions(),
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		LeaderElection:         leaderElection,
 	})
 }
 

@@ -50,10 +50,10 @@ func TestDescribePropagation(t *testing.T) {
 
 // compile compiles a policy of namespace team with the given ConfigMaps, as the
 // reconciler does, and classifies the outcome.
-func compile(spec v1alpha1.FriendPolicySpec, cms ...*corev1.ConfigMap) (*v1alpha1.FriendPolicy, compileResult) {
+func compile(spec v1alpha1.FriendPolicySpec, cms ...*corev1.ConfigMap) compileResult {
 	fp := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "p", Generation: 3}, Spec: spec}
 	c, err := policy.Compile(fp, cms, policy.Options{})
-	return fp, classify(c, err)
+	return classify(c, err)
 }
 
 func listConfigMap(users string) *corev1.ConfigMap {
@@ -83,7 +83,7 @@ func TestClassify(t *testing.T) {
 		{"both: the spec comes first", v1alpha1.FriendPolicySpec{Blocklists: append(slices.Clone(fromLists.Blocklists), invalidSpec.Blocklists...)},
 			[]*corev1.ConfigMap{listConfigMap("has space\n")}, v1alpha1.ReasonInvalid, false},
 	} {
-		_, res := compile(tc.spec, tc.cms...)
+		res := compile(tc.spec, tc.cms...)
 		if res.reason != tc.reason || (res.compiled != nil) != tc.compiled || (res.err != nil) != (tc.reason != "") {
 			t.Errorf("%s: reason %q, compiled %v, err %v; want reason %q, compiled %v", tc.name, res.reason, res.compiled != nil, res.err, tc.reason, tc.compiled)
 		}
@@ -93,8 +93,8 @@ func TestClassify(t *testing.T) {
 func TestDesiredStatus(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	t1 := t0.Add(time.Minute)
-	_, enforced := compile(fromLists, listConfigMap("spam_2\nspam_3\n"))
-	_, invalid := compile(v1alpha1.FriendPolicySpec{Rules: []v1alpha1.Rule{{Name: "guests", When: "request.from"}}})
+	enforced := compile(fromLists, listConfigMap("spam_2\nspam_3\n"))
+	invalid := compile(v1alpha1.FriendPolicySpec{Rules: []v1alpha1.Rule{{Name: "guests", When: "request.from"}}})
 	if enforced.err != nil || invalid.err == nil {
 		t.Fatalf("fixtures: %v, %v", enforced.err, invalid.err)
 	}
