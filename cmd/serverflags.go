@@ -74,7 +74,7 @@ func standaloneRegistry() registry {
 // newCallbackServer validates the flags and builds the server with its metrics in reg; it
 // warns about every setting that leaves callers unauthenticated.
 func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callbackServer, error) {
-	fp, err := webhook.ParseFailurePolicy(f.failurePolicy)
+	failurePolicy, err := webhook.ParseFailurePolicy(f.failurePolicy)
 	if err != nil {
 		return nil, err
 	}
@@ -109,7 +109,7 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		log.Info("WARNING: --openim-allowed-cidrs is not set: OpenIM callbacks are accepted from every client address")
 	}
 	s.handler = webhook.NewHandler(s.store, webhook.Options{
-		FailurePolicy:  fp,
+		FailurePolicy:  failurePolicy,
 		MaxBodyBytes:   f.maxBodyBytes,
 		TencentAuth:    s.auth,
 		OpenIMClients:  cidrs,

@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 const (
@@ -64,7 +65,7 @@ func TestOpenIM(t *testing.T) {
 		{"agree: toUserID when blackUserID is absent", "/openim/callbackBeforeAddFriendAgreeCommand",
 			`{"fromUserID":"bob","toUserID":"spam_1","HandleResult":1}`,
 			`{"actionCode":0,"errCode":38001,"errMsg":"spammer","errDlt":"im/anti-spam/blocklist/spammers","nextCode":1}`},
-		{"agree alias from the seed page", "/openim/callbackBeforeReplyFriendResp",
+		{"agree alias callbackBeforeReplyFriendResp", "/openim/callbackBeforeReplyFriendResp",
 			`{"fromUserID":"bob","blackUserID":"spam_1"}`,
 			`{"actionCode":0,"errCode":38001,"errMsg":"spammer","errDlt":"im/anti-spam/blocklist/spammers","nextCode":1}`},
 		{"import: none denied", "/openim/callbackBeforeImportFriendsCommand",
@@ -205,8 +206,7 @@ func TestUndecidableRequests(t *testing.T) {
 }
 
 func TestTencentAuthentication(t *testing.T) {
-	now := time.Unix(1669872112, 0)
-	auth := NewTencentAuth(time.Minute, func() time.Time { return now })
+	auth := NewTencentAuth(time.Minute, clocktesting.NewFakePassiveClock(time.Unix(1669872112, 0)))
 	auth.SetTokens(map[string]string{"1400000001": "xxxxyyyy", "1400000002": ""})
 	const vendorSign = "17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061"
 	tests := []struct {

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -169,10 +170,7 @@ func (p *policyCounters) get(policy string) prometheus.Counter {
 		return c
 	}
 	c := p.vec.WithLabelValues(p.labels[0], p.labels[1], p.labels[2], p.labels[3], policy)
-	next := make(map[string]prometheus.Counter, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	next := maps.Clone(old)
 	next[policy] = c
 	p.m.Store(&next)
 	return c

@@ -10,11 +10,12 @@ import (
 )
 
 // openIMCommands are the OpenIM callbacks friendgate answers, by the exact command string
-// the server sends (PROTOCOLS.md). Any other command gets the plain continue answer.
+// the server sends (docs/callback-server.md, "Commands"). Any other command gets the plain
+// continue answer.
 var openIMCommands = map[string]commandKind{
 	"callbackBeforeAddFriendCommand":       kindAddFriend,
 	"callbackBeforeAddFriendAgreeCommand":  kindAddFriendAgree,
-	"callbackBeforeReplyFriendResp":        kindAddFriendAgree, // the seed page's name for agree
+	"callbackBeforeReplyFriendResp":        kindAddFriendAgree, // an alias some OpenIM documentation uses for agree
 	"callbackBeforeImportFriendsCommand":   kindImportFriends,
 	"callbackBeforeAddBlackCommand":        kindAddBlack,
 	"callbackBeforeSetFriendRemarkCommand": kindSetRemark,
@@ -99,18 +100,19 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
 
 	appID, name, ok := openIMRoute(r)
 	cmd := h.openIMCommand(name)
-	defer observe(&cmd, start)
+	// The command may be read from the body later on: record the latency under the final one.
+	defer func() { observeLatency(cmd, start) }()
 	// Only a URL that names a notification or another command friendgate does not
 	// decide gets "continue" whatever goes wrong; a request whose command is unknown
 	// because the URL or body could not be read gets the failure policy.
 	continues := ok && name != "" && cmd.kind == kindNotify
 	if !ok {
-		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusNotFound, "unknown callback path " + truncate(r.URL.Path, 128)})
+		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+truncate(r.URL.Path, 128)))
 		return
 	}
 	if !h.opts.OpenIMClients.Allows(r.RemoteAddr) {
 		h.opts.Metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientAddress).Inc()
-		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
+		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{unauthenticated, http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
 		return
 	}
 	if rf := h.readBody(r, c); rf != nil {
@@ -118,13 +120,13 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if name == "" || cmd.kind != kindNotify {
-		c.oim.reset()
-		if err := json.Unmarshal(c.body, &c.oim); err != nil {
-			h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()})
+		c.openIMBody.reset()
+		if err := json.Unmarshal(c.body, &c.openIMBody); err != nil {
+			h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error()))
 			return
 		}
 		if name == "" {
-			cmd = h.openIMCommand(c.oim.CallbackCommand)
+			cmd = h.openIMCommand(c.openIMBody.CallbackCommand)
 		}
 	}
 	if cmd.kind == kindNotify {
@@ -134,10 +136,10 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
 	}
 	snap := h.store.Snapshot()
 	if snap == nil {
-		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"})
+		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusServiceUnavailable, "policies are not loaded yet"))
 		return
 	}
-	c.items = openIMItems(cmd, appID, &c.oim, c.items[:0])
+	c.items = openIMItems(cmd, appID, &c.openIMBody, c.items[:0])
 	c.verdicts = growVerdicts(c.verdicts, len(c.items))
 	denied := h.decide(snap, cmd, c, ProtocolOpenIM, traceID)
 
@@ -156,7 +158,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// openIMItems maps a callback to engine requests (POLICY.md, "Mapping").
+// openIMItems maps a callback to engine requests (docs/policy.md).
 func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Request) []policy.Request {
 	item := policy.Request{Event: cmd.event, AppID: appID}
 	switch cmd.kind {
@@ -190,8 +192,7 @@ func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Re
 func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, continues bool, traceID string, rf *refusal) {
 	h.refused(cmd, ProtocolOpenIM, traceID, rf)
 	out := c.out[:0]
-	authFailure := rf.status == http.StatusUnauthorized || rf.status == http.StatusForbidden
-	if !authFailure && (continues || h.opts.FailurePolicy == FailAllow) {
+	if rf.kind == undecidable && (continues || h.opts.FailurePolicy == FailAllow) {
 		out = appendOpenIMContinue(out)
 	} else {
 		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", "friendgate: "+rf.reason)

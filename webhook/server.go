@@ -195,9 +195,9 @@ type call struct {
 	out   []byte
 	items []policy.Request
 	// verdicts[i] is the deny verdict of items[i], nil when it is allowed.
-	verdicts []*policy.Verdict
-	oim      openIMRequest
-	tc       tencentRequest
+	verdicts    []*policy.Verdict
+	openIMBody  openIMRequest
+	tencentBody tencentRequest
 }
 
 // maxPooledBytes keeps an occasional huge request from pinning its buffers in the pool.
@@ -217,27 +217,40 @@ func (h *Handler) putCall(c *call) {
 	h.calls.Put(c)
 }
 
-// refusal is why a request is not decided: the HTTP status and a reason for the log and
-// the answer.
+// refusal is why a request is not decided: what kind of refusal it is, which says what
+// the caller gets, the HTTP status and a reason for the log and the answer.
 type refusal struct {
+	kind   refusalKind
 	status int
 	reason string
 }
 
+type refusalKind uint8
+
+const (
+	// undecidable: the failure policy answers (malformed body, policies not loaded).
+	undecidable refusalKind = iota
+	// unauthenticated: the caller failed authentication and is refused whatever the
+	// failure policy.
+	unauthenticated
+)
+
+func undecided(status int, reason string) *refusal { return &refusal{undecidable, status, reason} }
+
 // readBody checks the method and content type and reads the body into c.body.
 func (h *Handler) readBody(r *http.Request, c *call) *refusal {
 	if r.Method != http.MethodPost {
-		return &refusal{http.StatusMethodNotAllowed, "method " + r.Method + " not allowed: callbacks are POST"}
+		return undecided(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: callbacks are POST")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !jsonMediaType(mt) {
-			return &refusal{http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", truncate(ct, 64))}
+			return undecided(http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", truncate(ct, 64)))
 		}
 	}
 	limit := h.opts.MaxBodyBytes
 	if r.ContentLength > limit {
-		return &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit)}
+		return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit))
 	}
 	buf := c.body[:0]
 	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
@@ -255,12 +268,12 @@ func (h *Handler) readBody(r *http.Request, c *call) *refusal {
 		}
 		if err != nil {
 			c.body = buf
-			return &refusal{http.StatusBadRequest, "reading the body: " + err.Error()}
+			return undecided(http.StatusBadRequest, "reading the body: "+err.Error())
 		}
 	}
 	c.body = buf
 	if int64(len(buf)) > limit {
-		return &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit)}
+		return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit))
 	}
 	return nil
 }
@@ -342,7 +355,7 @@ func (h *Handler) logItem(msg, protocol string, cmd *command, operationID string
 func (h *Handler) refused(cmd *command, protocol, operationID string, rf *refusal) {
 	m := cmd.metrics
 	m.status(rf.status)
-	if m.errors != nil && rf.status != http.StatusUnauthorized && rf.status != http.StatusForbidden {
+	if m.errors != nil && rf.kind != unauthenticated {
 		m.errors.Inc()
 	}
 	args := []any{"protocol", protocol, "command", cmd.name, "status", rf.status, "reason", rf.reason, "failurePolicy", h.opts.FailurePolicy}
@@ -364,7 +377,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 
 var jsonContentType = []string{"application/json; charset=utf-8"}
 
-// observe records the latency of a request, answered or refused.
-func observe(cmd **command, start time.Time) {
-	(*cmd).metrics.latency.Observe(time.Since(start).Seconds())
+// observeLatency records the latency of a request, answered or refused, under its command.
+func observeLatency(cmd *command, start time.Time) {
+	cmd.metrics.latency.Observe(time.Since(start).Seconds())
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/friendgate/friendgate/internal/policy"
@@ -62,8 +63,8 @@ func parseTencentQuery(raw string) tencentQuery {
 	var q tencentQuery
 	for raw != "" {
 		var kv string
-		kv, raw, _ = cut(raw, '&')
-		k, v, _ := cut(kv, '=')
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
 		var dst *string
 		switch k {
 		case "SdkAppid":
@@ -88,15 +89,6 @@ func parseTencentQuery(raw string) tencentQuery {
 	return q
 }
 
-func cut(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
-	}
-	return s, "", false
-}
-
 func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	c := h.getCall()
@@ -107,11 +99,11 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		cmd = h.tencentOther
 	}
-	defer observe(&cmd, start)
+	defer func() { observeLatency(cmd, start) }()
 	if auth := h.opts.TencentAuth; auth != nil {
 		if status, reason := auth.Check(q.appID, q.sign, q.requestTime); status != 0 {
 			h.opts.Metrics.authFailures.WithLabelValues(ProtocolTencent, reason).Inc()
-			h.failTencent(w, c, cmd, &refusal{status, "authentication failed: " + reason + " (SdkAppid " + truncate(q.appID, 32) + ")"}, false)
+			h.failTencent(w, c, cmd, &refusal{unauthenticated, status, "authentication failed: " + reason + " (SdkAppid " + truncate(q.appID, 32) + ")"}, false)
 			return
 		}
 	}
@@ -124,15 +116,15 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, append(c.out[:0], tencentOK...))
 		return
 	}
-	c.tc.reset()
-	if err := json.Unmarshal(c.body, &c.tc); err != nil {
-		h.failTencent(w, c, cmd, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()}, false)
+	c.tencentBody.reset()
+	if err := json.Unmarshal(c.body, &c.tencentBody); err != nil {
+		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error()), false)
 		return
 	}
-	c.items = tencentItems(cmd, &q, &c.tc, c.items[:0])
+	c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
 	snap := h.store.Snapshot()
 	if snap == nil {
-		h.failTencent(w, c, cmd, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"}, true)
+		h.failTencent(w, c, cmd, undecided(http.StatusServiceUnavailable, "policies are not loaded yet"), true)
 		return
 	}
 	c.verdicts = growVerdicts(c.verdicts, len(c.items))
@@ -155,7 +147,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// tencentItems maps a callback to engine requests, one per friend item (POLICY.md).
+// tencentItems maps a callback to engine requests, one per friend item (docs/policy.md).
 func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []policy.Request) []policy.Request {
 	base := policy.Request{
 		Event:     cmd.event,
