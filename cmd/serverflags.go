@@ -20,6 +20,8 @@ type callbackFlags struct {
 	addr             string
 	failurePolicy    string
 	maxBodyBytes     int64
+	maxInflightBytes int64
+	maxConnections   int
 	tencentTokensDir string
 	tencentMaxSkew   time.Duration
 	openIMCIDRs      []string
@@ -34,6 +36,10 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
 		"answer to a request that cannot be decided (malformed, too large, policies not loaded): Allow or Deny")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest callback body accepted; larger ones get 413")
+	fs.Int64Var(&f.maxInflightBytes, "max-inflight-body-bytes", webhook.DefaultMaxInflightBodyBytes,
+		"most body bytes held at once over all callbacks, reserved as they arrive; a callback that would exceed it gets 503 and the failure policy's answer")
+	fs.IntVar(&f.maxConnections, "max-connections", webhook.DefaultMaxConnections,
+		"most connections served at once; at the limit the longest-idle keep-alive connection is closed, else a new one gets 503 and the failure policy's answer (and beyond an eighth more, is closed at once)")
 	fs.StringVar(&f.tencentTokensDir, "tencent-tokens-dir", "",
 		"directory with one file per Tencent SdkAppid holding its callback token (a mounted Secret); reread on change. "+
 			"When set, other SdkAppids get 403 and apps with a token must sign their callbacks. Empty accepts every app unsigned")
@@ -81,6 +87,12 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 	if f.maxBodyBytes <= 0 {
 		return nil, fmt.Errorf("--max-body-bytes must be positive, not %d", f.maxBodyBytes)
 	}
+	if f.maxInflightBytes < f.maxBodyBytes {
+		return nil, fmt.Errorf("--max-inflight-body-bytes (%d) must be at least --max-body-bytes (%d)", f.maxInflightBytes, f.maxBodyBytes)
+	}
+	if f.maxConnections <= 0 {
+		return nil, fmt.Errorf("--max-connections must be positive, not %d", f.maxConnections)
+	}
 	cidrs, err := webhook.ParseAddrFilter(f.openIMCIDRs)
 	if err != nil {
 		return nil, fmt.Errorf("--openim-allowed-cidrs: %w", err)
@@ -109,14 +121,15 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		log.Info("WARNING: --openim-allowed-cidrs is not set: OpenIM callbacks are accepted from every client address")
 	}
 	s.handler = webhook.NewHandler(s.store, webhook.Options{
-		FailurePolicy:  failurePolicy,
-		MaxBodyBytes:   f.maxBodyBytes,
-		TencentAuth:    s.auth,
-		OpenIMClients:  cidrs,
-		LogAllowEvery:  f.logAllowEvery,
-		Logger:         log,
-		Metrics:        s.metrics,
-		MetricsHandler: promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}),
+		FailurePolicy:        failurePolicy,
+		MaxBodyBytes:         f.maxBodyBytes,
+		MaxInflightBodyBytes: f.maxInflightBytes,
+		TencentAuth:          s.auth,
+		OpenIMClients:        cidrs,
+		LogAllowEvery:        f.logAllowEvery,
+		Logger:               log,
+		Metrics:              s.metrics,
+		MetricsHandler:       promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}),
 	})
 	return s, nil
 }
@@ -138,6 +151,8 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 		CertFile:        s.flags.tlsCertFile,
 		KeyFile:         s.flags.tlsKeyFile,
 		ShutdownTimeout: s.flags.shutdownTimeout,
+		MaxConnections:  s.flags.maxConnections,
+		Metrics:         s.metrics,
 	})
 }
 

@@ -9,6 +9,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
+// Reasons a request is answered "busy" without being decided: the `reason` label of
+// friendgate_callback_shed_total.
+const (
+	ShedConnections = "connections"
+	ShedBodyBytes   = "body_bytes"
+)
+
 // Decision results, the values of the `result` label.
 const (
 	ResultAllow     = "allow"
@@ -32,6 +39,13 @@ type Metrics struct {
 	policies      prometheus.Gauge
 	entries       prometheus.Gauge
 	lastReloadSec prometheus.Gauge
+	shedConns     prometheus.Counter
+	shedBody      prometheus.Counter
+	connections   prometheus.Gauge
+	connsRefused  prometheus.Counter
+	idleClosed    prometheus.Counter
+	// budget is the in-flight body budget of the handler using these metrics.
+	budget atomic.Pointer[byteBudget]
 
 	mu       sync.Mutex
 	commands map[string]*commandMetrics
@@ -89,10 +103,38 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "friendgate_snapshot_last_reload_timestamp_seconds",
 			Help: "Unix time at which the snapshot in force was swapped in.",
 		}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "friendgate_callback_connections",
+			Help: "Open connections of the callback listener, including those over --max-connections that are being answered busy.",
+		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "friendgate_callback_connections_refused_total",
+			Help: "Connections closed as soon as accepted because even the room for busy answers (an eighth over --max-connections) was taken.",
+		}),
+		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "friendgate_callback_idle_connections_closed_total",
+			Help: "Idle keep-alive connections closed to make room for a new connection at --max-connections.",
+		}),
 		commands: map[string]*commandMetrics{},
 	}
+	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "friendgate_callback_shed_total",
+		Help: "Callback requests answered 503 without a decision because the server was at a bound, by reason (connections: the connection came over --max-connections; body_bytes: --max-inflight-body-bytes).",
+	}, []string{"reason"})
+	m.shedConns = shed.WithLabelValues(ShedConnections)
+	m.shedBody = shed.WithLabelValues(ShedBodyBytes)
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "friendgate_callback_inflight_body_bytes",
+		Help: "Bytes of callback bodies received and not yet answered, reserved in 4 KiB steps; bounded by --max-inflight-body-bytes.",
+	}, func() float64 {
+		if b := m.budget.Load(); b != nil {
+			return float64(b.used.Load())
+		}
+		return 0
+	})
 	reg.MustRegister(m.requests, m.decisions, m.latency, m.authFailures, m.ruleErrors,
-		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec)
+		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec,
+		shed, m.connections, m.connsRefused, m.idleClosed, inflight)
 	return m
 }
 

@@ -92,7 +92,7 @@ func (h *Handler) openIMCommand(name string) *command {
 	return h.openIMOther
 }
 
-func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, busy bool) {
 	start := time.Now()
 	c := h.getCall()
 	defer h.putCall(c)
@@ -106,6 +106,10 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
 	// decide gets "continue" whatever goes wrong; a request whose command is unknown
 	// because the URL or body could not be read gets the failure policy.
 	continues := ok && name != "" && cmd.kind == kindNotify
+	if busy {
+		h.failOpenIM(w, c, cmd, continues, traceID, h.shed(ShedConnections))
+		return
+	}
 	if !ok {
 		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+truncate(r.URL.Path, 128)))
 		return
@@ -190,9 +194,9 @@ func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Re
 // always refused; otherwise the operation continues when the URL named a command that is
 // never refused (continues), else the failure policy decides.
 func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, continues bool, traceID string, rf *refusal) {
-	h.refused(cmd, ProtocolOpenIM, traceID, rf)
+	h.refused(w, cmd, ProtocolOpenIM, traceID, rf)
 	out := c.out[:0]
-	if rf.kind == undecidable && (continues || h.opts.FailurePolicy == FailAllow) {
+	if rf.kind != unauthenticated && (continues || h.opts.FailurePolicy == FailAllow) {
 		out = appendOpenIMContinue(out)
 	} else {
 		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", "friendgate: "+rf.reason)

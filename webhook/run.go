@@ -24,6 +24,11 @@ type ServerOptions struct {
 	CertFile, KeyFile string
 	// ShutdownTimeout bounds the wait for in-flight requests after ctx is done.
 	ShutdownTimeout time.Duration
+	// MaxConnections bounds the connections served at once (see connLimiter); 0 means
+	// DefaultMaxConnections.
+	MaxConnections int
+	// Metrics count the connections; they must be the handler's.
+	Metrics *Metrics
 	// Ready, when set, is called with the bound address once the server is listening.
 	Ready func(addr net.Addr)
 }
@@ -49,6 +54,8 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         connState,
+		ConnContext:       connContext,
 		// Connection-level errors (TLS handshakes, malformed requests) go to the
 		// structured log too, not to the standard logger's plain stderr lines.
 		ErrorLog: stdlog.New(logWriter{log.WithName("http")}, "", 0),
@@ -74,6 +81,10 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 	if err != nil {
 		return err
 	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	ln = newConnLimiter(ln, opts.MaxConnections, opts.Metrics)
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())
 	}

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -62,6 +63,10 @@ type Options struct {
 	FailurePolicy FailurePolicy
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxInflightBodyBytes bounds the body bytes held at once over all requests; a
+	// request that would exceed it is answered busy (503). 0 means
+	// DefaultMaxInflightBodyBytes.
+	MaxInflightBodyBytes int64
 	// TencentAuth authenticates Tencent callbacks; nil admits every app unsigned.
 	TencentAuth *TencentAuth
 	// OpenIMClients are the client addresses OpenIM callbacks are accepted from; empty
@@ -85,6 +90,7 @@ type Handler struct {
 	log     logr.Logger
 	calls   sync.Pool
 	allowed atomic.Uint64
+	budget  byteBudget
 
 	openIM       map[string]*command
 	openIMOther  *command
@@ -125,13 +131,18 @@ func NewHandler(store *Store, opts Options) *Handler {
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
 	}
+	if opts.MaxInflightBodyBytes <= 0 {
+		opts.MaxInflightBodyBytes = DefaultMaxInflightBodyBytes
+	}
 	h := &Handler{
 		store:   store,
 		opts:    opts,
 		log:     opts.Logger,
+		budget:  byteBudget{max: opts.MaxInflightBodyBytes},
 		openIM:  map[string]*command{},
 		tencent: map[string]*command{},
 	}
+	opts.Metrics.budget.Store(&h.budget)
 	h.calls.New = func() any { return new(call) }
 	for name, kind := range openIMCommands {
 		h.openIM[name] = h.newCommand(ProtocolOpenIM, name, kind)
@@ -165,11 +176,16 @@ var kindEvents = map[commandKind]string{
 // with a trailing slash) with a redirect that an IM server would not follow.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
+	// A connection accepted over --max-connections gets one answer, then is closed.
+	busy := overConnectionLimit(r)
+	if busy {
+		w.Header().Set("Connection", "close")
+	}
 	switch {
 	case path == "/openim" || strings.HasPrefix(path, "/openim/"):
-		h.serveOpenIM(w, r)
+		h.serveOpenIM(w, r, busy)
 	case path == "/tencent" || path == "/tencent/":
-		h.serveTencent(w, r)
+		h.serveTencent(w, r, busy)
 	case path == "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
@@ -198,6 +214,8 @@ type call struct {
 	verdicts    []*policy.Verdict
 	openIMBody  openIMRequest
 	tencentBody tencentRequest
+	// reserved is what this request holds of the in-flight body budget.
+	reserved int64
 }
 
 // maxPooledBytes keeps an occasional huge request from pinning its buffers in the pool.
@@ -206,6 +224,8 @@ const maxPooledBytes = 64 << 10
 func (h *Handler) getCall() *call { return h.calls.Get().(*call) }
 
 func (h *Handler) putCall(c *call) {
+	h.budget.release(c.reserved)
+	c.reserved = 0
 	if cap(c.body) > maxPooledBytes || cap(c.out) > maxPooledBytes || cap(c.items) > 1024 {
 		return
 	}
@@ -233,11 +253,26 @@ const (
 	// unauthenticated: the caller failed authentication and is refused whatever the
 	// failure policy.
 	unauthenticated
+	// overloaded: the server is at one of its bounds and sheds the request unread; the
+	// failure policy answers.
+	overloaded
 )
 
 func undecided(status int, reason string) *refusal { return &refusal{undecidable, status, reason} }
 
-// readBody checks the method and content type and reads the body into c.body.
+// shed refuses a request because the server is at a bound, and counts it.
+func (h *Handler) shed(reason string) *refusal {
+	if reason == ShedConnections {
+		h.opts.Metrics.shedConns.Inc()
+		return &refusal{overloaded, http.StatusServiceUnavailable, "server busy: too many connections"}
+	}
+	h.opts.Metrics.shedBody.Inc()
+	return &refusal{overloaded, http.StatusServiceUnavailable, "server busy: too many request bytes in flight"}
+}
+
+// readBody checks the method and content type and reads the body into c.body. The buffer
+// grows with the bytes received, never on the word of Content-Length, and each 4 KiB of
+// it is reserved from the in-flight budget before it is read into.
 func (h *Handler) readBody(r *http.Request, c *call) *refusal {
 	if r.Method != http.MethodPost {
 		return undecided(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: callbacks are POST")
@@ -253,29 +288,31 @@ func (h *Handler) readBody(r *http.Request, c *call) *refusal {
 		return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit))
 	}
 	buf := c.body[:0]
-	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
-		buf = make([]byte, 0, r.ContentLength)
-	}
-	lr := io.LimitedReader{R: r.Body, N: limit + 1}
+	defer func() { c.body = buf }()
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		if int64(len(buf)) == c.reserved {
+			if !h.budget.reserve(bodyReserveStep) {
+				return h.shed(ShedBodyBytes)
+			}
+			c.reserved += bodyReserveStep
 		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, bodyReserveStep)
+		}
+		// Read one byte past the limit, to tell a body at the limit from a larger one.
+		end := min(int64(cap(buf)), c.reserved, limit+1)
+		n, err := r.Body.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit))
+		}
 		if err == io.EOF {
-			break
+			return nil
 		}
 		if err != nil {
-			c.body = buf
 			return undecided(http.StatusBadRequest, "reading the body: "+err.Error())
 		}
 	}
-	c.body = buf
-	if int64(len(buf)) > limit {
-		return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit))
-	}
-	return nil
 }
 
 // jsonMediaType accepts JSON and, because neither IM server documents the header and a
@@ -351,8 +388,12 @@ func (h *Handler) logItem(msg, protocol string, cmd *command, operationID string
 	h.log.Info(msg, append(args, kv...)...)
 }
 
-// refused logs and counts a request that was not decided.
-func (h *Handler) refused(cmd *command, protocol, operationID string, rf *refusal) {
+// refused logs and counts a request that was not decided. A server at a bound also drops
+// the connection, rather than read the rest of a body it will not use.
+func (h *Handler) refused(w http.ResponseWriter, cmd *command, protocol, operationID string, rf *refusal) {
+	if rf.kind == overloaded {
+		w.Header().Set("Connection", "close")
+	}
 	m := cmd.metrics
 	m.status(rf.status)
 	if m.errors != nil && rf.kind != unauthenticated {
@@ -361,6 +402,11 @@ func (h *Handler) refused(cmd *command, protocol, operationID string, rf *refusa
 	args := []any{"protocol", protocol, "command", cmd.name, "status", rf.status, "reason", rf.reason, "failurePolicy", h.opts.FailurePolicy}
 	if operationID != "" {
 		args = append(args, "operationID", operationID)
+	}
+	if rf.kind == overloaded {
+		// Counted in friendgate_callback_shed_total; a line each would add to the load.
+		h.log.V(1).Info("request not decided", args...)
+		return
 	}
 	h.log.Info("request not decided", args...)
 }

@@ -89,7 +89,7 @@ func parseTencentQuery(raw string) tencentQuery {
 	return q
 }
 
-func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool) {
 	start := time.Now()
 	c := h.getCall()
 	defer h.putCall(c)
@@ -100,6 +100,10 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
 		cmd = h.tencentOther
 	}
 	defer func() { observeLatency(cmd, start) }()
+	if busy {
+		h.failTencent(w, c, cmd, h.shed(ShedConnections), false)
+		return
+	}
 	if auth := h.opts.TencentAuth; auth != nil {
 		if status, reason := auth.Check(q.appID, q.sign, q.requestTime); status != 0 {
 			h.opts.Metrics.authFailures.WithLabelValues(ProtocolTencent, reason).Inc()
@@ -183,7 +187,7 @@ func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []poli
 // status as ErrorCode. When the items are known (withItems), each gets the failure
 // policy's verdict, for a console set to read the body of a failed callback.
 func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *refusal, withItems bool) {
-	h.refused(cmd, ProtocolTencent, "", rf)
+	h.refused(w, cmd, ProtocolTencent, "", rf)
 	out := append(c.out[:0], `{"ActionStatus":"FAIL","ErrorCode":`...)
 	out = appendInt(out, int64(rf.status))
 	out = append(out, `,"ErrorInfo":`...)

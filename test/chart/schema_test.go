@@ -31,6 +31,8 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"admission timeout above 30s", []string{"--set", "admission.timeoutSeconds=31"}, []string{"timeoutSeconds"}},
 		{"image digest without algorithm", []string{"--set", "image.digest=0123abcd"}, []string{"digest"}},
 		{"string where a number belongs", []string{"--set-string", "webhook.maxBodyBytes=big"}, []string{"maxBodyBytes"}},
+		{"no connection allowed", []string{"--set", "webhook.maxConnections=0"}, []string{"maxConnections", "minimum"}},
+		{"in-flight budget below one body", []string{"--set", "webhook.maxInflightBodyBytes=4096"}, []string{"webhook.maxInflightBodyBytes must be at least webhook.maxBodyBytes"}},
 		{"Tencent tokens twice", []string{"--set", "tencent.existingSecret=tokens", "--set", "tencent.tokens.1400000001=x"}, []string{"tencent.existingSecret or tencent.tokens"}},
 		{"existing TLS Secret without a name", []string{"--set", "webhook.tls.mode=existingSecret"}, []string{"webhook.tls.existingSecret"}},
 		{"cert-manager callback TLS without an issuer", []string{"--set", "webhook.tls.mode=certManager"}, []string{"issuerRef.name"}},

@@ -203,4 +203,7 @@ Checks across values that the schema cannot express; each failure names the valu
 {{- if and .Values.webhook.autoscaling.enabled (not (or .Values.webhook.autoscaling.targetCPUUtilizationPercentage .Values.webhook.autoscaling.targetMemoryUtilizationPercentage)) }}
 {{- fail "webhook.autoscaling.enabled needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
 {{- end }}
+{{- if lt (int64 .Values.webhook.maxInflightBodyBytes) (int64 .Values.webhook.maxBodyBytes) }}
+{{- fail "webhook.maxInflightBodyBytes must be at least webhook.maxBodyBytes: a replica must be able to hold one whole callback" }}
+{{- end }}
 {{- end }}

@@ -1,0 +1,249 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+// Hostile-input tests: callers that try to exhaust the server or confuse it. Every answer
+// must be well-formed in its protocol's shape, the process must stay up, and honest
+// callers must be answered meanwhile. The attacks are bounded in count and, through the
+// server's own timeouts, in time; nothing here asserts how long anything takes.
+
+// attackTimeout bounds each raw connection of an attack: it only guards against a hung test.
+const attackTimeout = 30 * time.Second
+
+// rawConn is a connection an attacker drives by hand.
+type rawConn struct {
+	net.Conn
+	answers *bufio.Reader
+}
+
+func dialRaw(t *testing.T, s *server) *rawConn {
+	t.Helper()
+	c, err := net.Dial("tcp", s.addr)
+	if err != nil {
+		t.Fatalf("dialing %s: %v", s.addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	c.SetDeadline(time.Now().Add(attackTimeout))
+	return &rawConn{Conn: c, answers: bufio.NewReader(c)}
+}
+
+// startSlowBody sends the headers of a POST announcing announced body bytes, and sent of them.
+func (c *rawConn) startSlowBody(t *testing.T, path string, announced, sent int) {
+	t.Helper()
+	fmt.Fprintf(c, "POST %s HTTP/1.1\r\nHost: friendgate\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s",
+		path, announced, strings.Repeat(" ", sent))
+}
+
+// readAnswer reads one HTTP answer from the connection.
+func (c *rawConn) readAnswer(t *testing.T) response {
+	t.Helper()
+	resp, err := http.ReadResponse(c.answers, nil)
+	if err != nil {
+		t.Fatalf("reading an answer: %v", err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading an answer's body: %v", err)
+	}
+	return response{status: resp.StatusCode, header: resp.Header, body: string(body)}
+}
+
+// gauge reads a metric without labels.
+func (s *server) gauge(t *testing.T, name string) float64 {
+	t.Helper()
+	return s.metric(t, name, nil)
+}
+
+// waitGauge waits until the metric name equals want.
+func (s *server) waitGauge(t *testing.T, name string, want float64) {
+	t.Helper()
+	s.eventually(t, changeTimeout, fmt.Sprintf("%s is %v", name, want), func() (bool, string) {
+		got := s.gauge(t, name)
+		return got == want, fmt.Sprint(got)
+	})
+}
+
+// wellFormed fails unless body is an answer the protocol's server parses: valid UTF-8 JSON
+// with exactly the protocol's fields, of the right types.
+func wellFormed(t *testing.T, protocol, body string) {
+	t.Helper()
+	if !utf8.ValidString(body) {
+		t.Fatalf("answer is not valid UTF-8: %q", body)
+	}
+	dec := json.NewDecoder(strings.NewReader(body))
+	dec.DisallowUnknownFields()
+	switch protocol {
+	case "openim":
+		var a struct {
+			ActionCode    *int      `json:"actionCode"`
+			ErrCode       *int      `json:"errCode"`
+			ErrMsg        *string   `json:"errMsg"`
+			ErrDlt        *string   `json:"errDlt"`
+			NextCode      *int      `json:"nextCode"`
+			FriendUserIDs *[]string `json:"friendUserIDs"`
+		}
+		if err := dec.Decode(&a); err != nil || a.ActionCode == nil || a.ErrCode == nil || a.ErrMsg == nil || a.ErrDlt == nil || a.NextCode == nil {
+			t.Fatalf("OpenIM answer %q is not well-formed (%v)", body, err)
+		}
+		if *a.NextCode == 1 && *a.ErrCode <= 0 {
+			t.Fatalf("OpenIM answer %q denies with errCode %d, which OpenIM turns into an internal error", body, *a.ErrCode)
+		}
+	case "tencent":
+		var a struct {
+			ActionStatus *string `json:"ActionStatus"`
+			ErrorCode    *int    `json:"ErrorCode"`
+			ErrorInfo    *string `json:"ErrorInfo"`
+			ResultItem   []struct {
+				ToAccount  *string `json:"To_Account"`
+				ResultCode *int    `json:"ResultCode"`
+				ResultInfo *string `json:"ResultInfo"`
+			} `json:"ResultItem"`
+		}
+		if err := dec.Decode(&a); err != nil || a.ActionStatus == nil || a.ErrorCode == nil || a.ErrorInfo == nil {
+			t.Fatalf("Tencent answer %q is not well-formed (%v)", body, err)
+		}
+		for _, it := range a.ResultItem {
+			if it.ToAccount == nil || it.ResultCode == nil || it.ResultInfo == nil {
+				t.Fatalf("Tencent answer %q has an incomplete ResultItem", body)
+			}
+		}
+	default:
+		t.Fatalf("unknown protocol %q", protocol)
+	}
+	if dec.More() {
+		t.Fatalf("answer %q has trailing data", body)
+	}
+}
+
+// checkHonest sends honest callbacks of both protocols and checks they are decided.
+func (s *server) checkHonest(t *testing.T) {
+	t.Helper()
+	s.check(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: openIMAddFriend("spam_1", "bob", "hello"),
+		wantStatus: http.StatusOK, wantBody: spammerDeny})
+	s.check(t, exchange{path: tencentPath(vendorApp, "Sns.CallbackPrevFriendAdd"), body: friendAdd("alice", "bob", "spam_1"),
+		wantStatus: http.StatusOK, wantBody: tencentResult(allowed("bob"), denied("spam_1", 38001, "this account cannot add friends"))})
+}
+
+// checkBusy sends honest callbacks of both protocols while the server is at a bound and
+// checks they get the busy answer at once: 503 and the failure policy's answer.
+func (s *server) checkBusy(t *testing.T, deny bool, reason string) {
+	t.Helper()
+	s.check(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: openIMAddFriend("spam_1", "bob", "hello"),
+		wantStatus: http.StatusServiceUnavailable, wantBody: openIMUndecided(deny, reason)})
+	s.check(t, exchange{path: tencentPath(vendorApp, "Sns.CallbackPrevFriendAdd"), body: friendAdd("alice", "bob"),
+		wantStatus: http.StatusServiceUnavailable, wantBody: tencentFail(http.StatusServiceUnavailable, reason)})
+}
+
+// TestLoadShedding fills each bound of the server with slow bodies (a body announced and
+// never finished holds its connection and what it sent until the read timeout) and checks
+// that honest callers get the busy answer, that it is counted, and that they are decided
+// again once the attackers go. The announced size of a body costs nothing: memory is
+// reserved as bytes arrive.
+func TestLoadShedding(t *testing.T) {
+	t.Parallel()
+	policies := writePolicies(t, protocolPolicies)
+	const addFriend = "/openim/callbackBeforeAddFriendCommand"
+	for _, fp := range failurePolicies {
+		t.Run(fp.name+"/connections", func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, policies, "--failure-policy", fp.name, "--max-connections", "2")
+			var slow []*rawConn
+			for range 2 {
+				c := dialRaw(t, s)
+				c.startSlowBody(t, addFriend, 1<<20, 1)
+				slow = append(slow, c)
+			}
+			// Each slow body holds one 4 KiB reservation once the server has read its byte.
+			s.waitGauge(t, "friendgate_callback_inflight_body_bytes", 2*4096)
+			s.checkBusy(t, fp.deny, "server busy: too many connections")
+			s.checkMetric(t, "friendgate_callback_shed_total", map[string]string{"reason": "connections"}, 2)
+
+			for _, c := range slow {
+				c.Close()
+			}
+			// The scrape's own connection is the one left.
+			s.waitGauge(t, "friendgate_callback_connections", 1)
+			s.checkHonest(t)
+		})
+		t.Run(fp.name+"/body bytes", func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, policies, "--failure-policy", fp.name,
+				"--max-body-bytes", "8192", "--max-inflight-body-bytes", "16384")
+			var slow []*rawConn
+			for range 2 {
+				c := dialRaw(t, s)
+				// 4,097 bytes take two 4 KiB reservations: two such bodies fill 16 KiB.
+				c.startSlowBody(t, addFriend, 8000, 4097)
+				slow = append(slow, c)
+			}
+			s.waitGauge(t, "friendgate_callback_inflight_body_bytes", 16384)
+			s.checkBusy(t, fp.deny, "server busy: too many request bytes in flight")
+			s.checkMetric(t, "friendgate_callback_shed_total", map[string]string{"reason": "body_bytes"}, 2)
+
+			for _, c := range slow {
+				c.Close()
+			}
+			s.waitGauge(t, "friendgate_callback_inflight_body_bytes", 0)
+			s.checkHonest(t)
+		})
+	}
+}
+
+// TestIdleConnections opens more idle keep-alive connections than --max-connections: the
+// idlest make room, and honest callers are decided.
+func TestIdleConnections(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePolicies(t, protocolPolicies), "--max-connections", "8")
+	for range 16 {
+		c := dialRaw(t, s)
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: friendgate\r\n\r\n")
+		if got := c.readAnswer(t); got.status != http.StatusOK {
+			t.Fatalf("GET /healthz: %d %s", got.status, got.body)
+		}
+		// The connection stays open and idle.
+	}
+	s.checkHonest(t)
+	if got := s.gauge(t, "friendgate_callback_idle_connections_closed_total"); got < 8 {
+		t.Errorf("idle connections closed: %v, want at least 8", got)
+	}
+}
+
+// TestPipelining sends several callbacks back to back on one connection before reading
+// any answer: each is answered, in order.
+func TestPipelining(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePolicies(t, protocolPolicies))
+	c := dialRaw(t, s)
+	var reqs bytes.Buffer
+	users := []string{"spam_1", "alice", "bot_7", "carol"}
+	for _, from := range users {
+		body := openIMAddFriend(from, "bob", "hello")
+		fmt.Fprintf(&reqs, "POST /openim/callbackBeforeAddFriendCommand HTTP/1.1\r\nHost: friendgate\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s", len(body), body)
+	}
+	if _, err := c.Write(reqs.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	for _, from := range users {
+		got := c.readAnswer(t)
+		want := openIMContinue
+		if from == "spam_1" || from == "bot_7" {
+			want = spammerDeny
+		}
+		if got.status != http.StatusOK || got.body != want {
+			t.Errorf("pipelined request from %s: got %d %s, want 200 %s", from, got.status, got.body, want)
+		}
+	}
+}
