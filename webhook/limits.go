@@ -52,14 +52,20 @@ const busyReadTimeout = time.Second
 // the last busy connection is being closed.
 const minBusyRoom = 16
 
+// stallAge is how long a connection may take to deliver a request before it counts as
+// stalled: an IM server sends a callback in milliseconds.
+const stallAge = time.Second
+
 // connLimiter bounds the open connections of a listener. Up to max connections are served
-// normally. When a connection arrives at the limit, the connection idle the longest (a
-// keep-alive connection between requests) is closed to make room; when none is idle, the
-// new connection is still accepted, up to an eighth more (at least minBusyRoom), only to
-// answer its request "busy" (the protocol's answer, 503) and close; beyond that it is
-// closed at once. So a
-// flood of connections costs a bounded amount of memory, and an honest caller gets a
-// well-formed answer rather than a hang whenever the server can afford one.
+// normally. When a connection arrives at the limit, the stalest connection is closed to
+// make room: of those idle between requests and those stalled delivering one (for longer
+// than stallAge), the one whose last sign of life is oldest. A connection whose request is
+// being answered is never closed. When none is stale, the new connection is still
+// accepted, up to an eighth more (at least minBusyRoom), only to answer its request
+// "busy" (the protocol's answer, 503) and close; beyond that it is closed at once. So a
+// flood of connections costs a bounded amount of memory, slow callers make way for fast
+// ones, and an honest caller gets a well-formed answer rather than a hang whenever the
+// server can afford one.
 type connLimiter struct {
 	net.Listener
 	max, hardMax int
@@ -80,9 +86,10 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			return nil, err
 		}
 		lc := &limitedConn{Conn: c, limiter: l}
+		lc.since.Store(time.Now().UnixNano())
 		l.mu.Lock()
-		if len(l.conns) >= l.max && l.closeIdlestLocked() {
-			l.metrics.idleClosed.Inc()
+		if len(l.conns) >= l.max && l.closeStalestLocked() {
+			l.metrics.staleClosed.Inc()
 		}
 		n := len(l.conns)
 		if n >= l.hardMax {
@@ -103,23 +110,34 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 	}
 }
 
-// closeIdlestLocked closes the connection that has been idle the longest, if any.
-func (l *connLimiter) closeIdlestLocked() bool {
-	var idlest *limitedConn
-	var since int64
+// closeStalestLocked closes the stalest connection (see connLimiter), if any.
+func (l *connLimiter) closeStalestLocked() bool {
+	now := time.Now().UnixNano()
+	var stalest *limitedConn
+	var stalestAt, stalestSince int64
 	for c := range l.conns {
-		if s := c.idleSince.Load(); s != 0 && (idlest == nil || s < since) {
-			idlest, since = c, s
+		since := c.since.Load()
+		at := since
+		switch {
+		case c.busy, since == 0:
+			continue // answered busy and about to close anyway, or being answered
+		case since < 0:
+			at = -since // idle
+		case now-since < int64(stallAge):
+			continue // delivering a request, not for long
+		}
+		if stalest == nil || at < stalestAt {
+			stalest, stalestAt, stalestSince = c, at, since
 		}
 	}
-	// A request may have started on it meanwhile: only a connection still idle is closed.
-	if idlest == nil || !idlest.idleSince.CompareAndSwap(since, 0) {
+	// Only a connection whose state has not changed meanwhile is closed.
+	if stalest == nil || !stalest.since.CompareAndSwap(stalestSince, 0) {
 		return false
 	}
-	delete(l.conns, idlest)
-	idlest.removed.Store(true)
+	delete(l.conns, stalest)
+	stalest.removed.Store(true)
 	l.metrics.connections.Dec()
-	idlest.Conn.Close()
+	stalest.Conn.Close()
 	return true
 }
 
@@ -140,9 +158,11 @@ type limitedConn struct {
 	// busy connections were accepted over the limit: their request is answered "busy".
 	busy      bool
 	busyUntil time.Time
-	// idleSince is when the connection last turned idle (Unix ns), 0 while it is not.
-	idleSince atomic.Int64
-	removed   atomic.Bool
+	// since is when the connection last showed a sign of life, in Unix ns: positive while
+	// it delivers a request (since it was accepted or its request began), negative while
+	// it is idle between requests (since it turned idle), 0 while its request is answered.
+	since   atomic.Int64
+	removed atomic.Bool
 }
 
 func (c *limitedConn) Close() error {
@@ -178,7 +198,8 @@ func asLimited(c net.Conn) *limitedConn {
 	return nil
 }
 
-// connState is the http.Server's ConnState hook: it tracks which connections are idle.
+// connState is the http.Server's ConnState hook: it tracks which connections are idle
+// and which are delivering a request.
 func connState(c net.Conn, state http.ConnState) {
 	lc := asLimited(c)
 	if lc == nil {
@@ -186,25 +207,38 @@ func connState(c net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateIdle:
-		lc.idleSince.Store(time.Now().UnixNano())
+		lc.since.Store(-time.Now().UnixNano())
 	case http.StateActive:
-		lc.idleSince.Store(0)
+		lc.since.Store(time.Now().UnixNano())
 	}
 }
 
-type busyKey struct{}
+type connKey struct{}
 
-// connContext is the http.Server's ConnContext hook: it marks the requests of a
-// connection accepted over the limit.
+// connContext is the http.Server's ConnContext hook: it gives the handler the connection
+// its requests arrive on.
 func connContext(ctx context.Context, c net.Conn) context.Context {
-	if lc := asLimited(c); lc != nil && lc.busy {
-		return context.WithValue(ctx, busyKey{}, true)
+	if lc := asLimited(c); lc != nil {
+		return context.WithValue(ctx, connKey{}, lc)
 	}
 	return ctx
 }
 
+func requestConn(r *http.Request) *limitedConn {
+	lc, _ := r.Context().Value(connKey{}).(*limitedConn)
+	return lc
+}
+
 // overConnectionLimit reports whether r came on a connection accepted over the limit.
 func overConnectionLimit(r *http.Request) bool {
-	busy, _ := r.Context().Value(busyKey{}).(bool)
-	return busy
+	lc := requestConn(r)
+	return lc != nil && lc.busy
+}
+
+// delivered marks r's request as delivered: its connection is being answered and is not
+// closed to make room for another.
+func delivered(r *http.Request) {
+	if lc := requestConn(r); lc != nil {
+		lc.since.Store(0)
+	}
 }

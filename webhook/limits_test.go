@@ -14,7 +14,7 @@ import (
 )
 
 // TestConnLimiter accepts real loopback connections through a limiter of 2: at the limit
-// an idle connection makes room for a new one; with none idle, one more is accepted busy
+// a stale connection makes room for a new one; with none stale, one more is accepted busy
 // and the next are closed at once.
 func TestConnLimiter(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -51,7 +51,8 @@ func TestConnLimiter(t *testing.T) {
 	dial()
 	second := accept()
 
-	// At the limit, the connection idle the longest makes room.
+	// At the limit, an idle connection makes room; one that has just begun delivering a
+	// request does not.
 	connState(first, http.StateIdle)
 	connState(second, http.StateIdle)
 	connState(second, http.StateActive)
@@ -63,11 +64,20 @@ func TestConnLimiter(t *testing.T) {
 	if !first.removed.Load() || second.removed.Load() {
 		t.Fatalf("removed: idle %v, active %v; want the idle one only", first.removed.Load(), second.removed.Load())
 	}
-	if got := testutil.ToFloat64(m.idleClosed); got != 1 {
-		t.Fatalf("idle connections closed = %v, want 1", got)
+	// A connection stalled delivering its request for longer than stallAge makes room too,
+	// but not one whose request is being answered, however long that takes.
+	second.since.Store(0)
+	third.since.Store(time.Now().Add(-2 * stallAge).UnixNano())
+	dial()
+	fourth := accept()
+	if fourth.busy || !third.removed.Load() || second.removed.Load() {
+		t.Fatalf("busy %v, stalled removed %v, answered removed %v; want false true false", fourth.busy, third.removed.Load(), second.removed.Load())
+	}
+	if got := testutil.ToFloat64(m.staleClosed); got != 2 {
+		t.Fatalf("stale connections closed = %v, want 2", got)
 	}
 
-	// With none idle, the next one is accepted busy, and the ones after it are closed.
+	// With none stale, the next one is accepted busy, and the ones after it are closed.
 	dial()
 	if !accept().busy {
 		t.Fatal("a connection over the limit is not busy")

@@ -43,7 +43,7 @@ type Metrics struct {
 	shedBody      prometheus.Counter
 	connections   prometheus.Gauge
 	connsRefused  prometheus.Counter
-	idleClosed    prometheus.Counter
+	staleClosed   prometheus.Counter
 	// budget is the in-flight body budget of the handler using these metrics.
 	budget atomic.Pointer[byteBudget]
 
@@ -111,9 +111,9 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "friendgate_callback_connections_refused_total",
 			Help: "Connections closed as soon as accepted because even the room for busy answers (an eighth over --max-connections) was taken.",
 		}),
-		idleClosed: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "friendgate_callback_idle_connections_closed_total",
-			Help: "Idle keep-alive connections closed to make room for a new connection at --max-connections.",
+		staleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "friendgate_callback_stale_connections_closed_total",
+			Help: "Connections closed to make room for a new one at --max-connections: idle keep-alive connections, or connections stalled delivering a request for more than a second.",
 		}),
 		commands: map[string]*commandMetrics{},
 	}
@@ -134,7 +134,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.requests, m.decisions, m.latency, m.authFailures, m.ruleErrors,
 		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec,
-		shed, m.connections, m.connsRefused, m.idleClosed, inflight)
+		shed, m.connections, m.connsRefused, m.staleClosed, inflight)
 	return m
 }
 

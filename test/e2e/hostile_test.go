@@ -148,10 +148,12 @@ func (s *server) checkBusy(t *testing.T, deny bool, reason string) {
 }
 
 // TestLoadShedding fills each bound of the server with slow bodies (a body announced and
-// never finished holds its connection and what it sent until the read timeout) and checks
-// that honest callers get the busy answer, that it is counted, and that they are decided
-// again once the attackers go. The announced size of a body costs nothing: memory is
-// reserved as bytes arrive.
+// never finished holds its connection and what it sent until the read timeout). At the
+// connection limit the stalled connections make room for honest callers; at the body
+// budget honest callers get the busy answer, counted, and are decided again once the
+// attackers go. The announced size of a body costs nothing: memory is reserved as bytes
+// arrive. (The busy answer at the connection limit, which needs connections that are
+// neither idle nor stalled, is tested in webhook's TestConnLimiter and TestUpstream…)
 func TestLoadShedding(t *testing.T) {
 	t.Parallel()
 	policies := writePolicies(t, protocolPolicies)
@@ -160,22 +162,28 @@ func TestLoadShedding(t *testing.T) {
 		t.Run(fp.name+"/connections", func(t *testing.T) {
 			t.Parallel()
 			s := startServer(t, policies, "--failure-policy", fp.name, "--max-connections", "2")
-			var slow []*rawConn
 			for range 2 {
-				c := dialRaw(t, s)
-				c.startSlowBody(t, addFriend, 1<<20, 1)
-				slow = append(slow, c)
+				dialRaw(t, s).startSlowBody(t, addFriend, 1<<20, 1)
 			}
 			// Each slow body holds one 4 KiB reservation once the server has read its byte.
 			s.waitGauge(t, "friendgate_callback_inflight_body_bytes", 2*4096)
-			s.checkBusy(t, fp.deny, "server busy: too many connections")
-			s.checkMetric(t, "friendgate_callback_shed_total", map[string]string{"reason": "connections"}, 2)
-
-			for _, c := range slow {
-				c.Close()
+			// While the slow bodies are young, honest callers may be answered busy; once they
+			// have stalled for a second, they make room and honest callers are decided.
+			ex := exchange{path: addFriend, body: openIMAddFriend("spam_1", "bob", "hello")}
+			s.eventually(t, changeTimeout, "an honest caller is decided", func() (bool, string) {
+				got := s.do(t, ex)
+				wellFormed(t, "openim", got.body)
+				if got.status == http.StatusServiceUnavailable && got.body == openIMUndecided(fp.deny, "server busy: too many connections") {
+					return false, got.body
+				}
+				if got.status != http.StatusOK || got.body != spammerDeny {
+					t.Fatalf("honest caller: got %d %s, want 200 %s (or the busy answer)", got.status, got.body, spammerDeny)
+				}
+				return true, ""
+			})
+			if got := s.gauge(t, "friendgate_callback_stale_connections_closed_total"); got < 1 {
+				t.Errorf("stale connections closed: %v, want a slow body closed to make room", got)
 			}
-			// The scrape's own connection is the one left.
-			s.waitGauge(t, "friendgate_callback_connections", 1)
 			s.checkHonest(t)
 		})
 		t.Run(fp.name+"/body bytes", func(t *testing.T) {
@@ -216,8 +224,8 @@ func TestIdleConnections(t *testing.T) {
 		// The connection stays open and idle.
 	}
 	s.checkHonest(t)
-	if got := s.gauge(t, "friendgate_callback_idle_connections_closed_total"); got < 8 {
-		t.Errorf("idle connections closed: %v, want at least 8", got)
+	if got := s.gauge(t, "friendgate_callback_stale_connections_closed_total"); got < 8 {
+		t.Errorf("stale connections closed: %v, want at least 8", got)
 	}
 }
 
@@ -245,5 +253,51 @@ func TestPipelining(t *testing.T) {
 		if got.status != http.StatusOK || got.body != want {
 			t.Errorf("pipelined request from %s: got %d %s, want 200 %s", from, got.status, got.body, want)
 		}
+	}
+}
+
+// TestRouting sends callbacks to unclean, wrong and ambiguous URLs: a stray slash or dot
+// segment still reaches its adapter, and what cannot be routed is never answered as if it
+// had been decided: under --failure-policy Deny it is refused.
+func TestRouting(t *testing.T) {
+	t.Parallel()
+	policies := writePolicies(t, protocolPolicies)
+	const addFriend = "callbackBeforeAddFriendCommand"
+	spam := openIMAddFriend("spam_1", "bob", "hello")
+	spamNoCommand := `{"fromUserID":"spam_1","toUserID":"bob","reqMsg":"hello"}`
+	tencentSpam := friendAdd("alice", "spam_1")
+	tencentDenied := tencentResult(denied("spam_1", 38001, "this account cannot add friends"))
+	for _, fp := range failurePolicies {
+		t.Run(fp.name, func(t *testing.T) {
+			t.Parallel()
+			s := startServer(t, policies, "--failure-policy", fp.name)
+			tencentQuery := strings.TrimPrefix(tencentPath(vendorApp, "Sns.CallbackPrevFriendAdd"), "/tencent")
+			s.checkAll(t, []exchange{
+				{name: "doubled leading slash, OpenIM", path: "//openim/" + addFriend, body: spam, wantStatus: http.StatusOK, wantBody: spammerDeny},
+				{name: "doubled leading slash, Tencent", path: "//tencent" + tencentQuery, body: tencentSpam, wantStatus: http.StatusOK, wantBody: tencentDenied},
+				{name: "trailing slash, Tencent", path: "/tencent/" + tencentQuery, body: tencentSpam, wantStatus: http.StatusOK, wantBody: tencentDenied},
+				{name: "dot segments", path: "/openim/./" + addFriend + "/.", body: spam, wantStatus: http.StatusOK, wantBody: spammerDeny},
+				// /openim/<command>/.. is /openim: the command comes from the body.
+				{name: "dot-dot segment, command in the body", path: "/openim/" + addFriend + "/..", body: spam, wantStatus: http.StatusOK, wantBody: spammerDeny},
+				{name: "dot-dot segment, no command anywhere", path: "/openim/" + addFriend + "/..", body: spamNoCommand,
+					wantStatus: http.StatusBadRequest, wantBody: openIMUndecided(fp.deny, "no callback command: neither the URL nor the body's callbackCommand names one")},
+				{name: "no command anywhere", path: "/openim", body: spamNoCommand,
+					wantStatus: http.StatusBadRequest, wantBody: openIMUndecided(fp.deny, "no callback command: neither the URL nor the body's callbackCommand names one")},
+				{name: "URL and body disagree", path: openIMPath("callbackBeforeAddBlackCommand"), body: spam,
+					wantStatus: http.StatusBadRequest, wantBody: openIMUndecided(fp.deny, "the URL's command callbackBeforeAddBlackCommand and the body's callbackCommand callbackBeforeAddFriendCommand disagree")},
+				{name: "URL names a notification", path: openIMPath("callbackAfterAddFriendCommand"), body: spam, wantStatus: http.StatusOK, wantBody: openIMContinue},
+				{name: "path without /openim", path: "/" + addFriend, body: spam,
+					wantStatus: http.StatusNotFound, wantBody: openIMUndecided(fp.deny, "no callback endpoint at /"+addFriend+": configure the URL as http(s)://HOST/openim or http(s)://HOST/tencent")},
+				{name: "path without /tencent", path: "/callback" + tencentQuery, body: tencentSpam,
+					wantStatus: http.StatusNotFound, wantBody: tencentFail(http.StatusNotFound, "no callback endpoint at /callback: configure the URL as http(s)://HOST/openim or http(s)://HOST/tencent")},
+				{name: "Tencent command only in the body", path: "/tencent?SdkAppid=" + vendorApp, body: tencentSpam, wantStatus: http.StatusOK, wantBody: tencentDenied},
+				{name: "Tencent command nowhere", path: "/tencent?SdkAppid=" + vendorApp, body: `{"From_Account":"alice","FriendItem":[{"To_Account":"spam_1"}]}`,
+					wantStatus: http.StatusBadRequest, wantBody: tencentFail(http.StatusBadRequest, "no callback command: neither the query's nor the body's CallbackCommand names one")},
+				{name: "Tencent query and body disagree", path: tencentPath(vendorApp, "Sns.CallbackPrevFriendAdd"),
+					body:       strings.Replace(tencentSpam, `"Sns.CallbackPrevFriendAdd"`, `"Sns.CallbackFriendDelete"`, 1),
+					wantStatus: http.StatusBadRequest,
+					wantBody:   tencentFailItems(http.StatusBadRequest, "the query's CallbackCommand Sns.CallbackPrevFriendAdd and the body's Sns.CallbackFriendDelete disagree", undecidedItem("spam_1", fp.deny))},
+			})
+		})
 	}
 }
