@@ -95,7 +95,7 @@ func BenchmarkDecideShare(b *testing.B) {
 			}
 			c.items = tencentItems(cmd, &q, &c.tencentBody, nil)
 		} else {
-			_, name, _ := openIMRoute(req)
+			_, name, _ := openIMRoute(req.URL.Path, req)
 			cmd = s.handler.openIM[name]
 			if err := json.Unmarshal(c.body, &c.openIMBody); err != nil {
 				b.Fatal(err)

@@ -381,3 +381,40 @@ func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
 	}
 	return m.GetHistogram().GetSampleCount()
 }
+
+func TestCleanPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/openim":                     "/openim",
+		"//openim/cmd":                "/openim/cmd",
+		"/openim/cmd/":                "/openim/cmd",
+		"/openim/./cmd/.":             "/openim/cmd",
+		"/openim/cmd/..":              "/openim",
+		"/tencent/":                   "/tencent",
+		"/openim/../../tencent":       "/tencent",
+		"":                            "/",
+		"openim":                      "/openim",
+		"/openim/app//callbackBefore": "/openim/app/callbackBefore",
+	} {
+		if got := cleanPath(in); got != want {
+			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnroutable(t *testing.T) {
+	s := newTestServer(t, Options{FailurePolicy: FailDeny}, true)
+	rec := s.do("GET", "/nothing", "")
+	if rec.Code != 404 || strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+		t.Errorf("GET of an unknown path: %d %q, want a plain 404", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	rec = s.do("POST", "/nothing", `{"fromUserID":"a","toUserID":"b"}`)
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"nextCode":1`) {
+		t.Errorf("POST to an unknown path under Deny: %d %s, want 404 and an OpenIM refusal", rec.Code, rec.Body)
+	}
+	checkParseable(t, ProtocolOpenIM, rec.Body.Bytes())
+	rec = s.do("POST", "/nothing?SdkAppid=1&CallbackCommand=Sns.CallbackPrevFriendAdd", `{}`)
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"ActionStatus":"FAIL"`) {
+		t.Errorf("POST with a Tencent query to an unknown path: %d %s, want 404 and a Tencent FAIL", rec.Code, rec.Body)
+	}
+	checkParseable(t, ProtocolTencent, rec.Body.Bytes())
+}

@@ -52,8 +52,8 @@ func (r *openIMRequest) reset() {
 // and later), /openim/<appID>/<command>, and the older /openim?command=<command> and
 // /openim/<appID>?command=<command>. Empty path segments, as a configured URL with a
 // trailing slash produces, are ignored. The command is "" when the URL names none.
-func openIMRoute(r *http.Request) (appID, command string, ok bool) {
-	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/openim"), "/")
+func openIMRoute(path string, r *http.Request) (appID, command string, ok bool) {
+	rest := strings.Trim(strings.TrimPrefix(path, "/openim"), "/")
 	var segs [3]string
 	n := 0
 	for rest != "" {
@@ -92,13 +92,13 @@ func (h *Handler) openIMCommand(name string) *command {
 	return h.openIMOther
 }
 
-func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, busy bool) {
+func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path string, busy bool) {
 	start := time.Now()
 	c := h.getCall()
 	defer h.putCall(c)
 	traceID := r.Header.Get("operationID")
 
-	appID, name, ok := openIMRoute(r)
+	appID, name, ok := openIMRoute(path, r)
 	cmd := h.openIMCommand(name)
 	// The command may be read from the body later on: record the latency under the final one.
 	defer func() { observeLatency(cmd, start) }()
@@ -111,7 +111,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, busy bool)
 		return
 	}
 	if !ok {
-		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+truncate(r.URL.Path, 128)))
+		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+truncate(path, 128)))
 		return
 	}
 	if !h.opts.OpenIMClients.Allows(r.RemoteAddr) {
@@ -129,8 +129,9 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, busy bool)
 			h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error()))
 			return
 		}
-		if name == "" {
-			cmd = h.openIMCommand(c.openIMBody.CallbackCommand)
+		if rf := h.resolveOpenIMCommand(&cmd, name, c.openIMBody.CallbackCommand); rf != nil {
+			h.failOpenIM(w, c, cmd, continues, traceID, rf)
+			return
 		}
 	}
 	if cmd.kind == kindNotify {
@@ -188,6 +189,23 @@ func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Re
 		item.From, item.To, item.Remark = b.OwnerUserID, b.FriendUserID, b.Remark
 	}
 	return append(items, item)
+}
+
+// resolveOpenIMCommand settles the command of a request the URL names (name) and whose
+// body names (inBody). OpenIM sends the same command in both, so a disagreement means the
+// request was altered or forged on its way: it is not decided (the failure policy
+// answers) rather than answered for a command the server did not ask about. A request
+// naming no command at all cannot be routed either.
+func (h *Handler) resolveOpenIMCommand(cmd **command, name, inBody string) *refusal {
+	switch {
+	case name == "" && inBody == "":
+		return undecided(http.StatusBadRequest, "no callback command: neither the URL nor the body's callbackCommand names one")
+	case name == "":
+		*cmd = h.openIMCommand(inBody)
+	case inBody != "" && h.openIMCommand(inBody).kind != (*cmd).kind:
+		return undecided(http.StatusBadRequest, "the URL's command "+truncate(name, 64)+" and the body's callbackCommand "+truncate(inBody, 64)+" disagree")
+	}
+	return nil
 }
 
 // failOpenIM answers a request that was not decided. Callers failing authentication are

@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -171,11 +172,14 @@ var kindEvents = map[commandKind]string{
 }
 
 // ServeHTTP routes /openim and /openim/... to the OpenIM adapter, /tencent to the Tencent
-// adapter, and serves /healthz, /readyz and, when set, /metrics. It routes by itself rather
-// than through http.ServeMux, which answers a path such as /openim//cmd (a configured URL
-// with a trailing slash) with a redirect that an IM server would not follow.
+// adapter, and serves /healthz, /readyz and, when set, /metrics. The path is cleaned first
+// (empty and dot segments, as in //openim/cmd, /openim/cmd/ or /tencent/.), so a stray
+// slash in a console URL still reaches its adapter; a POST to any other path is answered
+// in the shape of the protocol it looks like (see unroutable). It routes by itself rather
+// than through http.ServeMux, which answers unclean paths with a redirect that an IM
+// server would not follow.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
+	path := cleanPath(r.URL.Path)
 	// A connection accepted over --max-connections gets one answer, then is closed.
 	busy := overConnectionLimit(r)
 	if busy {
@@ -183,8 +187,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case path == "/openim" || strings.HasPrefix(path, "/openim/"):
-		h.serveOpenIM(w, r, busy)
-	case path == "/tencent" || path == "/tencent/":
+		h.serveOpenIM(w, r, path, busy)
+	case path == "/tencent":
 		h.serveTencent(w, r, busy)
 	case path == "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -199,9 +203,36 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok: snapshot generation %d\n", h.store.Generation())
 	case path == "/metrics" && h.opts.MetricsHandler != nil:
 		h.opts.MetricsHandler.ServeHTTP(w, r)
+	case r.Method == http.MethodPost:
+		h.unroutable(w, r, path)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// cleanPath resolves empty, "." and ".." segments, and drops a trailing slash.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p) // returns p itself when it is clean
+}
+
+// unroutable answers a POST to a path that is no callback endpoint, such as a console
+// URL missing its /openim or /tencent. Friendgate cannot tell which command it is, so it
+// answers 404 in the shape of the protocol the request looks like (Tencent when the query
+// carries SdkAppid or CallbackCommand, OpenIM otherwise) with the failure policy: under
+// Deny an OpenIM server refuses the operation rather than have it pass unchecked.
+func (h *Handler) unroutable(w http.ResponseWriter, r *http.Request, path string) {
+	c := h.getCall()
+	defer h.putCall(c)
+	rf := undecided(http.StatusNotFound, "no callback endpoint at "+truncate(path, 128)+": configure the URL as http(s)://HOST/openim or http(s)://HOST/tencent")
+	q := r.URL.RawQuery
+	if strings.Contains(q, "SdkAppid=") || strings.Contains(q, "CallbackCommand=") {
+		h.failTencent(w, c, h.tencentOther, rf, false)
+		return
+	}
+	h.failOpenIM(w, c, h.openIMOther, false, r.Header.Get("operationID"), rf)
 }
 
 // call is the per-request scratch space, pooled so a steady stream of callbacks reuses
@@ -307,6 +338,7 @@ func (h *Handler) readBody(r *http.Request, c *call) *refusal {
 			return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit))
 		}
 		if err == io.EOF {
+			delivered(r)
 			return nil
 		}
 		if err != nil {

@@ -23,6 +23,7 @@ var tencentCommands = map[string]commandKind{
 
 // tencentRequest is the union of the two blocking friend callbacks' bodies.
 type tencentRequest struct {
+	CallbackCommand    string                `json:"CallbackCommand"`
 	FromAccount        string                `json:"From_Account"`
 	FriendItem         []tencentFriendItem   `json:"FriendItem"`
 	ResponseFriendItem []tencentResponseItem `json:"ResponseFriendItem"`
@@ -89,16 +90,20 @@ func parseTencentQuery(raw string) tencentQuery {
 	return q
 }
 
+func (h *Handler) tencentCommand(name string) *command {
+	if cmd, ok := h.tencent[name]; ok {
+		return cmd
+	}
+	return h.tencentOther
+}
+
 func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool) {
 	start := time.Now()
 	c := h.getCall()
 	defer h.putCall(c)
 
 	q := parseTencentQuery(r.URL.RawQuery)
-	cmd, ok := h.tencent[q.command]
-	if !ok {
-		cmd = h.tencentOther
-	}
+	cmd := h.tencentCommand(q.command)
 	defer func() { observeLatency(cmd, start) }()
 	if busy {
 		h.failTencent(w, c, cmd, h.shed(ShedConnections), false)
@@ -115,7 +120,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		h.failTencent(w, c, cmd, rf, false)
 		return
 	}
-	if cmd.kind == kindNotify {
+	if cmd.kind == kindNotify && q.command != "" {
 		cmd.metrics.status(http.StatusOK)
 		writeJSON(w, http.StatusOK, append(c.out[:0], tencentOK...))
 		return
@@ -123,6 +128,25 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 	c.tencentBody.reset()
 	if err := json.Unmarshal(c.body, &c.tencentBody); err != nil {
 		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error()), false)
+		return
+	}
+	// Tencent names the command in the query and in the body. A request naming none
+	// cannot be routed, and one whose two names disagree was altered or forged on its way:
+	// neither is decided (the failure policy answers).
+	switch inBody := c.tencentBody.CallbackCommand; {
+	case q.command == "" && inBody == "":
+		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "no callback command: neither the query's nor the body's CallbackCommand names one"), false)
+		return
+	case q.command == "":
+		cmd = h.tencentCommand(inBody)
+		if cmd.kind == kindNotify {
+			cmd.metrics.status(http.StatusOK)
+			writeJSON(w, http.StatusOK, append(c.out[:0], tencentOK...))
+			return
+		}
+	case inBody != "" && h.tencentCommand(inBody).kind != cmd.kind:
+		c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
+		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "the query's CallbackCommand "+truncate(q.command, 64)+" and the body's "+truncate(inBody, 64)+" disagree"), true)
 		return
 	}
 	c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
