@@ -21,6 +21,9 @@ type callbackFlags struct {
 	failurePolicy    string
 	maxBodyBytes     int64
 	maxInflightBytes int64
+	maxBatchBytes    int64
+	maxBatchItems    int
+	tooLargePolicy   string
 	maxConnections   int
 	tencentTokensDir string
 	tencentMaxSkew   time.Duration
@@ -34,8 +37,14 @@ type callbackFlags struct {
 func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", ":8080", "address serving the callbacks (/openim, /tencent), /healthz, /readyz and /metrics")
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
-		"answer to a request that cannot be decided (malformed, too large, policies not loaded): Allow or Deny")
+		"answer to a request that cannot be decided (malformed, unroutable, policies not loaded, server busy): Allow or Deny; see --too-large-policy for oversized ones")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest callback body accepted; larger ones get 413")
+	fs.Int64Var(&f.maxBatchBytes, "max-batch-body-bytes", webhook.DefaultMaxBatchBodyBytes,
+		"largest body of a batch callback (OpenIM callbackBeforeImportFriendsCommand, Tencent Sns.CallbackPrevFriendAdd and Sns.CallbackPrevFriendResponse); larger ones get 413")
+	fs.IntVar(&f.maxBatchItems, "max-batch-items", webhook.DefaultMaxBatchItems,
+		"most friend IDs of an OpenIM import, and most items of a Tencent batch, decided in one callback; more get 413")
+	fs.StringVar(&f.tooLargePolicy, "too-large-policy", string(webhook.FailDeny),
+		"answer to a callback over a size bound (--max-body-bytes, --max-batch-body-bytes, --max-batch-items, a user ID over 1 KiB): Deny, or Allow to let its whole batch through unchecked")
 	fs.Int64Var(&f.maxInflightBytes, "max-inflight-body-bytes", webhook.DefaultMaxInflightBodyBytes,
 		"most body bytes held at once over all callbacks, reserved as they arrive; a callback that would exceed it gets 503 and the failure policy's answer")
 	fs.IntVar(&f.maxConnections, "max-connections", webhook.DefaultMaxConnections,
@@ -87,8 +96,18 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 	if f.maxBodyBytes <= 0 {
 		return nil, fmt.Errorf("--max-body-bytes must be positive, not %d", f.maxBodyBytes)
 	}
-	if f.maxInflightBytes < f.maxBodyBytes {
-		return nil, fmt.Errorf("--max-inflight-body-bytes (%d) must be at least --max-body-bytes (%d)", f.maxInflightBytes, f.maxBodyBytes)
+	if f.maxBatchBytes < f.maxBodyBytes {
+		return nil, fmt.Errorf("--max-batch-body-bytes (%d) must be at least --max-body-bytes (%d)", f.maxBatchBytes, f.maxBodyBytes)
+	}
+	if f.maxInflightBytes < f.maxBatchBytes {
+		return nil, fmt.Errorf("--max-inflight-body-bytes (%d) must be at least --max-batch-body-bytes (%d): a replica must be able to hold one whole callback", f.maxInflightBytes, f.maxBatchBytes)
+	}
+	if f.maxBatchItems <= 0 {
+		return nil, fmt.Errorf("--max-batch-items must be positive, not %d", f.maxBatchItems)
+	}
+	tooLargePolicy, err := webhook.ParseFailurePolicy(f.tooLargePolicy)
+	if err != nil {
+		return nil, fmt.Errorf("--too-large-policy: %w", err)
 	}
 	if f.maxConnections <= 0 {
 		return nil, fmt.Errorf("--max-connections must be positive, not %d", f.maxConnections)
@@ -124,6 +143,9 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		FailurePolicy:        failurePolicy,
 		MaxBodyBytes:         f.maxBodyBytes,
 		MaxInflightBodyBytes: f.maxInflightBytes,
+		MaxBatchBodyBytes:    f.maxBatchBytes,
+		MaxBatchItems:        f.maxBatchItems,
+		TooLargePolicy:       tooLargePolicy,
 		TencentAuth:          s.auth,
 		OpenIMClients:        cidrs,
 		LogAllowEvery:        f.logAllowEvery,

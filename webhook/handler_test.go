@@ -167,7 +167,8 @@ func TestUndecidableRequests(t *testing.T) {
 		{"malformed OpenIM, Allow", FailAllow, true, "POST", openIM, `{"fromUserID":`, "", 400, allowOpenIM},
 		{"malformed OpenIM, Deny", FailDeny, true, "POST", openIM, `{"fromUserID":`, "", 400, denyIM + "malformed JSON body"},
 		{"wrong JSON type", FailDeny, true, "POST", openIM, `{"fromUserID":7}`, "", 400, denyIM + "malformed JSON body"},
-		{"oversized OpenIM", FailAllow, true, "POST", openIM, big, "", 413, allowOpenIM},
+		// Over a size bound the too-large policy (Deny by default) answers, not the failure policy.
+		{"oversized OpenIM", FailAllow, true, "POST", openIM, big, "", 413, denyIM + "body of 2017 bytes is larger than the limit of 1024"},
 		{"GET", FailDeny, true, "GET", openIM, "", "", 405, denyIM + "method GET not allowed"},
 		{"form content type", FailAllow, true, "POST", openIM, `{}`, "application/x-www-form-urlencoded", 415, allowOpenIM},
 		{"not loaded, Allow", FailAllow, false, "POST", openIM, `{"fromUserID":"a","toUserID":"b"}`, "", 503, allowOpenIM},
@@ -185,7 +186,7 @@ func TestUndecidableRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newTestServer(t, Options{FailurePolicy: tt.policy, MaxBodyBytes: 1024}, tt.loaded)
+			s := newTestServer(t, Options{FailurePolicy: tt.policy, MaxBodyBytes: 1024, MaxBatchBodyBytes: 1024}, tt.loaded)
 			var rec = s.do(tt.method, tt.target, tt.body)
 			if tt.contentType != "" {
 				rec = s.do(tt.method, tt.target, tt.body, "Content-Type", tt.contentType)

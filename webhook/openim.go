@@ -48,6 +48,20 @@ func (r *openIMRequest) reset() {
 	*r = openIMRequest{FriendUserIDs: ids[:0]}
 }
 
+// checkOpenIMItems refuses an import of more than limit friends (see upToItems).
+func checkOpenIMItems(body []byte, limit int) error {
+	if upToItems(body, quote, 2, limit) {
+		return nil
+	}
+	var n struct {
+		FriendUserIDs elementCount `json:"friendUserIDs"`
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return err
+	}
+	return itemsOver(int(n.FriendUserIDs), limit, "friend IDs")
+}
+
 // openIMRoute reads the app and command from the request URL: /openim/<command> (v3.4.2
 // and later), /openim/<appID>/<command>, and the older /openim?command=<command> and
 // /openim/<appID>?command=<command>. Empty path segments, as a configured URL with a
@@ -119,14 +133,22 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{unauthenticated, http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
 		return
 	}
-	if rf := h.readBody(r, c); rf != nil {
+	limit := h.opts.MaxBodyBytes
+	if cmd.kind == kindImportFriends {
+		limit = h.opts.MaxBatchBodyBytes
+	}
+	if rf := h.readBody(r, c, limit); rf != nil {
 		h.failOpenIM(w, c, cmd, continues, traceID, rf)
 		return
 	}
 	if name == "" || cmd.kind != kindNotify {
 		c.openIMBody.reset()
-		if err := json.Unmarshal(c.body, &c.openIMBody); err != nil {
-			h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error()))
+		err := checkOpenIMItems(c.body, h.opts.MaxBatchItems)
+		if err == nil {
+			err = json.Unmarshal(c.body, &c.openIMBody)
+		}
+		if err != nil {
+			h.failOpenIM(w, c, cmd, continues, traceID, decodeRefusal(err))
 			return
 		}
 		if rf := h.resolveOpenIMCommand(&cmd, name, c.openIMBody.CallbackCommand); rf != nil {
@@ -144,7 +166,17 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusServiceUnavailable, "policies are not loaded yet"))
 		return
 	}
+	if cmd.kind == kindImportFriends {
+		if err := checkUserIDs(c.openIMBody.FriendUserIDs); err != nil {
+			h.failOpenIM(w, c, cmd, continues, traceID, decodeRefusal(err))
+			return
+		}
+	}
 	c.items = openIMItems(cmd, appID, &c.openIMBody, c.items[:0])
+	if rf := h.reserveItems(c); rf != nil {
+		h.failOpenIM(w, c, cmd, continues, traceID, rf)
+		return
+	}
 	c.verdicts = growVerdicts(c.verdicts, len(c.items))
 	denied := h.decide(snap, cmd, c, ProtocolOpenIM, traceID)
 
@@ -214,7 +246,7 @@ func (h *Handler) resolveOpenIMCommand(cmd **command, name, inBody string) *refu
 func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, continues bool, traceID string, rf *refusal) {
 	h.refused(w, cmd, ProtocolOpenIM, traceID, rf)
 	out := c.out[:0]
-	if rf.kind != unauthenticated && (continues || h.opts.FailurePolicy == FailAllow) {
+	if (continues && rf.kind != unauthenticated) || h.lets(rf) {
 		out = appendOpenIMContinue(out)
 	} else {
 		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", "friendgate: "+rf.reason)

@@ -5,6 +5,7 @@
 package webhook
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -64,6 +65,14 @@ type Options struct {
 	FailurePolicy FailurePolicy
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxBatchBodyBytes bounds the body of a batch command (an OpenIM import, Tencent's
+	// blocking friend callbacks); 0 means DefaultMaxBatchBodyBytes.
+	MaxBatchBodyBytes int64
+	// MaxBatchItems bounds the items of a batch; 0 means DefaultMaxBatchItems.
+	MaxBatchItems int
+	// TooLargePolicy answers requests over MaxBodyBytes, MaxBatchBodyBytes or
+	// MaxBatchItems, or with an overlong user ID; empty means Deny.
+	TooLargePolicy FailurePolicy
 	// MaxInflightBodyBytes bounds the body bytes held at once over all requests; a
 	// request that would exceed it is answered busy (503). 0 means
 	// DefaultMaxInflightBodyBytes.
@@ -131,6 +140,15 @@ func NewHandler(store *Store, opts Options) *Handler {
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxBatchBodyBytes <= 0 {
+		opts.MaxBatchBodyBytes = DefaultMaxBatchBodyBytes
+	}
+	if opts.MaxBatchItems <= 0 {
+		opts.MaxBatchItems = DefaultMaxBatchItems
+	}
+	if opts.TooLargePolicy == "" {
+		opts.TooLargePolicy = FailDeny
 	}
 	if opts.MaxInflightBodyBytes <= 0 {
 		opts.MaxInflightBodyBytes = DefaultMaxInflightBodyBytes
@@ -287,7 +305,45 @@ const (
 	// overloaded: the server is at one of its bounds and sheds the request unread; the
 	// failure policy answers.
 	overloaded
+	// oversized: the request is over a bound of its own (body, items, user ID); the
+	// too-large policy answers, so a batch too large to check never passes unchecked
+	// unless the operator chose so.
+	oversized
 )
+
+// lets reports whether the answer to a refused request lets the operation go ahead.
+func (h *Handler) lets(rf *refusal) bool {
+	switch rf.kind {
+	case unauthenticated:
+		return false
+	case oversized:
+		return h.opts.TooLargePolicy == FailAllow
+	}
+	return h.opts.FailurePolicy == FailAllow
+}
+
+// decodeRefusal is the refusal of a body that did not decode: too large (a bound of
+// batch) or malformed.
+func decodeRefusal(err error) *refusal {
+	var tl *tooLarge
+	if errors.As(err, &tl) {
+		return &refusal{oversized, http.StatusRequestEntityTooLarge, tl.reason}
+	}
+	return undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error())
+}
+
+// reserveItems reserves what the decoded items of c hold from the in-flight budget.
+func (h *Handler) reserveItems(c *call) *refusal {
+	if len(c.items) <= 1 {
+		return nil // within the body's first reservation
+	}
+	n := int64(len(c.items)) * itemCost
+	if !h.budget.reserve(n) {
+		return h.shed(ShedBodyBytes)
+	}
+	c.reserved += n
+	return nil
+}
 
 func undecided(status int, reason string) *refusal { return &refusal{undecidable, status, reason} }
 
@@ -304,7 +360,7 @@ func (h *Handler) shed(reason string) *refusal {
 // readBody checks the method and content type and reads the body into c.body. The buffer
 // grows with the bytes received, never on the word of Content-Length, and each 4 KiB of
 // it is reserved from the in-flight budget before it is read into.
-func (h *Handler) readBody(r *http.Request, c *call) *refusal {
+func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 	if r.Method != http.MethodPost {
 		return undecided(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: callbacks are POST")
 	}
@@ -314,13 +370,12 @@ func (h *Handler) readBody(r *http.Request, c *call) *refusal {
 			return undecided(http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", truncate(ct, 64)))
 		}
 	}
-	limit := h.opts.MaxBodyBytes
 	if r.ContentLength > limit {
-		return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit))
+		return &refusal{oversized, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit)}
 	}
-	buf := c.body[:0]
-	defer func() { c.body = buf }()
+	c.body = c.body[:0]
 	for {
+		buf := c.body
 		if int64(len(buf)) == c.reserved {
 			if !h.budget.reserve(bodyReserveStep) {
 				return h.shed(ShedBodyBytes)
@@ -334,8 +389,9 @@ func (h *Handler) readBody(r *http.Request, c *call) *refusal {
 		end := min(int64(cap(buf)), c.reserved, limit+1)
 		n, err := r.Body.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
+		c.body = buf
 		if int64(len(buf)) > limit {
-			return undecided(http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit))
+			return &refusal{oversized, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit)}
 		}
 		if err == io.EOF {
 			delivered(r)

@@ -55,6 +55,21 @@ func (r *tencentRequest) reset() {
 	*r = tencentRequest{FriendItem: fi[:0], ResponseFriendItem: ri[:0]}
 }
 
+// checkTencentItems refuses a batch of more than limit items (see upToItems).
+func checkTencentItems(body []byte, limit int) error {
+	if upToItems(body, openBrace, 1, limit) {
+		return nil
+	}
+	var n struct {
+		FriendItem         elementCount `json:"FriendItem"`
+		ResponseFriendItem elementCount `json:"ResponseFriendItem"`
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return err
+	}
+	return itemsOver(int(max(n.FriendItem, n.ResponseFriendItem)), limit, "items")
+}
+
 // tencentQuery holds the query parameters Tencent sends with every callback.
 type tencentQuery struct {
 	appID, command, clientIP, platform, sign, requestTime string
@@ -116,7 +131,11 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 			return
 		}
 	}
-	if rf := h.readBody(r, c); rf != nil {
+	limit := h.opts.MaxBodyBytes
+	if cmd.kind != kindNotify {
+		limit = h.opts.MaxBatchBodyBytes
+	}
+	if rf := h.readBody(r, c, limit); rf != nil {
 		h.failTencent(w, c, cmd, rf, false)
 		return
 	}
@@ -126,8 +145,12 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		return
 	}
 	c.tencentBody.reset()
-	if err := json.Unmarshal(c.body, &c.tencentBody); err != nil {
-		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error()), false)
+	err := checkTencentItems(c.body, h.opts.MaxBatchItems)
+	if err == nil {
+		err = json.Unmarshal(c.body, &c.tencentBody)
+	}
+	if err != nil {
+		h.failTencent(w, c, cmd, decodeRefusal(err), false)
 		return
 	}
 	// Tencent names the command in the query and in the body. A request naming none
@@ -150,6 +173,10 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		return
 	}
 	c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
+	if rf := h.reserveItems(c); rf != nil {
+		h.failTencent(w, c, cmd, rf, false)
+		return
+	}
 	snap := h.store.Snapshot()
 	if snap == nil {
 		h.failTencent(w, c, cmd, undecided(http.StatusServiceUnavailable, "policies are not loaded yet"), true)
@@ -208,8 +235,8 @@ func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []poli
 }
 
 // failTencent answers a request that was not decided with ActionStatus FAIL and the HTTP
-// status as ErrorCode. When the items are known (withItems), each gets the failure
-// policy's verdict, for a console set to read the body of a failed callback.
+// status as ErrorCode. When the items are known (withItems), each gets the verdict of the
+// policy that applies (see lets), for a console set to read the body of a failed callback.
 func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *refusal, withItems bool) {
 	h.refused(w, cmd, ProtocolTencent, "", rf)
 	out := append(c.out[:0], `{"ActionStatus":"FAIL","ErrorCode":`...)
@@ -222,7 +249,7 @@ func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *
 			if i > 0 {
 				out = append(out, ',')
 			}
-			if h.opts.FailurePolicy == FailDeny {
+			if !h.lets(rf) {
 				out = appendTencentItem(out, c.items[i].To, FailureCode, "friend request could not be checked")
 			} else {
 				out = appendTencentItem(out, c.items[i].To, 0, "")

@@ -189,7 +189,7 @@ func TestLoadShedding(t *testing.T) {
 		t.Run(fp.name+"/body bytes", func(t *testing.T) {
 			t.Parallel()
 			s := startServer(t, policies, "--failure-policy", fp.name,
-				"--max-body-bytes", "8192", "--max-inflight-body-bytes", "16384")
+				"--max-body-bytes", "8192", "--max-batch-body-bytes", "8192", "--max-inflight-body-bytes", "16384")
 			var slow []*rawConn
 			for range 2 {
 				c := dialRaw(t, s)
@@ -300,4 +300,55 @@ func TestRouting(t *testing.T) {
 			})
 		})
 	}
+}
+
+// friendIDs is a JSON array of n user IDs.
+func friendIDs(n int) string {
+	var b strings.Builder
+	b.WriteByte('[')
+	for i := range n {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, `"user_%06d"`, i)
+	}
+	b.WriteByte(']')
+	return b.String()
+}
+
+// TestLargeImports sends OpenIM imports larger than --max-body-bytes: they are decided up
+// to --max-batch-items friends, and beyond that refused (never let through unchecked)
+// unless --too-large-policy Allow says so.
+func TestLargeImports(t *testing.T) {
+	t.Parallel()
+	policies := writePolicies(t, protocolPolicies)
+	importPath := openIMPath("callbackBeforeImportFriendsCommand")
+	body := func(owner string, ids string) string {
+		return fmt.Sprintf(`{"callbackCommand":"callbackBeforeImportFriendsCommand","ownerUserID":%q,"friendUserIDs":%s}`, owner, ids)
+	}
+	// 90,000 IDs are about 1.2 MiB: more than --max-body-bytes, which once meant 413 and
+	// "continue" for the whole list.
+	const many = 90_000
+	withSpammers := strings.Replace(friendIDs(many), `"user_000001"`, `"spam_1"`, 1)
+	withSpammers = strings.Replace(withSpammers, `"user_089999"`, `"bot_9"`, 1)
+	wantAllowed := strings.Replace(strings.Replace(friendIDs(many), `"user_000001",`, "", 1), `,"user_089999"`, "", 1)
+
+	s := startServer(t, policies, "--max-batch-items", fmt.Sprint(many))
+	s.checkAll(t, []exchange{
+		{name: "large import with spammers", path: importPath, body: body("alice", withSpammers),
+			wantStatus: http.StatusOK, wantBody: strings.TrimSuffix(openIMContinue, "}") + `,"friendUserIDs":` + wantAllowed + "}"},
+		{name: "large import by a spammer", path: importPath, body: body("spam_1", friendIDs(many)),
+			wantStatus: http.StatusOK, wantBody: spammerDeny},
+		{name: "import over --max-batch-items", path: importPath, body: body("alice", friendIDs(many+1)),
+			wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMUndecided(true, fmt.Sprintf("%d friend IDs in one request, more than the limit of %d", many+1, many))},
+		{name: "import over --max-batch-body-bytes", path: importPath, body: body("alice", friendIDs(many)) + strings.Repeat(" ", 16<<20),
+			wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMUndecided(true, "body of … bytes is larger than the limit of 16777216")},
+	})
+
+	t.Run("too-large policy Allow", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, policies, "--max-batch-items", "10", "--too-large-policy", "Allow", "--failure-policy", "Deny")
+		s.check(t, exchange{path: importPath, body: body("alice", friendIDs(11)),
+			wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMContinue})
+	})
 }

@@ -203,7 +203,10 @@ Checks across values that the schema cannot express; each failure names the valu
 {{- if and .Values.webhook.autoscaling.enabled (not (or .Values.webhook.autoscaling.targetCPUUtilizationPercentage .Values.webhook.autoscaling.targetMemoryUtilizationPercentage)) }}
 {{- fail "webhook.autoscaling.enabled needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
 {{- end }}
-{{- if lt (int64 .Values.webhook.maxInflightBodyBytes) (int64 .Values.webhook.maxBodyBytes) }}
-{{- fail "webhook.maxInflightBodyBytes must be at least webhook.maxBodyBytes: a replica must be able to hold one whole callback" }}
+{{- if lt (int64 .Values.webhook.maxBatchBodyBytes) (int64 .Values.webhook.maxBodyBytes) }}
+{{- fail "webhook.maxBatchBodyBytes must be at least webhook.maxBodyBytes" }}
+{{- end }}
+{{- if lt (int64 .Values.webhook.maxInflightBodyBytes) (int64 .Values.webhook.maxBatchBodyBytes) }}
+{{- fail "webhook.maxInflightBodyBytes must be at least webhook.maxBatchBodyBytes: a replica must be able to hold one whole callback" }}
 {{- end }}
 {{- end }}
