@@ -19,6 +19,7 @@ import (
 type callbackFlags struct {
 	addr             string
 	failurePolicy    string
+	clientDetail     string
 	maxBodyBytes     int64
 	maxInflightBytes int64
 	maxBatchBytes    int64
@@ -38,6 +39,8 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", ":8080", "address serving the callbacks (/openim, /tencent), /healthz, /readyz and /metrics")
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
 		"answer to a request that cannot be decided (malformed, unroutable, policies not loaded, server busy): Allow or Deny; see --too-large-policy for oversized ones")
+	fs.StringVar(&f.clientDetail, "client-detail", string(webhook.DetailReference),
+		"what an OpenIM denial's errDlt, which OpenIM shows the refused user's app, reveals: Reference (an opaque reference, logged with the deciding policy), None, or Full (namespace/name/kind/entry of the deciding policy)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest callback body accepted; larger ones get 413")
 	fs.Int64Var(&f.maxBatchBytes, "max-batch-body-bytes", webhook.DefaultMaxBatchBodyBytes,
 		"largest body of a batch callback (OpenIM callbackBeforeImportFriendsCommand, Tencent Sns.CallbackPrevFriendAdd and Sns.CallbackPrevFriendResponse); larger ones get 413")
@@ -93,6 +96,10 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 	if err != nil {
 		return nil, err
 	}
+	clientDetail, err := webhook.ParseClientDetail(f.clientDetail)
+	if err != nil {
+		return nil, fmt.Errorf("--client-detail: %w", err)
+	}
 	if f.maxBodyBytes <= 0 {
 		return nil, fmt.Errorf("--max-body-bytes must be positive, not %d", f.maxBodyBytes)
 	}
@@ -141,6 +148,7 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 	}
 	s.handler = webhook.NewHandler(s.store, webhook.Options{
 		FailurePolicy:        failurePolicy,
+		ClientDetail:         clientDetail,
 		MaxBodyBytes:         f.maxBodyBytes,
 		MaxInflightBodyBytes: f.maxInflightBytes,
 		MaxBatchBodyBytes:    f.maxBatchBytes,

@@ -1,11 +1,14 @@
 package webhook
 
 import (
+	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
@@ -418,4 +421,54 @@ func TestUnroutable(t *testing.T) {
 		t.Errorf("POST with a Tencent query to an unknown path: %d %s, want 404 and a Tencent FAIL", rec.Code, rec.Body)
 	}
 	checkParseable(t, ProtocolTencent, rec.Body.Bytes())
+}
+
+// TestClientDetail: what an OpenIM denial's errDlt reveals, by setting. The default
+// reveals no policy: an opaque reference that the log line carries with the deciding
+// policy and entry.
+func TestClientDetail(t *testing.T) {
+	body := `{"fromUserID":"spam_1","toUserID":"bob"}`
+	for _, tt := range []struct {
+		detail ClientDetail
+		want   string // a regular expression for errDlt
+	}{
+		{DetailReference, `^ref:[0-9a-f]{16}$`},
+		{DetailNone, `^$`},
+		{DetailFull, `^im/anti-spam/blocklist/spammers$`},
+	} {
+		t.Run(string(tt.detail), func(t *testing.T) {
+			var lines []string
+			log := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{})
+			s := newTestServer(t, Options{ClientDetail: tt.detail, Logger: log}, true)
+			rec := s.do("POST", "/openim/callbackBeforeAddFriendCommand", body, "operationID", "op-42")
+			var a openIMAnswer
+			if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil || a.ErrDlt == nil || *a.NextCode != 1 {
+				t.Fatalf("answer %s: %v", rec.Body, err)
+			}
+			if !regexp.MustCompile(tt.want).MatchString(*a.ErrDlt) {
+				t.Fatalf("errDlt %q, want it to match %s", *a.ErrDlt, tt.want)
+			}
+			if len(lines) != 1 {
+				t.Fatalf("logged %d lines, want 1: %q", len(lines), lines)
+			}
+			for _, want := range []string{`"operationID"="op-42"`, `"policy"="im/anti-spam"`, `"entry"="im/anti-spam/blocklist/spammers"`} {
+				if !strings.Contains(lines[0], want) {
+					t.Errorf("log line %s lacks %s", lines[0], want)
+				}
+			}
+			if tt.detail == DetailReference && !strings.Contains(lines[0], `"reference"="`+*a.ErrDlt+`"`) {
+				t.Errorf("log line %s lacks the reference %s", lines[0], *a.ErrDlt)
+			}
+			again := s.do("POST", "/openim/callbackBeforeAddFriendCommand", body)
+			if tt.detail == DetailReference && strings.Contains(again.Body.String(), *a.ErrDlt) {
+				t.Errorf("two denials share the reference %s", *a.ErrDlt)
+			}
+		})
+	}
+	if _, err := ParseClientDetail("policy"); err == nil {
+		t.Error("ParseClientDetail accepted policy")
+	}
+	if d, err := ParseClientDetail("reference"); err != nil || d != DetailReference {
+		t.Errorf("ParseClientDetail(reference) = %q, %v", d, err)
+	}
 }

@@ -185,10 +185,10 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 	case !denied:
 		out = appendOpenIMContinue(out)
 	case cmd.kind == kindImportFriends:
-		out = appendOpenIMImport(out, c)
+		out = h.appendOpenIMImport(out, c)
 	default:
 		v := c.verdicts[0]
-		out = appendOpenIMDeny(out, int64(v.Code), v.Message, v.Detail)
+		out = appendOpenIMDeny(out, int64(v.Code), v.Message, h.clientDetail(c, v))
 	}
 	c.out = out
 	cmd.metrics.status(http.StatusOK)
@@ -240,6 +240,17 @@ func (h *Handler) resolveOpenIMCommand(cmd **command, name, inBody string) *refu
 	return nil
 }
 
+// clientDetail is the errDlt of a denial by v (see ClientDetail).
+func (h *Handler) clientDetail(c *call, v *policy.Verdict) string {
+	switch h.opts.ClientDetail {
+	case DetailFull:
+		return v.Detail
+	case DetailReference:
+		return c.reference
+	}
+	return ""
+}
+
 // failOpenIM answers a request that was not decided. Callers failing authentication are
 // always refused; otherwise the operation continues when the URL named a command that is
 // never refused (continues), else the failure policy decides.
@@ -249,7 +260,11 @@ func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, conti
 	if (continues && rf.kind != unauthenticated) || h.lets(rf) {
 		out = appendOpenIMContinue(out)
 	} else {
-		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", "friendgate: "+rf.reason)
+		detail := "friendgate: " + rf.reason
+		if h.opts.ClientDetail == DetailNone {
+			detail = ""
+		}
+		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", detail)
 	}
 	c.out = out
 	writeJSON(w, rf.status, out)
@@ -274,7 +289,7 @@ func appendOpenIMDeny(b []byte, code int64, msg, detail string) []byte {
 // appendOpenIMImport answers an import with denied friends: the allowed ones replace the
 // list, in input order; when none is allowed the whole import is refused with the first
 // denied item's verdict, because an empty list would mean "unchanged".
-func appendOpenIMImport(b []byte, c *call) []byte {
+func (h *Handler) appendOpenIMImport(b []byte, c *call) []byte {
 	allowed := 0
 	for _, v := range c.verdicts {
 		if v == nil {
@@ -283,7 +298,7 @@ func appendOpenIMImport(b []byte, c *call) []byte {
 	}
 	if allowed == 0 {
 		v := c.verdicts[0]
-		return appendOpenIMDeny(b, int64(v.Code), v.Message, v.Detail)
+		return appendOpenIMDeny(b, int64(v.Code), v.Message, h.clientDetail(c, v))
 	}
 	b = append(b, openIMContinue[:len(openIMContinue)-1]...)
 	b = append(b, `,"friendUserIDs":[`...)

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime"
 	"net/http"
 	"path"
@@ -22,6 +23,43 @@ import (
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
 )
+
+// ClientDetail says what an OpenIM denial's errDlt, which OpenIM hands to the refused
+// user's app, reveals.
+type ClientDetail string
+
+const (
+	// DetailNone sends an empty errDlt.
+	DetailNone ClientDetail = "None"
+	// DetailReference sends an opaque reference, "ref:" and 16 hex digits, random per
+	// request and logged with the denial, so support can find the deciding policy from
+	// what the user sees without the user learning it. The default.
+	DetailReference ClientDetail = "Reference"
+	// DetailFull sends the deciding policy and entry, namespace/name/kind/entry (and the
+	// reason of a refused request).
+	DetailFull ClientDetail = "Full"
+)
+
+// ParseClientDetail accepts None, Reference or Full, in any case.
+func ParseClientDetail(s string) (ClientDetail, error) {
+	for _, d := range []ClientDetail{DetailNone, DetailReference, DetailFull} {
+		if strings.EqualFold(s, string(d)) {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("client detail %q: must be None, Reference or Full", s)
+}
+
+// newReference returns a fresh opaque reference for a denial.
+func newReference() string {
+	b := make([]byte, 0, 20)
+	b = append(b, "ref:"...)
+	n := rand.Uint64()
+	for i := 60; i >= 0; i -= 4 {
+		b = append(b, hexDigits[n>>uint(i)&0xf])
+	}
+	return string(b)
+}
 
 // FailurePolicy says what a request that cannot be decided gets.
 type FailurePolicy string
@@ -61,6 +99,8 @@ const (
 
 // Options configure a Handler.
 type Options struct {
+	// ClientDetail is what an OpenIM denial's errDlt reveals; empty means Reference.
+	ClientDetail ClientDetail
 	// FailurePolicy applies to requests that cannot be decided; empty means Allow.
 	FailurePolicy FailurePolicy
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
@@ -137,6 +177,9 @@ const otherCommand = "other"
 func NewHandler(store *Store, opts Options) *Handler {
 	if opts.FailurePolicy == "" {
 		opts.FailurePolicy = FailAllow
+	}
+	if opts.ClientDetail == "" {
+		opts.ClientDetail = DetailReference
 	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
@@ -265,6 +308,8 @@ type call struct {
 	tencentBody tencentRequest
 	// reserved is what this request holds of the in-flight body budget.
 	reserved int64
+	// reference is the opaque reference of a denial, under ClientDetail Reference.
+	reference string
 }
 
 // maxPooledBytes keeps an occasional huge request from pinning its buffers in the pool.
@@ -274,7 +319,7 @@ func (h *Handler) getCall() *call { return h.calls.Get().(*call) }
 
 func (h *Handler) putCall(c *call) {
 	h.budget.release(c.reserved)
-	c.reserved = 0
+	c.reserved, c.reference = 0, ""
 	if cap(c.body) > maxPooledBytes || cap(c.out) > maxPooledBytes || cap(c.items) > 1024 {
 		return
 	}
@@ -452,6 +497,14 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 		if v := d.Deny; v != nil {
 			denied = true
 			m.denyByPolicy.get(v.Policy).Inc()
+			if protocol == ProtocolOpenIM && h.opts.ClientDetail == DetailReference {
+				if c.reference == "" {
+					c.reference = newReference()
+				}
+				h.logItem("denied", protocol, cmd, operationID, item,
+					"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message, "reference", c.reference)
+				continue
+			}
 			h.logItem("denied", protocol, cmd, operationID, item,
 				"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message)
 			continue

@@ -352,3 +352,34 @@ func TestLargeImports(t *testing.T) {
 			wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMContinue})
 	})
 }
+
+// TestClientDetail: by default an OpenIM denial tells the refused user's app an opaque
+// reference, not the policy or list that caught them; the log line has the reference with
+// the deciding policy and entry and the operationID.
+func TestClientDetail(t *testing.T) {
+	t.Parallel()
+	policies := writePolicies(t, protocolPolicies)
+	spam := openIMAddFriend("spam_1", "bob", "hello")
+	t.Run("default", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, policies, "--client-detail", "Reference")
+		got := s.do(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: spam, operationID: "op-ref-1"})
+		var a struct{ ErrDlt string }
+		if err := json.Unmarshal([]byte(got.body), &a); err != nil || got.status != http.StatusOK || !bodyMatches(got.body, openIMDeny(38001, "this account cannot add friends", "ref:…")) {
+			t.Fatalf("got %d %s (%v), want a denial with an opaque reference", got.status, got.body, err)
+		}
+		if strings.Contains(got.body, "spam") || len(a.ErrDlt) != len("ref:")+16 {
+			t.Fatalf("errDlt %q reveals more than a reference", a.ErrDlt)
+		}
+		s.waitLog(t, map[string]string{"msg": "denied", "reference": a.ErrDlt, "operationID": "op-ref-1",
+			"policy": "e2e/spam", "entry": "e2e/spam/blocklist/spammers"})
+	})
+	t.Run("None", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, policies, "--client-detail", "None", "--failure-policy", "Deny")
+		s.check(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: spam,
+			wantStatus: http.StatusOK, wantBody: openIMDeny(38001, "this account cannot add friends", "")})
+		s.check(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: `{"fromUserID":`,
+			wantStatus: http.StatusBadRequest, wantBody: openIMDeny(failureCode, failureMessage, "")})
+	})
+}
