@@ -31,6 +31,7 @@ type callbackFlags struct {
 	openIMCIDRs      []string
 	tlsCertFile      string
 	tlsKeyFile       string
+	tlsClientCAFile  string
 	logAllowEvery    uint64
 	shutdownTimeout  time.Duration
 }
@@ -60,6 +61,8 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 		"client CIDRs OpenIM callbacks are accepted from (comma-separated); others get 403. Empty accepts every client")
 	fs.StringVar(&f.tlsCertFile, "tls-cert-file", "", "serve TLS with this certificate (PEM), reloaded when it changes")
 	fs.StringVar(&f.tlsKeyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
+	fs.StringVar(&f.tlsClientCAFile, "tls-client-ca-file", "",
+		"CA certificates (PEM) that must have signed a client certificate presented with every callback (TLS only; probes and /metrics need none); reread when it changes")
 	fs.Uint64Var(&f.logAllowEvery, "log-allow-every", 0, "log one allowed request item in every N (0: none); denials are always logged")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 }
@@ -72,6 +75,8 @@ type callbackServer struct {
 	registry registry
 	handler  *webhook.Handler
 	auth     *webhook.TencentAuth
+	// clientCAs verify client certificates, when --tls-client-ca-file is set.
+	clientCAs *webhook.ClientCAs
 }
 
 // registry is where the callback server's metrics go and what /metrics serves.
@@ -127,6 +132,15 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		return nil, fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
 	s := &callbackServer{flags: f, registry: reg}
+	if f.tlsClientCAFile != "" {
+		if f.tlsCertFile == "" {
+			return nil, fmt.Errorf("--tls-client-ca-file needs TLS: set --tls-cert-file and --tls-key-file")
+		}
+		if s.clientCAs, err = webhook.NewClientCAs(f.tlsClientCAFile); err != nil {
+			return nil, fmt.Errorf("--tls-client-ca-file: %w", err)
+		}
+		log.Info("callbacks need a client certificate", "caFile", f.tlsClientCAFile)
+	}
 	s.metrics = webhook.NewMetrics(reg)
 	s.store = webhook.NewStore(s.metrics)
 	if f.tencentTokensDir != "" {
@@ -155,6 +169,7 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		MaxBatchItems:        f.maxBatchItems,
 		TooLargePolicy:       tooLargePolicy,
 		TencentAuth:          s.auth,
+		RequireClientCert:    s.clientCAs != nil,
 		OpenIMClients:        cidrs,
 		LogAllowEvery:        f.logAllowEvery,
 		Logger:               log,
@@ -176,10 +191,27 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 		s.reloadTokens(log)
 		go w.Run(ctx, func() { s.reloadTokens(log) })
 	}
+	if s.clientCAs != nil {
+		w, err := dirwatch.New(log.WithName("client-ca"), []string{s.flags.tlsClientCAFile},
+			dirwatch.Options{Debounce: 100 * time.Millisecond, Resync: time.Minute})
+		if err != nil {
+			return fmt.Errorf("watching --tls-client-ca-file: %w", err)
+		}
+		// Reread after watching, so a rotation since start-up is not missed.
+		if err := s.clientCAs.Load(); err != nil {
+			log.Error(err, "rereading the client CA certificates failed; the previous ones stay in force")
+		}
+		go w.Run(ctx, func() {
+			if err := s.clientCAs.Load(); err != nil {
+				log.Error(err, "rereading the client CA certificates failed; the previous ones stay in force")
+			}
+		})
+	}
 	return webhook.ListenAndServe(ctx, log, s.handler, webhook.ServerOptions{
 		Addr:            s.flags.addr,
 		CertFile:        s.flags.tlsCertFile,
 		KeyFile:         s.flags.tlsKeyFile,
+		ClientCAs:       s.clientCAs,
 		ShutdownTimeout: s.flags.shutdownTimeout,
 		MaxConnections:  s.flags.maxConnections,
 		Metrics:         s.metrics,

@@ -20,12 +20,13 @@ import (
 // Reasons a callback is refused before evaluation: the `reason` label of
 // friendgate_auth_failures_total.
 const (
-	ReasonUnknownApp       = "unknown_app"
-	ReasonMissingSignature = "missing_signature"
-	ReasonBadSignature     = "bad_signature"
-	ReasonBadRequestTime   = "bad_request_time"
-	ReasonStaleRequestTime = "stale_request_time"
-	ReasonClientAddress    = "client_address"
+	ReasonUnknownApp        = "unknown_app"
+	ReasonMissingSignature  = "missing_signature"
+	ReasonBadSignature      = "bad_signature"
+	ReasonBadRequestTime    = "bad_request_time"
+	ReasonStaleRequestTime  = "stale_request_time"
+	ReasonClientAddress     = "client_address"
+	ReasonClientCertificate = "client_certificate"
 )
 
 // maxTokenSize bounds one token file: Tencent tokens are short strings, and a mounted

@@ -472,3 +472,18 @@ func TestClientDetail(t *testing.T) {
 		t.Errorf("ParseClientDetail(reference) = %q, %v", d, err)
 	}
 }
+
+func TestRequireClientCert(t *testing.T) {
+	s := newTestServer(t, Options{RequireClientCert: true}, true)
+	rec := s.do("POST", "/openim/callbackBeforeAddFriendCommand", `{"fromUserID":"a","toUserID":"b"}`)
+	want := `{"actionCode":0,"errCode":38000,"errMsg":"friend request could not be checked","errDlt":"friendgate: a client certificate signed by the configured CA is required","nextCode":1}`
+	if rec.Code != 403 || rec.Body.String() != want {
+		t.Fatalf("callback without a client certificate: %d %s, want 403 %s", rec.Code, rec.Body, want)
+	}
+	if rec := s.do("GET", "/healthz", ""); rec.Code != 200 {
+		t.Fatalf("probe without a client certificate: %d, want 200", rec.Code)
+	}
+	if got := testutil.ToFloat64(s.metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientCertificate)); got != 1 {
+		t.Fatalf("auth failures = %v, want 1", got)
+	}
+}

@@ -128,6 +128,10 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+truncate(path, 128)))
 		return
 	}
+	if rf := h.clientCertRefusal(r, ProtocolOpenIM); rf != nil {
+		h.failOpenIM(w, c, cmd, continues, traceID, rf)
+		return
+	}
 	if !h.opts.OpenIMClients.Allows(r.RemoteAddr) {
 		h.opts.Metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientAddress).Inc()
 		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{unauthenticated, http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})

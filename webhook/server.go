@@ -117,6 +117,9 @@ type Options struct {
 	// request that would exceed it is answered busy (503). 0 means
 	// DefaultMaxInflightBodyBytes.
 	MaxInflightBodyBytes int64
+	// RequireClientCert refuses callbacks (not probes or metrics) whose connection did not
+	// present a client certificate verified against ServerOptions.ClientCAs.
+	RequireClientCert bool
 	// TencentAuth authenticates Tencent callbacks; nil admits every app unsigned.
 	TencentAuth *TencentAuth
 	// OpenIMClients are the client addresses OpenIM callbacks are accepted from; empty
@@ -277,6 +280,16 @@ func cleanPath(p string) string {
 		p = "/" + p
 	}
 	return path.Clean(p) // returns p itself when it is clean
+}
+
+// clientCertRefusal refuses a callback without a verified client certificate, when one is
+// required.
+func (h *Handler) clientCertRefusal(r *http.Request, protocol string) *refusal {
+	if !h.opts.RequireClientCert || (r.TLS != nil && len(r.TLS.VerifiedChains) > 0) {
+		return nil
+	}
+	h.opts.Metrics.authFailures.WithLabelValues(protocol, ReasonClientCertificate).Inc()
+	return &refusal{unauthenticated, http.StatusForbidden, "a client certificate signed by the configured CA is required"}
 }
 
 // unroutable answers a POST to a path that is no callback endpoint, such as a console

@@ -124,6 +124,10 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		h.failTencent(w, c, cmd, h.shed(ShedConnections), false)
 		return
 	}
+	if rf := h.clientCertRefusal(r, ProtocolTencent); rf != nil {
+		h.failTencent(w, c, cmd, rf, false)
+		return
+	}
 	if auth := h.opts.TencentAuth; auth != nil {
 		if status, reason := auth.Check(q.appID, q.sign, q.requestTime); status != 0 {
 			h.opts.Metrics.authFailures.WithLabelValues(ProtocolTencent, reason).Inc()
