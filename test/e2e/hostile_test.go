@@ -383,3 +383,64 @@ func TestClientDetail(t *testing.T) {
 			wantStatus: http.StatusBadRequest, wantBody: openIMDeny(failureCode, failureMessage, "")})
 	})
 }
+
+// TestUsualSuspects throws the usual hostile inputs at one server while slow and idle
+// connections hold on: every answer is well-formed in its protocol's shape, honest
+// callbacks are decided meanwhile, and the process stays up.
+func TestUsualSuspects(t *testing.T) {
+	t.Parallel()
+	// The honest callers' app is accepted unsigned; signedApp must sign.
+	const signedApp = "1400000009"
+	tokens := tokensDir(t, map[string]string{vendorApp: "", signedApp: vendorToken})
+	s := startServer(t, writePolicies(t, protocolPolicies), "--failure-policy", "Deny", "--tencent-tokens-dir", tokens)
+
+	// Slow headers, slow bodies and idle connections, held while the rest runs.
+	for range 5 {
+		fmt.Fprintf(dialRaw(t, s), "POST /openim/callbackBeforeAddFriendCommand HTTP/1.1\r\nHost: friendgate\r\nContent-Le")
+		dialRaw(t, s).startSlowBody(t, "/openim/callbackBeforeAddFriendCommand", 1<<20, 100)
+	}
+	for range 10 {
+		c := dialRaw(t, s)
+		fmt.Fprintf(c, "GET /healthz HTTP/1.1\r\nHost: friendgate\r\n\r\n")
+		c.readAnswer(t)
+	}
+
+	now := fmt.Sprint(time.Now().Unix())
+	signed := func(requestTime, sign string) string {
+		return tencentPath(signedApp, "Sns.CallbackPrevFriendAdd", "RequestTime", requestTime, "Sign", sign)
+	}
+	deep := strings.Repeat("[", 100_000) + strings.Repeat("]", 100_000)
+	huge := `{"fromUserID":"alice","toUserID":"bob","ex":[` + strings.Repeat(`{"a":[1,2,3,"xxxxxxxx"]},`, 40_000) + `{}]}`
+	for _, c := range []struct {
+		name, protocol, path, body string
+		status                     int
+	}{
+		{"deeply nested JSON", "openim", openIMPath("callbackBeforeAddFriendCommand"), `{"fromUserID":` + deep + `}`, http.StatusBadRequest},
+		{"deeply nested JSON, Tencent", "tencent", signed(now, sign(vendorToken, now)), `{"FriendItem":` + deep + `}`, http.StatusBadRequest},
+		{"huge JSON within the limit", "openim", openIMPath("callbackBeforeAddFriendCommand"), huge, http.StatusOK},
+		{"huge JSON over the limit", "openim", openIMPath("callbackBeforeAddFriendCommand"), huge + strings.Repeat(" ", 1<<20), http.StatusRequestEntityTooLarge},
+		{"a number for a user ID", "openim", openIMPath("callbackBeforeAddFriendCommand"), `{"fromUserID":7,"toUserID":"bob"}`, http.StatusBadRequest},
+		{"an object for the friend list", "openim", openIMPath("callbackBeforeImportFriendsCommand"), `{"ownerUserID":"a","friendUserIDs":{"x":1}}`, http.StatusBadRequest},
+		{"a string for the items", "tencent", signed(now, sign(vendorToken, now)), `{"From_Account":"a","FriendItem":"bob"}`, http.StatusBadRequest},
+		{"an array for the body", "openim", openIMPath("callbackBeforeAddFriendCommand"), `["spam_1","bob"]`, http.StatusBadRequest},
+		{"not UTF-8 in a user ID", "openim", openIMPath("callbackBeforeAddFriendCommand"), "{\"fromUserID\":\"spam_1\xff\xfe\",\"toUserID\":\"b\xc3\"}", http.StatusOK},
+		{"not UTF-8 in a Tencent item", "tencent", signed(now, sign(vendorToken, now)), "{\"From_Account\":\"a\",\"FriendItem\":[{\"To_Account\":\"\xff<script>\"}]}", http.StatusOK},
+		{"NUL bytes and control characters", "openim", openIMPath("callbackBeforeAddFriendCommand"), "{\"fromUserID\":\"a\\u0000\\u001f\",\"toUserID\":\"b\",\"reqMsg\":\"\\u2028\"}", http.StatusOK},
+		{"forged Tencent signature", "tencent", signed(now, sign("guessed", now)), friendAdd("alice", "bob"), http.StatusUnauthorized},
+		{"stale Tencent signature", "tencent", signed("1669872112", vendorSign), friendAdd("alice", "bob"), http.StatusUnauthorized},
+		{"Tencent signature from the future", "tencent", signed(fmt.Sprint(time.Now().Add(time.Hour).Unix()), sign(vendorToken, fmt.Sprint(time.Now().Add(time.Hour).Unix()))), friendAdd("alice", "bob"), http.StatusUnauthorized},
+		{"Tencent signature of another length", "tencent", signed(now, "abc"), friendAdd("alice", "bob"), http.StatusUnauthorized},
+		{"empty body", "openim", openIMPath("callbackBeforeAddFriendCommand"), ``, http.StatusBadRequest},
+		{"trailing garbage", "openim", openIMPath("callbackBeforeAddFriendCommand"), openIMAddFriend("alice", "bob", "") + "}{", http.StatusBadRequest},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := s.do(t, exchange{path: c.path, body: c.body})
+			if got.status != c.status {
+				t.Errorf("status %d, want %d; answer %.300s", got.status, c.status, got.body)
+			}
+			wellFormed(t, c.protocol, got.body)
+		})
+	}
+	s.checkHonest(t)
+	s.waitStatus(t, "/healthz", http.StatusOK, startTimeout)
+}
