@@ -29,6 +29,10 @@ type callbackFlags struct {
 	tencentTokensDir string
 	tencentMaxSkew   time.Duration
 	openIMCIDRs      []string
+	upstreamURL      string
+	upstreamTimeout  time.Duration
+	upstreamFriend   bool
+	upstreamFailure  string
 	tlsCertFile      string
 	tlsKeyFile       string
 	tlsClientCAFile  string
@@ -59,6 +63,13 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.tencentMaxSkew, "tencent-max-clock-skew", time.Minute, "largest difference between a Tencent RequestTime and now")
 	fs.StringSliceVar(&f.openIMCIDRs, "openim-allowed-cidrs", nil,
 		"client CIDRs OpenIM callbacks are accepted from (comma-separated); others get 403. Empty accepts every client")
+	fs.StringVar(&f.upstreamURL, "openim-upstream", "",
+		"an existing OpenIM webhook backend (its webhook URL, http(s)://host[:port][/path]): OpenIM callbacks friendgate does not decide are forwarded to URL/<command> and its answer relayed. Empty: they get continue")
+	fs.DurationVar(&f.upstreamTimeout, "openim-upstream-timeout", webhook.DefaultUpstreamTimeout, "how long a forwarded callback may take")
+	fs.BoolVar(&f.upstreamFriend, "openim-upstream-friend-commands", false,
+		"also forward the friend callbacks friendgate allows (except partly refused imports) and relay the upstream's answer, so the backend keeps its say")
+	fs.StringVar(&f.upstreamFailure, "openim-upstream-failure-policy", string(webhook.FailDeny),
+		"answer when the upstream does not answer (error, timeout, non-2xx, not JSON): Deny, as OpenIM does when its backend fails, or Allow")
 	fs.StringVar(&f.tlsCertFile, "tls-cert-file", "", "serve TLS with this certificate (PEM), reloaded when it changes")
 	fs.StringVar(&f.tlsKeyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
 	fs.StringVar(&f.tlsClientCAFile, "tls-client-ca-file", "",
@@ -132,6 +143,23 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		return nil, fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
 	s := &callbackServer{flags: f, registry: reg}
+	var upstream *webhook.Upstream
+	if f.upstreamURL != "" {
+		fp, err := webhook.ParseFailurePolicy(f.upstreamFailure)
+		if err != nil {
+			return nil, fmt.Errorf("--openim-upstream-failure-policy: %w", err)
+		}
+		if f.upstreamTimeout <= 0 {
+			return nil, fmt.Errorf("--openim-upstream-timeout must be positive, not %s", f.upstreamTimeout)
+		}
+		upstream, err = webhook.NewUpstream(webhook.UpstreamOptions{URL: f.upstreamURL, Timeout: f.upstreamTimeout,
+			FriendCommands: f.upstreamFriend, FailurePolicy: fp})
+		if err != nil {
+			return nil, fmt.Errorf("--openim-upstream: %w", err)
+		}
+		log.Info("OpenIM callbacks friendgate does not decide go upstream", "upstream", upstream.URL(),
+			"friendCommands", f.upstreamFriend, "timeout", f.upstreamTimeout.String())
+	}
 	if f.tlsClientCAFile != "" {
 		if f.tlsCertFile == "" {
 			return nil, fmt.Errorf("--tls-client-ca-file needs TLS: set --tls-cert-file and --tls-key-file")
@@ -169,6 +197,7 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		MaxBatchItems:        f.maxBatchItems,
 		TooLargePolicy:       tooLargePolicy,
 		TencentAuth:          s.auth,
+		Upstream:             upstream,
 		RequireClientCert:    s.clientCAs != nil,
 		OpenIMClients:        cidrs,
 		LogAllowEvery:        f.logAllowEvery,

@@ -28,22 +28,24 @@ const (
 // needs are resolved once (per command, or per policy on its first verdict), so answering
 // a callback touches only atomics: no label hashing and no lock.
 type Metrics struct {
-	requests      *prometheus.CounterVec
-	decisions     *prometheus.CounterVec
-	latency       *prometheus.HistogramVec
-	authFailures  *prometheus.CounterVec
-	ruleErrors    prometheus.Counter
-	reloadErrors  *prometheus.CounterVec
-	reloads       prometheus.Counter
-	generation    prometheus.Gauge
-	policies      prometheus.Gauge
-	entries       prometheus.Gauge
-	lastReloadSec prometheus.Gauge
-	shedConns     prometheus.Counter
-	shedBody      prometheus.Counter
-	connections   prometheus.Gauge
-	connsRefused  prometheus.Counter
-	staleClosed   prometheus.Counter
+	requests         *prometheus.CounterVec
+	decisions        *prometheus.CounterVec
+	latency          *prometheus.HistogramVec
+	authFailures     *prometheus.CounterVec
+	ruleErrors       prometheus.Counter
+	reloadErrors     *prometheus.CounterVec
+	reloads          prometheus.Counter
+	generation       prometheus.Gauge
+	policies         prometheus.Gauge
+	entries          prometheus.Gauge
+	lastReloadSec    prometheus.Gauge
+	upstreamRequests *prometheus.CounterVec
+	upstreamLatency  prometheus.Histogram
+	shedConns        prometheus.Counter
+	shedBody         prometheus.Counter
+	connections      prometheus.Gauge
+	connsRefused     prometheus.Counter
+	staleClosed      prometheus.Counter
 	// budget is the in-flight body budget of the handler using these metrics.
 	budget atomic.Pointer[byteBudget]
 
@@ -115,6 +117,15 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "friendgate_callback_stale_connections_closed_total",
 			Help: "Connections closed to make room for a new one at --max-connections: idle keep-alive connections, or connections stalled delivering a request for more than a second.",
 		}),
+		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "friendgate_upstream_requests_total",
+			Help: "OpenIM callbacks forwarded to --openim-upstream, by result (ok, error, timeout).",
+		}, []string{"result"}),
+		upstreamLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "friendgate_upstream_duration_seconds",
+			Help:    "Time the upstream webhook took to answer a forwarded callback.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 		commands: map[string]*commandMetrics{},
 	}
 	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -134,7 +145,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.requests, m.decisions, m.latency, m.authFailures, m.ruleErrors,
 		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec,
-		shed, m.connections, m.connsRefused, m.staleClosed, inflight)
+		m.upstreamRequests, m.upstreamLatency, shed, m.connections, m.connsRefused, m.staleClosed, inflight)
 	return m
 }
 

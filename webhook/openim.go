@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -161,6 +162,10 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 		}
 	}
 	if cmd.kind == kindNotify {
+		if h.opts.Upstream != nil {
+			h.forwardOpenIM(w, r, c, cmd, cmp.Or(name, c.openIMBody.CallbackCommand), traceID)
+			return
+		}
 		cmd.metrics.status(http.StatusOK)
 		writeJSON(w, http.StatusOK, appendOpenIMContinue(c.out[:0]))
 		return
@@ -183,6 +188,10 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 	}
 	c.verdicts = growVerdicts(c.verdicts, len(c.items))
 	denied := h.decide(snap, cmd, c, ProtocolOpenIM, traceID)
+	if !denied && h.opts.Upstream != nil && h.opts.Upstream.friendCommands {
+		h.forwardOpenIM(w, r, c, cmd, cmp.Or(name, c.openIMBody.CallbackCommand), traceID)
+		return
+	}
 
 	out := c.out[:0]
 	switch {
@@ -268,7 +277,11 @@ func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, conti
 		if h.opts.ClientDetail == DetailNone {
 			detail = ""
 		}
-		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", detail)
+		msg := "friend request could not be checked"
+		if rf.kind == upstreamFailed {
+			msg = "the callback could not be completed"
+		}
+		out = appendOpenIMDeny(out, FailureCode, msg, detail)
 	}
 	c.out = out
 	writeJSON(w, rf.status, out)

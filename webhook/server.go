@@ -117,6 +117,9 @@ type Options struct {
 	// request that would exceed it is answered busy (503). 0 means
 	// DefaultMaxInflightBodyBytes.
 	MaxInflightBodyBytes int64
+	// Upstream, when set, receives the OpenIM callbacks friendgate does not decide (and,
+	// with its FriendCommands, the friend commands it allows), and its answers are relayed.
+	Upstream *Upstream
 	// RequireClientCert refuses callbacks (not probes or metrics) whose connection did not
 	// present a client certificate verified against ServerOptions.ClientCAs.
 	RequireClientCert bool
@@ -363,6 +366,9 @@ const (
 	// overloaded: the server is at one of its bounds and sheds the request unread; the
 	// failure policy answers.
 	overloaded
+	// upstreamFailed: the upstream webhook did not answer a forwarded callback; the
+	// upstream's failure policy answers.
+	upstreamFailed
 	// oversized: the request is over a bound of its own (body, items, user ID); the
 	// too-large policy answers, so a batch too large to check never passes unchecked
 	// unless the operator chose so.
@@ -376,6 +382,8 @@ func (h *Handler) lets(rf *refusal) bool {
 		return false
 	case oversized:
 		return h.opts.TooLargePolicy == FailAllow
+	case upstreamFailed:
+		return h.opts.Upstream.failurePolicy == FailAllow
 	}
 	return h.opts.FailurePolicy == FailAllow
 }

@@ -35,6 +35,8 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"in-flight budget below one batch", []string{"--set", "webhook.maxInflightBodyBytes=4096"}, []string{"webhook.maxInflightBodyBytes must be at least webhook.maxBatchBodyBytes"}},
 		{"batch limit below the body limit", []string{"--set", "webhook.maxBatchBodyBytes=2048"}, []string{"webhook.maxBatchBodyBytes must be at least webhook.maxBodyBytes"}},
 		{"client CA without TLS", []string{"--set", "webhook.tls.clientCA.existingSecret=im-ca"}, []string{"webhook.tls.clientCA needs webhook.tls.mode"}},
+		{"upstream that is no URL", []string{"--set", "openim.upstream.url=backend:10008"}, []string{"upstream", "url"}},
+		{"unknown upstream failure policy", []string{"--set", "openim.upstream.url=http://b", "--set", "openim.upstream.failurePolicy=Maybe"}, []string{"failurePolicy", "Allow", "Deny"}},
 		{"unknown client detail", []string{"--set", "webhook.clientDetail=Policy"}, []string{"clientDetail", "Reference"}},
 		{"unknown too-large policy", []string{"--set", "webhook.tooLargePolicy=Maybe"}, []string{"tooLargePolicy", "Allow", "Deny"}},
 		{"Tencent tokens twice", []string{"--set", "tencent.existingSecret=tokens", "--set", "tencent.tokens.1400000001=x"}, []string{"tencent.existingSecret or tencent.tokens"}},
