@@ -152,8 +152,8 @@ func (s *server) checkBusy(t *testing.T, deny bool, reason string) {
 // connection limit the stalled connections make room for honest callers; at the body
 // budget honest callers get the busy answer, counted, and are decided again once the
 // attackers go. The announced size of a body costs nothing: memory is reserved as bytes
-// arrive. (The busy answer at the connection limit, which needs connections that are
-// neither idle nor stalled, is tested in webhook's TestConnLimiter and TestUpstream…)
+// arrive. (The busy answer at the connection limit needs connections that are neither
+// idle nor stalled: TestBusyConnections.)
 func TestLoadShedding(t *testing.T) {
 	t.Parallel()
 	policies := writePolicies(t, protocolPolicies)

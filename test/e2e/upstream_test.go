@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -14,8 +15,12 @@ type backend struct {
 	*httptest.Server
 	mu       sync.Mutex
 	received []backendCall
-	release  chan struct{} // a callback to /hang waits for it
+	release  chan struct{} // callbackBeforeUserRegisterCommand waits for it
+	once     sync.Once
 }
+
+// unblock answers the waiting callbacks, and those to come.
+func (b *backend) unblock() { b.once.Do(func() { close(b.release) }) }
 
 type backendCall struct{ path, operationID, body string }
 
@@ -40,7 +45,7 @@ func newBackend(t *testing.T) *backend {
 		}
 	}))
 	t.Cleanup(func() {
-		close(b.release)
+		b.unblock()
 		b.Close()
 	})
 	return b
@@ -90,5 +95,31 @@ func TestUpstream(t *testing.T) {
 		s.check(t, exchange{path: openIMPath("callbackBeforeCreateGroupCommand"), body: `{}`, wantStatus: http.StatusBadGateway, wantBody: openIMContinue})
 		// Without --openim-upstream-friend-commands friendgate alone answers friend callbacks.
 		s.check(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: openIMAddFriend("alice", "bob", "hi"), wantStatus: http.StatusOK, wantBody: openIMContinue})
+	})
+}
+
+// TestBusyConnections fills --max-connections with callbacks whose upstream has not
+// answered yet: connections being answered are never closed to make room, so an honest
+// caller gets the busy answer (503 and the failure policy's), and is decided again once
+// they are answered.
+func TestBusyConnections(t *testing.T) {
+	t.Parallel()
+	b := newBackend(t)
+	s := startServer(t, writePolicies(t, protocolPolicies), "--max-connections", "2", "--failure-policy", "Deny",
+		"--openim-upstream", b.URL+"/hook", "--openim-upstream-timeout", "60s")
+	for range 2 {
+		dialRaw(t, s).startSlowBody(t, openIMPath("callbackBeforeUserRegisterCommand"), 2, 2)
+	}
+	s.eventually(t, changeTimeout, "both callbacks wait on the upstream", func() (bool, string) {
+		n := len(b.calls())
+		return n == 2, fmt.Sprint(n)
+	})
+	s.checkBusy(t, true, "server busy: too many connections")
+	s.checkMetric(t, "friendgate_callback_shed_total", map[string]string{"reason": "connections"}, 2)
+	b.unblock()
+	s.eventually(t, changeTimeout, "an honest caller is decided", func() (bool, string) {
+		got := s.do(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: openIMAddFriend("spam_1", "bob", "hi")})
+		wellFormed(t, "openim", got.body)
+		return got.status == http.StatusOK && got.body == spammerDeny, got.body
 	})
 }
