@@ -70,6 +70,13 @@ measure: envtest-assets ## Measure propagation (20 applies) and webhook memory w
 	  $(GO) test ./test/e2e/cluster/ -count=1 -v -timeout 20m
 	cat $(MEASURE_REPORT)
 
+HOSTILE_REPORT ?= $(LOCALBIN)/measure-hostile.txt
+.PHONY: measure-hostile
+measure-hostile: ## Measure one replica's memory under 4 rounds of 1,000 slow 1 MiB bodies, and honest callbacks' latency meanwhile; see docs/benchmarks.md.
+	rm -f $(HOSTILE_REPORT)
+	FRIENDGATE_E2E_HOSTILE=1 FRIENDGATE_E2E_REPORT=$(HOSTILE_REPORT) $(GO) test ./test/e2e/ -run '^TestMeasureHostile$$' -count=1 -v -timeout 10m
+	cat $(HOSTILE_REPORT)
+
 .PHONY: local-cluster
 local-cluster: envtest-assets build ## Run a local control plane (etcd + kube-apiserver) with the CRD; prints how to start the roles.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run ./hack/localcluster --dir $(LOCALBIN)/local

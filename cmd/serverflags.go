@@ -19,12 +19,23 @@ import (
 type callbackFlags struct {
 	addr             string
 	failurePolicy    string
+	clientDetail     string
 	maxBodyBytes     int64
+	maxInflightBytes int64
+	maxBatchBytes    int64
+	maxBatchItems    int
+	tooLargePolicy   string
+	maxConnections   int
 	tencentTokensDir string
 	tencentMaxSkew   time.Duration
 	openIMCIDRs      []string
+	upstreamURL      string
+	upstreamTimeout  time.Duration
+	upstreamFriend   bool
+	upstreamFailure  string
 	tlsCertFile      string
 	tlsKeyFile       string
+	tlsClientCAFile  string
 	logAllowEvery    uint64
 	shutdownTimeout  time.Duration
 }
@@ -32,16 +43,37 @@ type callbackFlags struct {
 func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", ":8080", "address serving the callbacks (/openim, /tencent), /healthz, /readyz and /metrics")
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
-		"answer to a request that cannot be decided (malformed, too large, policies not loaded): Allow or Deny")
+		"answer to a request that cannot be decided (malformed, unroutable, policies not loaded, server busy): Allow or Deny; see --too-large-policy for oversized ones")
+	fs.StringVar(&f.clientDetail, "client-detail", string(webhook.DetailReference),
+		"what an OpenIM denial's errDlt, which OpenIM shows the refused user's app, reveals: Reference (an opaque reference, logged with the deciding policy), None, or Full (namespace/name/kind/entry of the deciding policy)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest callback body accepted; larger ones get 413")
+	fs.Int64Var(&f.maxBatchBytes, "max-batch-body-bytes", webhook.DefaultMaxBatchBodyBytes,
+		"largest body of a batch callback (OpenIM callbackBeforeImportFriendsCommand, Tencent Sns.CallbackPrevFriendAdd and Sns.CallbackPrevFriendResponse); larger ones get 413")
+	fs.IntVar(&f.maxBatchItems, "max-batch-items", webhook.DefaultMaxBatchItems,
+		"most friend IDs of an OpenIM import, and most items of a Tencent batch, decided in one callback; more get 413")
+	fs.StringVar(&f.tooLargePolicy, "too-large-policy", string(webhook.FailDeny),
+		"answer to a callback over a size bound (--max-body-bytes, --max-batch-body-bytes, --max-batch-items, a user ID over 1 KiB): Deny, or Allow to let its whole batch through unchecked")
+	fs.Int64Var(&f.maxInflightBytes, "max-inflight-body-bytes", webhook.DefaultMaxInflightBodyBytes,
+		"most body bytes held at once over all callbacks, reserved as they arrive; a callback that would exceed it gets 503 and the failure policy's answer")
+	fs.IntVar(&f.maxConnections, "max-connections", webhook.DefaultMaxConnections,
+		"most connections served at once; at the limit the longest-idle keep-alive connection is closed, else a new one gets 503 and the failure policy's answer (and beyond an eighth more, is closed at once)")
 	fs.StringVar(&f.tencentTokensDir, "tencent-tokens-dir", "",
 		"directory with one file per Tencent SdkAppid holding its callback token (a mounted Secret); reread on change. "+
 			"When set, other SdkAppids get 403 and apps with a token must sign their callbacks. Empty accepts every app unsigned")
 	fs.DurationVar(&f.tencentMaxSkew, "tencent-max-clock-skew", time.Minute, "largest difference between a Tencent RequestTime and now")
 	fs.StringSliceVar(&f.openIMCIDRs, "openim-allowed-cidrs", nil,
 		"client CIDRs OpenIM callbacks are accepted from (comma-separated); others get 403. Empty accepts every client")
+	fs.StringVar(&f.upstreamURL, "openim-upstream", "",
+		"an existing OpenIM webhook backend (its webhook URL, http(s)://host[:port][/path]): OpenIM callbacks friendgate does not decide are forwarded to URL/<command> and its answer relayed. Empty: they get continue")
+	fs.DurationVar(&f.upstreamTimeout, "openim-upstream-timeout", webhook.DefaultUpstreamTimeout, "how long a forwarded callback may take")
+	fs.BoolVar(&f.upstreamFriend, "openim-upstream-friend-commands", false,
+		"also forward the friend callbacks friendgate allows (except partly refused imports) and relay the upstream's answer, so the backend keeps its say")
+	fs.StringVar(&f.upstreamFailure, "openim-upstream-failure-policy", string(webhook.FailDeny),
+		"answer when the upstream does not answer (error, timeout, non-2xx, not JSON): Deny, as OpenIM does when its backend fails, or Allow")
 	fs.StringVar(&f.tlsCertFile, "tls-cert-file", "", "serve TLS with this certificate (PEM), reloaded when it changes")
 	fs.StringVar(&f.tlsKeyFile, "tls-key-file", "", "private key (PEM) of --tls-cert-file")
+	fs.StringVar(&f.tlsClientCAFile, "tls-client-ca-file", "",
+		"CA certificates (PEM) that must have signed a client certificate presented with every callback (TLS only; probes and /metrics need none); reread when it changes")
 	fs.Uint64Var(&f.logAllowEvery, "log-allow-every", 0, "log one allowed request item in every N (0: none); denials are always logged")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
 }
@@ -54,6 +86,8 @@ type callbackServer struct {
 	registry registry
 	handler  *webhook.Handler
 	auth     *webhook.TencentAuth
+	// clientCAs verify client certificates, when --tls-client-ca-file is set.
+	clientCAs *webhook.ClientCAs
 }
 
 // registry is where the callback server's metrics go and what /metrics serves.
@@ -74,12 +108,32 @@ func standaloneRegistry() registry {
 // newCallbackServer validates the flags and builds the server with its metrics in reg; it
 // warns about every setting that leaves callers unauthenticated.
 func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callbackServer, error) {
-	fp, err := webhook.ParseFailurePolicy(f.failurePolicy)
+	failurePolicy, err := webhook.ParseFailurePolicy(f.failurePolicy)
 	if err != nil {
 		return nil, err
 	}
+	clientDetail, err := webhook.ParseClientDetail(f.clientDetail)
+	if err != nil {
+		return nil, fmt.Errorf("--client-detail: %w", err)
+	}
 	if f.maxBodyBytes <= 0 {
 		return nil, fmt.Errorf("--max-body-bytes must be positive, not %d", f.maxBodyBytes)
+	}
+	if f.maxBatchBytes < f.maxBodyBytes {
+		return nil, fmt.Errorf("--max-batch-body-bytes (%d) must be at least --max-body-bytes (%d)", f.maxBatchBytes, f.maxBodyBytes)
+	}
+	if f.maxInflightBytes < f.maxBatchBytes {
+		return nil, fmt.Errorf("--max-inflight-body-bytes (%d) must be at least --max-batch-body-bytes (%d): a replica must be able to hold one whole callback", f.maxInflightBytes, f.maxBatchBytes)
+	}
+	if f.maxBatchItems <= 0 {
+		return nil, fmt.Errorf("--max-batch-items must be positive, not %d", f.maxBatchItems)
+	}
+	tooLargePolicy, err := webhook.ParseFailurePolicy(f.tooLargePolicy)
+	if err != nil {
+		return nil, fmt.Errorf("--too-large-policy: %w", err)
+	}
+	if f.maxConnections <= 0 {
+		return nil, fmt.Errorf("--max-connections must be positive, not %d", f.maxConnections)
 	}
 	cidrs, err := webhook.ParseAddrFilter(f.openIMCIDRs)
 	if err != nil {
@@ -89,6 +143,32 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		return nil, fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
 	s := &callbackServer{flags: f, registry: reg}
+	var upstream *webhook.Upstream
+	if f.upstreamURL != "" {
+		fp, err := webhook.ParseFailurePolicy(f.upstreamFailure)
+		if err != nil {
+			return nil, fmt.Errorf("--openim-upstream-failure-policy: %w", err)
+		}
+		if f.upstreamTimeout <= 0 {
+			return nil, fmt.Errorf("--openim-upstream-timeout must be positive, not %s", f.upstreamTimeout)
+		}
+		upstream, err = webhook.NewUpstream(webhook.UpstreamOptions{URL: f.upstreamURL, Timeout: f.upstreamTimeout,
+			FriendCommands: f.upstreamFriend, FailurePolicy: fp})
+		if err != nil {
+			return nil, fmt.Errorf("--openim-upstream: %w", err)
+		}
+		log.Info("OpenIM callbacks friendgate does not decide go upstream", "upstream", upstream.URL(),
+			"friendCommands", f.upstreamFriend, "timeout", f.upstreamTimeout.String())
+	}
+	if f.tlsClientCAFile != "" {
+		if f.tlsCertFile == "" {
+			return nil, fmt.Errorf("--tls-client-ca-file needs TLS: set --tls-cert-file and --tls-key-file")
+		}
+		if s.clientCAs, err = webhook.NewClientCAs(f.tlsClientCAFile); err != nil {
+			return nil, fmt.Errorf("--tls-client-ca-file: %w", err)
+		}
+		log.Info("callbacks need a client certificate", "caFile", f.tlsClientCAFile)
+	}
 	s.metrics = webhook.NewMetrics(reg)
 	s.store = webhook.NewStore(s.metrics)
 	if f.tencentTokensDir != "" {
@@ -109,14 +189,21 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		log.Info("WARNING: --openim-allowed-cidrs is not set: OpenIM callbacks are accepted from every client address")
 	}
 	s.handler = webhook.NewHandler(s.store, webhook.Options{
-		FailurePolicy:  fp,
-		MaxBodyBytes:   f.maxBodyBytes,
-		TencentAuth:    s.auth,
-		OpenIMClients:  cidrs,
-		LogAllowEvery:  f.logAllowEvery,
-		Logger:         log,
-		Metrics:        s.metrics,
-		MetricsHandler: promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}),
+		FailurePolicy:        failurePolicy,
+		ClientDetail:         clientDetail,
+		MaxBodyBytes:         f.maxBodyBytes,
+		MaxInflightBodyBytes: f.maxInflightBytes,
+		MaxBatchBodyBytes:    f.maxBatchBytes,
+		MaxBatchItems:        f.maxBatchItems,
+		TooLargePolicy:       tooLargePolicy,
+		TencentAuth:          s.auth,
+		Upstream:             upstream,
+		RequireClientCert:    s.clientCAs != nil,
+		OpenIMClients:        cidrs,
+		LogAllowEvery:        f.logAllowEvery,
+		Logger:               log,
+		Metrics:              s.metrics,
+		MetricsHandler:       promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}),
 	})
 	return s, nil
 }
@@ -133,11 +220,30 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 		s.reloadTokens(log)
 		go w.Run(ctx, func() { s.reloadTokens(log) })
 	}
+	if s.clientCAs != nil {
+		w, err := dirwatch.New(log.WithName("client-ca"), []string{s.flags.tlsClientCAFile},
+			dirwatch.Options{Debounce: 100 * time.Millisecond, Resync: time.Minute})
+		if err != nil {
+			return fmt.Errorf("watching --tls-client-ca-file: %w", err)
+		}
+		// Reread after watching, so a rotation since start-up is not missed.
+		if err := s.clientCAs.Load(); err != nil {
+			log.Error(err, "rereading the client CA certificates failed; the previous ones stay in force")
+		}
+		go w.Run(ctx, func() {
+			if err := s.clientCAs.Load(); err != nil {
+				log.Error(err, "rereading the client CA certificates failed; the previous ones stay in force")
+			}
+		})
+	}
 	return webhook.ListenAndServe(ctx, log, s.handler, webhook.ServerOptions{
 		Addr:            s.flags.addr,
 		CertFile:        s.flags.tlsCertFile,
 		KeyFile:         s.flags.tlsKeyFile,
+		ClientCAs:       s.clientCAs,
 		ShutdownTimeout: s.flags.shutdownTimeout,
+		MaxConnections:  s.flags.maxConnections,
+		Metrics:         s.metrics,
 	})
 }
 

@@ -13,17 +13,20 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Reasons a callback is refused before evaluation: the `reason` label of
 // friendgate_auth_failures_total.
 const (
-	ReasonUnknownApp       = "unknown_app"
-	ReasonMissingSignature = "missing_signature"
-	ReasonBadSignature     = "bad_signature"
-	ReasonBadRequestTime   = "bad_request_time"
-	ReasonStaleRequestTime = "stale_request_time"
-	ReasonClientAddress    = "client_address"
+	ReasonUnknownApp        = "unknown_app"
+	ReasonMissingSignature  = "missing_signature"
+	ReasonBadSignature      = "bad_signature"
+	ReasonBadRequestTime    = "bad_request_time"
+	ReasonStaleRequestTime  = "stale_request_time"
+	ReasonClientAddress     = "client_address"
+	ReasonClientCertificate = "client_certificate"
 )
 
 // maxTokenSize bounds one token file: Tencent tokens are short strings, and a mounted
@@ -35,17 +38,17 @@ const maxTokenSize = 4 << 10
 // RequestTime within MaxSkew of now. The tokens are swapped in whole by SetTokens.
 type TencentAuth struct {
 	maxSkew time.Duration
-	now     func() time.Time
+	clock   clock.PassiveClock
 	tokens  atomic.Pointer[map[string][]byte]
 }
 
-// NewTencentAuth returns a checker that refuses every app until SetTokens is called.
-// now may be nil (time.Now).
-func NewTencentAuth(maxSkew time.Duration, now func() time.Time) *TencentAuth {
-	if now == nil {
-		now = time.Now
+// NewTencentAuth returns a checker that refuses every app until SetTokens is called. clk
+// tells the time RequestTime is compared with; nil means the real clock.
+func NewTencentAuth(maxSkew time.Duration, clk clock.PassiveClock) *TencentAuth {
+	if clk == nil {
+		clk = clock.RealClock{}
 	}
-	a := &TencentAuth{maxSkew: maxSkew, now: now}
+	a := &TencentAuth{maxSkew: maxSkew, clock: clk}
 	a.tokens.Store(&map[string][]byte{})
 	return a
 }
@@ -59,9 +62,6 @@ func (a *TencentAuth) SetTokens(tokens map[string]string) {
 	}
 	a.tokens.Store(&m)
 }
-
-// Apps returns how many apps are configured.
-func (a *TencentAuth) Apps() int { return len(*a.tokens.Load()) }
 
 // Check authenticates one callback from its query parameters. It returns 0 when the
 // callback may be evaluated, otherwise the HTTP status (401 or 403) and a reason.
@@ -80,7 +80,7 @@ func (a *TencentAuth) Check(appID, sign, requestTime string) (status int, reason
 	if err != nil {
 		return 401, ReasonBadRequestTime
 	}
-	if skew := a.now().Sub(time.Unix(sec, 0)); skew > a.maxSkew || skew < -a.maxSkew {
+	if skew := a.clock.Since(time.Unix(sec, 0)); skew > a.maxSkew || skew < -a.maxSkew {
 		return 401, ReasonStaleRequestTime
 	}
 	got := make([]byte, sha256.Size)

@@ -90,17 +90,17 @@ func BenchmarkDecideShare(b *testing.B) {
 		if req.URL.Path == "/tencent" {
 			q := parseTencentQuery(req.URL.RawQuery)
 			cmd = s.handler.tencent[q.command]
-			if err := json.Unmarshal(c.body, &c.tc); err != nil {
+			if err := json.Unmarshal(c.body, &c.tencentBody); err != nil {
 				b.Fatal(err)
 			}
-			c.items = tencentItems(cmd, &q, &c.tc, nil)
+			c.items = tencentItems(cmd, &q, &c.tencentBody, nil)
 		} else {
-			_, name, _ := openIMRoute(req)
+			_, name, _ := openIMRoute(req.URL.Path, req)
 			cmd = s.handler.openIM[name]
-			if err := json.Unmarshal(c.body, &c.oim); err != nil {
+			if err := json.Unmarshal(c.body, &c.openIMBody); err != nil {
 				b.Fatal(err)
 			}
-			c.items = openIMItems(cmd, "", &c.oim, nil)
+			c.items = openIMItems(cmd, "", &c.openIMBody, nil)
 		}
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()

@@ -1,14 +1,18 @@
 package webhook
 
 import (
+	"encoding/json"
 	"net/http"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr/funcr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
+	clocktesting "k8s.io/utils/clock/testing"
 )
 
 const (
@@ -64,7 +68,7 @@ func TestOpenIM(t *testing.T) {
 		{"agree: toUserID when blackUserID is absent", "/openim/callbackBeforeAddFriendAgreeCommand",
 			`{"fromUserID":"bob","toUserID":"spam_1","HandleResult":1}`,
 			`{"actionCode":0,"errCode":38001,"errMsg":"spammer","errDlt":"im/anti-spam/blocklist/spammers","nextCode":1}`},
-		{"agree alias from the seed page", "/openim/callbackBeforeReplyFriendResp",
+		{"agree alias callbackBeforeReplyFriendResp", "/openim/callbackBeforeReplyFriendResp",
 			`{"fromUserID":"bob","blackUserID":"spam_1"}`,
 			`{"actionCode":0,"errCode":38001,"errMsg":"spammer","errDlt":"im/anti-spam/blocklist/spammers","nextCode":1}`},
 		{"import: none denied", "/openim/callbackBeforeImportFriendsCommand",
@@ -166,7 +170,8 @@ func TestUndecidableRequests(t *testing.T) {
 		{"malformed OpenIM, Allow", FailAllow, true, "POST", openIM, `{"fromUserID":`, "", 400, allowOpenIM},
 		{"malformed OpenIM, Deny", FailDeny, true, "POST", openIM, `{"fromUserID":`, "", 400, denyIM + "malformed JSON body"},
 		{"wrong JSON type", FailDeny, true, "POST", openIM, `{"fromUserID":7}`, "", 400, denyIM + "malformed JSON body"},
-		{"oversized OpenIM", FailAllow, true, "POST", openIM, big, "", 413, allowOpenIM},
+		// Over a size bound the too-large policy (Deny by default) answers, not the failure policy.
+		{"oversized OpenIM", FailAllow, true, "POST", openIM, big, "", 413, denyIM + "body of 2017 bytes is larger than the limit of 1024"},
 		{"GET", FailDeny, true, "GET", openIM, "", "", 405, denyIM + "method GET not allowed"},
 		{"form content type", FailAllow, true, "POST", openIM, `{}`, "application/x-www-form-urlencoded", 415, allowOpenIM},
 		{"not loaded, Allow", FailAllow, false, "POST", openIM, `{"fromUserID":"a","toUserID":"b"}`, "", 503, allowOpenIM},
@@ -184,7 +189,7 @@ func TestUndecidableRequests(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := newTestServer(t, Options{FailurePolicy: tt.policy, MaxBodyBytes: 1024}, tt.loaded)
+			s := newTestServer(t, Options{FailurePolicy: tt.policy, MaxBodyBytes: 1024, MaxBatchBodyBytes: 1024}, tt.loaded)
 			var rec = s.do(tt.method, tt.target, tt.body)
 			if tt.contentType != "" {
 				rec = s.do(tt.method, tt.target, tt.body, "Content-Type", tt.contentType)
@@ -205,8 +210,7 @@ func TestUndecidableRequests(t *testing.T) {
 }
 
 func TestTencentAuthentication(t *testing.T) {
-	now := time.Unix(1669872112, 0)
-	auth := NewTencentAuth(time.Minute, func() time.Time { return now })
+	auth := NewTencentAuth(time.Minute, clocktesting.NewFakePassiveClock(time.Unix(1669872112, 0)))
 	auth.SetTokens(map[string]string{"1400000001": "xxxxyyyy", "1400000002": ""})
 	const vendorSign = "17773bc39a671d7b9aa835458704d2a6db81360a5940292b587d6d760d484061"
 	tests := []struct {
@@ -380,4 +384,106 @@ func histogramCount(t *testing.T, o prometheus.Observer) uint64 {
 		t.Fatal(err)
 	}
 	return m.GetHistogram().GetSampleCount()
+}
+
+func TestCleanPath(t *testing.T) {
+	for in, want := range map[string]string{
+		"/openim":                     "/openim",
+		"//openim/cmd":                "/openim/cmd",
+		"/openim/cmd/":                "/openim/cmd",
+		"/openim/./cmd/.":             "/openim/cmd",
+		"/openim/cmd/..":              "/openim",
+		"/tencent/":                   "/tencent",
+		"/openim/../../tencent":       "/tencent",
+		"":                            "/",
+		"openim":                      "/openim",
+		"/openim/app//callbackBefore": "/openim/app/callbackBefore",
+	} {
+		if got := cleanPath(in); got != want {
+			t.Errorf("cleanPath(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestUnroutable(t *testing.T) {
+	s := newTestServer(t, Options{FailurePolicy: FailDeny}, true)
+	rec := s.do("GET", "/nothing", "")
+	if rec.Code != 404 || strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+		t.Errorf("GET of an unknown path: %d %q, want a plain 404", rec.Code, rec.Header().Get("Content-Type"))
+	}
+	rec = s.do("POST", "/nothing", `{"fromUserID":"a","toUserID":"b"}`)
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"nextCode":1`) {
+		t.Errorf("POST to an unknown path under Deny: %d %s, want 404 and an OpenIM refusal", rec.Code, rec.Body)
+	}
+	checkParseable(t, ProtocolOpenIM, rec.Body.Bytes())
+	rec = s.do("POST", "/nothing?SdkAppid=1&CallbackCommand=Sns.CallbackPrevFriendAdd", `{}`)
+	if rec.Code != 404 || !strings.Contains(rec.Body.String(), `"ActionStatus":"FAIL"`) {
+		t.Errorf("POST with a Tencent query to an unknown path: %d %s, want 404 and a Tencent FAIL", rec.Code, rec.Body)
+	}
+	checkParseable(t, ProtocolTencent, rec.Body.Bytes())
+}
+
+// TestClientDetail: what an OpenIM denial's errDlt reveals, by setting. The default
+// reveals no policy: an opaque reference that the log line carries with the deciding
+// policy and entry.
+func TestClientDetail(t *testing.T) {
+	body := `{"fromUserID":"spam_1","toUserID":"bob"}`
+	for _, tt := range []struct {
+		detail ClientDetail
+		want   string // a regular expression for errDlt
+	}{
+		{DetailReference, `^ref:[0-9a-f]{16}$`},
+		{DetailNone, `^$`},
+		{DetailFull, `^im/anti-spam/blocklist/spammers$`},
+	} {
+		t.Run(string(tt.detail), func(t *testing.T) {
+			var lines []string
+			log := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{})
+			s := newTestServer(t, Options{ClientDetail: tt.detail, Logger: log}, true)
+			rec := s.do("POST", "/openim/callbackBeforeAddFriendCommand", body, "operationID", "op-42")
+			var a openIMAnswer
+			if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil || a.ErrDlt == nil || *a.NextCode != 1 {
+				t.Fatalf("answer %s: %v", rec.Body, err)
+			}
+			if !regexp.MustCompile(tt.want).MatchString(*a.ErrDlt) {
+				t.Fatalf("errDlt %q, want it to match %s", *a.ErrDlt, tt.want)
+			}
+			if len(lines) != 1 {
+				t.Fatalf("logged %d lines, want 1: %q", len(lines), lines)
+			}
+			for _, want := range []string{`"operationID"="op-42"`, `"policy"="im/anti-spam"`, `"entry"="im/anti-spam/blocklist/spammers"`} {
+				if !strings.Contains(lines[0], want) {
+					t.Errorf("log line %s lacks %s", lines[0], want)
+				}
+			}
+			if tt.detail == DetailReference && !strings.Contains(lines[0], `"reference"="`+*a.ErrDlt+`"`) {
+				t.Errorf("log line %s lacks the reference %s", lines[0], *a.ErrDlt)
+			}
+			again := s.do("POST", "/openim/callbackBeforeAddFriendCommand", body)
+			if tt.detail == DetailReference && strings.Contains(again.Body.String(), *a.ErrDlt) {
+				t.Errorf("two denials share the reference %s", *a.ErrDlt)
+			}
+		})
+	}
+	if _, err := ParseClientDetail("policy"); err == nil {
+		t.Error("ParseClientDetail accepted policy")
+	}
+	if d, err := ParseClientDetail("reference"); err != nil || d != DetailReference {
+		t.Errorf("ParseClientDetail(reference) = %q, %v", d, err)
+	}
+}
+
+func TestRequireClientCert(t *testing.T) {
+	s := newTestServer(t, Options{RequireClientCert: true}, true)
+	rec := s.do("POST", "/openim/callbackBeforeAddFriendCommand", `{"fromUserID":"a","toUserID":"b"}`)
+	want := `{"actionCode":0,"errCode":38000,"errMsg":"friend request could not be checked","errDlt":"friendgate: a client certificate signed by the configured CA is required","nextCode":1}`
+	if rec.Code != 403 || rec.Body.String() != want {
+		t.Fatalf("callback without a client certificate: %d %s, want 403 %s", rec.Code, rec.Body, want)
+	}
+	if rec := s.do("GET", "/healthz", ""); rec.Code != 200 {
+		t.Fatalf("probe without a client certificate: %d, want 200", rec.Code)
+	}
+	if got := testutil.ToFloat64(s.metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientCertificate)); got != 1 {
+		t.Fatalf("auth failures = %v, want 1", got)
+	}
 }

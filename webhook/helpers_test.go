@@ -71,6 +71,10 @@ func newTestServer(tb testing.TB, opts Options, loaded bool) *testServer {
 		store.Set(snap)
 	}
 	opts.Metrics = m
+	if opts.ClientDetail == "" {
+		// Most tests check which entry decided from the answer.
+		opts.ClientDetail = DetailFull
+	}
 	if opts.Logger.GetSink() == nil {
 		opts.Logger = logr.Discard()
 	}

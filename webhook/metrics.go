@@ -1,11 +1,19 @@
 package webhook
 
 import (
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Reasons a request is answered "busy" without being decided: the `reason` label of
+// friendgate_callback_shed_total.
+const (
+	ShedConnections = "connections"
+	ShedBodyBytes   = "body_bytes"
 )
 
 // Decision results, the values of the `result` label.
@@ -20,17 +28,26 @@ const (
 // needs are resolved once (per command, or per policy on its first verdict), so answering
 // a callback touches only atomics: no label hashing and no lock.
 type Metrics struct {
-	requests      *prometheus.CounterVec
-	decisions     *prometheus.CounterVec
-	latency       *prometheus.HistogramVec
-	authFailures  *prometheus.CounterVec
-	ruleErrors    prometheus.Counter
-	reloadErrors  *prometheus.CounterVec
-	reloads       prometheus.Counter
-	generation    prometheus.Gauge
-	policies      prometheus.Gauge
-	entries       prometheus.Gauge
-	lastReloadSec prometheus.Gauge
+	requests         *prometheus.CounterVec
+	decisions        *prometheus.CounterVec
+	latency          *prometheus.HistogramVec
+	authFailures     *prometheus.CounterVec
+	ruleErrors       prometheus.Counter
+	reloadErrors     *prometheus.CounterVec
+	reloads          prometheus.Counter
+	generation       prometheus.Gauge
+	policies         prometheus.Gauge
+	entries          prometheus.Gauge
+	lastReloadSec    prometheus.Gauge
+	upstreamRequests *prometheus.CounterVec
+	upstreamLatency  prometheus.Histogram
+	shedConns        prometheus.Counter
+	shedBody         prometheus.Counter
+	connections      prometheus.Gauge
+	connsRefused     prometheus.Counter
+	staleClosed      prometheus.Counter
+	// budget is the in-flight body budget of the handler using these metrics.
+	budget atomic.Pointer[byteBudget]
 
 	mu       sync.Mutex
 	commands map[string]*commandMetrics
@@ -88,10 +105,47 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "friendgate_snapshot_last_reload_timestamp_seconds",
 			Help: "Unix time at which the snapshot in force was swapped in.",
 		}),
+		connections: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "friendgate_callback_connections",
+			Help: "Open connections of the callback listener, including those over --max-connections that are being answered busy.",
+		}),
+		connsRefused: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "friendgate_callback_connections_refused_total",
+			Help: "Connections closed as soon as accepted because even the room for busy answers (an eighth over --max-connections) was taken.",
+		}),
+		staleClosed: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "friendgate_callback_stale_connections_closed_total",
+			Help: "Connections closed to make room for a new one at --max-connections: idle keep-alive connections, or connections stalled delivering a request for more than a second.",
+		}),
+		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "friendgate_upstream_requests_total",
+			Help: "OpenIM callbacks forwarded to --openim-upstream, by result (ok, error, timeout).",
+		}, []string{"result"}),
+		upstreamLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "friendgate_upstream_duration_seconds",
+			Help:    "Time the upstream webhook took to answer a forwarded callback.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
 		commands: map[string]*commandMetrics{},
 	}
+	shed := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "friendgate_callback_shed_total",
+		Help: "Callback requests answered 503 without a decision because the server was at a bound, by reason (connections: the connection came over --max-connections; body_bytes: --max-inflight-body-bytes).",
+	}, []string{"reason"})
+	m.shedConns = shed.WithLabelValues(ShedConnections)
+	m.shedBody = shed.WithLabelValues(ShedBodyBytes)
+	inflight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "friendgate_callback_inflight_body_bytes",
+		Help: "Bytes of callback bodies received and not yet answered, reserved in 4 KiB steps; bounded by --max-inflight-body-bytes.",
+	}, func() float64 {
+		if b := m.budget.Load(); b != nil {
+			return float64(b.used.Load())
+		}
+		return 0
+	})
 	reg.MustRegister(m.requests, m.decisions, m.latency, m.authFailures, m.ruleErrors,
-		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec)
+		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec,
+		m.upstreamRequests, m.upstreamLatency, shed, m.connections, m.connsRefused, m.staleClosed, inflight)
 	return m
 }
 
@@ -169,10 +223,7 @@ func (p *policyCounters) get(policy string) prometheus.Counter {
 		return c
 	}
 	c := p.vec.WithLabelValues(p.labels[0], p.labels[1], p.labels[2], p.labels[3], policy)
-	next := make(map[string]prometheus.Counter, len(old)+1)
-	for k, v := range old {
-		next[k] = v
-	}
+	next := maps.Clone(old)
 	next[policy] = c
 	p.m.Store(&next)
 	return c

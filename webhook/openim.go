@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"cmp"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -10,11 +11,12 @@ import (
 )
 
 // openIMCommands are the OpenIM callbacks friendgate answers, by the exact command string
-// the server sends (PROTOCOLS.md). Any other command gets the plain continue answer.
+// the server sends (docs/callback-server.md, "Commands"). Any other command gets the plain
+// continue answer.
 var openIMCommands = map[string]commandKind{
 	"callbackBeforeAddFriendCommand":       kindAddFriend,
 	"callbackBeforeAddFriendAgreeCommand":  kindAddFriendAgree,
-	"callbackBeforeReplyFriendResp":        kindAddFriendAgree, // the seed page's name for agree
+	"callbackBeforeReplyFriendResp":        kindAddFriendAgree, // an alias some OpenIM documentation uses for agree
 	"callbackBeforeImportFriendsCommand":   kindImportFriends,
 	"callbackBeforeAddBlackCommand":        kindAddBlack,
 	"callbackBeforeSetFriendRemarkCommand": kindSetRemark,
@@ -47,12 +49,26 @@ func (r *openIMRequest) reset() {
 	*r = openIMRequest{FriendUserIDs: ids[:0]}
 }
 
+// checkOpenIMItems refuses an import of more than limit friends (see upToItems).
+func checkOpenIMItems(body []byte, limit int) error {
+	if upToItems(body, quote, 2, limit) {
+		return nil
+	}
+	var n struct {
+		FriendUserIDs elementCount `json:"friendUserIDs"`
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return err
+	}
+	return itemsOver(int(n.FriendUserIDs), limit, "friend IDs")
+}
+
 // openIMRoute reads the app and command from the request URL: /openim/<command> (v3.4.2
 // and later), /openim/<appID>/<command>, and the older /openim?command=<command> and
 // /openim/<appID>?command=<command>. Empty path segments, as a configured URL with a
 // trailing slash produces, are ignored. The command is "" when the URL names none.
-func openIMRoute(r *http.Request) (appID, command string, ok bool) {
-	rest := strings.Trim(strings.TrimPrefix(r.URL.Path, "/openim"), "/")
+func openIMRoute(path string, r *http.Request) (appID, command string, ok bool) {
+	rest := strings.Trim(strings.TrimPrefix(path, "/openim"), "/")
 	var segs [3]string
 	n := 0
 	for rest != "" {
@@ -91,72 +107,108 @@ func (h *Handler) openIMCommand(name string) *command {
 	return h.openIMOther
 }
 
-func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path string, busy bool) {
 	start := time.Now()
 	c := h.getCall()
 	defer h.putCall(c)
 	traceID := r.Header.Get("operationID")
 
-	appID, name, ok := openIMRoute(r)
+	appID, name, ok := openIMRoute(path, r)
 	cmd := h.openIMCommand(name)
-	defer observe(&cmd, start)
+	// The command may be read from the body later on: record the latency under the final one.
+	defer func() { observeLatency(cmd, start) }()
 	// Only a URL that names a notification or another command friendgate does not
 	// decide gets "continue" whatever goes wrong; a request whose command is unknown
 	// because the URL or body could not be read gets the failure policy.
 	continues := ok && name != "" && cmd.kind == kindNotify
+	if busy {
+		h.failOpenIM(w, c, cmd, continues, traceID, h.shed(ShedConnections))
+		return
+	}
 	if !ok {
-		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusNotFound, "unknown callback path " + truncate(r.URL.Path, 128)})
+		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+truncate(path, 128)))
+		return
+	}
+	if rf := h.clientCertRefusal(r, ProtocolOpenIM); rf != nil {
+		h.failOpenIM(w, c, cmd, continues, traceID, rf)
 		return
 	}
 	if !h.opts.OpenIMClients.Allows(r.RemoteAddr) {
 		h.opts.Metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientAddress).Inc()
-		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
+		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{unauthenticated, http.StatusForbidden, "client address " + r.RemoteAddr + " is not allowed"})
 		return
 	}
-	if rf := h.readBody(r, c); rf != nil {
+	limit := h.opts.MaxBodyBytes
+	if cmd.kind == kindImportFriends {
+		limit = h.opts.MaxBatchBodyBytes
+	}
+	if rf := h.readBody(r, c, limit); rf != nil {
 		h.failOpenIM(w, c, cmd, continues, traceID, rf)
 		return
 	}
 	if name == "" || cmd.kind != kindNotify {
-		c.oim.reset()
-		if err := json.Unmarshal(c.body, &c.oim); err != nil {
-			h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()})
+		c.openIMBody.reset()
+		err := checkOpenIMItems(c.body, h.opts.MaxBatchItems)
+		if err == nil {
+			err = json.Unmarshal(c.body, &c.openIMBody)
+		}
+		if err != nil {
+			h.failOpenIM(w, c, cmd, continues, traceID, decodeRefusal(err))
 			return
 		}
-		if name == "" {
-			cmd = h.openIMCommand(c.oim.CallbackCommand)
+		if rf := h.resolveOpenIMCommand(&cmd, name, c.openIMBody.CallbackCommand); rf != nil {
+			h.failOpenIM(w, c, cmd, continues, traceID, rf)
+			return
 		}
 	}
 	if cmd.kind == kindNotify {
+		if h.opts.Upstream != nil {
+			h.forwardOpenIM(w, r, c, cmd, cmp.Or(name, c.openIMBody.CallbackCommand), traceID)
+			return
+		}
 		cmd.metrics.status(http.StatusOK)
 		writeJSON(w, http.StatusOK, appendOpenIMContinue(c.out[:0]))
 		return
 	}
 	snap := h.store.Snapshot()
 	if snap == nil {
-		h.failOpenIM(w, c, cmd, continues, traceID, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"})
+		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusServiceUnavailable, "policies are not loaded yet"))
 		return
 	}
-	c.items = openIMItems(cmd, appID, &c.oim, c.items[:0])
+	if cmd.kind == kindImportFriends {
+		if err := checkUserIDs(c.openIMBody.FriendUserIDs); err != nil {
+			h.failOpenIM(w, c, cmd, continues, traceID, decodeRefusal(err))
+			return
+		}
+	}
+	c.items = openIMItems(cmd, appID, &c.openIMBody, c.items[:0])
+	if rf := h.reserveItems(c); rf != nil {
+		h.failOpenIM(w, c, cmd, continues, traceID, rf)
+		return
+	}
 	c.verdicts = growVerdicts(c.verdicts, len(c.items))
 	denied := h.decide(snap, cmd, c, ProtocolOpenIM, traceID)
+	if !denied && h.opts.Upstream != nil && h.opts.Upstream.friendCommands {
+		h.forwardOpenIM(w, r, c, cmd, cmp.Or(name, c.openIMBody.CallbackCommand), traceID)
+		return
+	}
 
 	out := c.out[:0]
 	switch {
 	case !denied:
 		out = appendOpenIMContinue(out)
 	case cmd.kind == kindImportFriends:
-		out = appendOpenIMImport(out, c)
+		out = h.appendOpenIMImport(out, c)
 	default:
 		v := c.verdicts[0]
-		out = appendOpenIMDeny(out, int64(v.Code), v.Message, v.Detail)
+		out = appendOpenIMDeny(out, int64(v.Code), v.Message, h.clientDetail(c, v))
 	}
 	c.out = out
 	cmd.metrics.status(http.StatusOK)
 	writeJSON(w, http.StatusOK, out)
 }
 
-// openIMItems maps a callback to engine requests (POLICY.md, "Mapping").
+// openIMItems maps a callback to engine requests (docs/policy.md).
 func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Request) []policy.Request {
 	item := policy.Request{Event: cmd.event, AppID: appID}
 	switch cmd.kind {
@@ -184,17 +236,52 @@ func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Re
 	return append(items, item)
 }
 
+// resolveOpenIMCommand settles the command of a request the URL names (name) and whose
+// body names (inBody). OpenIM sends the same command in both, so a disagreement means the
+// request was altered or forged on its way: it is not decided (the failure policy
+// answers) rather than answered for a command the server did not ask about. A request
+// naming no command at all cannot be routed either.
+func (h *Handler) resolveOpenIMCommand(cmd **command, name, inBody string) *refusal {
+	switch {
+	case name == "" && inBody == "":
+		return undecided(http.StatusBadRequest, "no callback command: neither the URL nor the body's callbackCommand names one")
+	case name == "":
+		*cmd = h.openIMCommand(inBody)
+	case inBody != "" && h.openIMCommand(inBody).kind != (*cmd).kind:
+		return undecided(http.StatusBadRequest, "the URL's command "+truncate(name, 64)+" and the body's callbackCommand "+truncate(inBody, 64)+" disagree")
+	}
+	return nil
+}
+
+// clientDetail is the errDlt of a denial by v (see ClientDetail).
+func (h *Handler) clientDetail(c *call, v *policy.Verdict) string {
+	switch h.opts.ClientDetail {
+	case DetailFull:
+		return v.Detail
+	case DetailReference:
+		return c.reference
+	}
+	return ""
+}
+
 // failOpenIM answers a request that was not decided. Callers failing authentication are
 // always refused; otherwise the operation continues when the URL named a command that is
 // never refused (continues), else the failure policy decides.
 func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, continues bool, traceID string, rf *refusal) {
-	h.refused(cmd, ProtocolOpenIM, traceID, rf)
+	h.refused(w, cmd, ProtocolOpenIM, traceID, rf)
 	out := c.out[:0]
-	authFailure := rf.status == http.StatusUnauthorized || rf.status == http.StatusForbidden
-	if !authFailure && (continues || h.opts.FailurePolicy == FailAllow) {
+	if (continues && rf.kind != unauthenticated) || h.lets(rf) {
 		out = appendOpenIMContinue(out)
 	} else {
-		out = appendOpenIMDeny(out, FailureCode, "friend request could not be checked", "friendgate: "+rf.reason)
+		detail := "friendgate: " + rf.reason
+		if h.opts.ClientDetail == DetailNone {
+			detail = ""
+		}
+		msg := "friend request could not be checked"
+		if rf.kind == upstreamFailed {
+			msg = "the callback could not be completed"
+		}
+		out = appendOpenIMDeny(out, FailureCode, msg, detail)
 	}
 	c.out = out
 	writeJSON(w, rf.status, out)
@@ -219,7 +306,7 @@ func appendOpenIMDeny(b []byte, code int64, msg, detail string) []byte {
 // appendOpenIMImport answers an import with denied friends: the allowed ones replace the
 // list, in input order; when none is allowed the whole import is refused with the first
 // denied item's verdict, because an empty list would mean "unchanged".
-func appendOpenIMImport(b []byte, c *call) []byte {
+func (h *Handler) appendOpenIMImport(b []byte, c *call) []byte {
 	allowed := 0
 	for _, v := range c.verdicts {
 		if v == nil {
@@ -228,7 +315,7 @@ func appendOpenIMImport(b []byte, c *call) []byte {
 	}
 	if allowed == 0 {
 		v := c.verdicts[0]
-		return appendOpenIMDeny(b, int64(v.Code), v.Message, v.Detail)
+		return appendOpenIMDeny(b, int64(v.Code), v.Message, h.clientDetail(c, v))
 	}
 	b = append(b, openIMContinue[:len(openIMContinue)-1]...)
 	b = append(b, `,"friendUserIDs":[`...)

@@ -3,12 +3,15 @@ package webhook
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	stdlog "log"
 	"net"
 	"net/http"
+	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -22,8 +25,17 @@ type ServerOptions struct {
 	// CertFile and KeyFile enable TLS; both files are reread when they change, so a
 	// rotated certificate (cert-manager, a renewed Secret) is served without a restart.
 	CertFile, KeyFile string
+	// ClientCAs, when set, verifies the certificates clients present; whether a callback
+	// must present one is the Handler's RequireClientCert. It is read at each handshake,
+	// so a reloaded CA applies to new connections at once.
+	ClientCAs *ClientCAs
 	// ShutdownTimeout bounds the wait for in-flight requests after ctx is done.
 	ShutdownTimeout time.Duration
+	// MaxConnections bounds the connections served at once (see connLimiter); 0 means
+	// DefaultMaxConnections.
+	MaxConnections int
+	// Metrics count the connections; they must be the handler's.
+	Metrics *Metrics
 	// Ready, when set, is called with the bound address once the server is listening.
 	Ready func(addr net.Addr)
 }
@@ -49,6 +61,8 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 		WriteTimeout:      writeTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
+		ConnState:         connState,
+		ConnContext:       connContext,
 		// Connection-level errors (TLS handshakes, malformed requests) go to the
 		// structured log too, not to the standard logger's plain stderr lines.
 		ErrorLog: stdlog.New(logWriter{log.WithName("http")}, "", 0),
@@ -68,12 +82,31 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 			}
 		}()
 		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: cw.GetCertificate}
+		if cas := opts.ClientCAs; cas != nil {
+			// A presented certificate must verify; a missing one is refused by the handler
+			// on the callback paths only, so that probes and scrapes need none.
+			base := srv.TLSConfig
+			srv.TLSConfig = &tls.Config{
+				MinVersion:     tls.VersionTLS12,
+				GetCertificate: cw.GetCertificate,
+				GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+					c := base.Clone()
+					c.ClientAuth = tls.VerifyClientCertIfGiven
+					c.ClientCAs = cas.pool.Load()
+					return c, nil
+				},
+			}
+		}
 	}
 
 	ln, err := net.Listen("tcp", opts.Addr)
 	if err != nil {
 		return err
 	}
+	if opts.MaxConnections <= 0 {
+		opts.MaxConnections = DefaultMaxConnections
+	}
+	ln = newConnLimiter(ln, opts.MaxConnections, opts.Metrics)
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())
 	}
@@ -101,6 +134,35 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	return nil
+}
+
+// ClientCAs is a pool of CA certificates read from a PEM file, replaced whole by Load.
+type ClientCAs struct {
+	file string
+	pool atomic.Pointer[x509.CertPool]
+}
+
+// NewClientCAs reads the CA certificates of file.
+func NewClientCAs(file string) (*ClientCAs, error) {
+	c := &ClientCAs{file: file}
+	if err := c.Load(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Load rereads the file; on failure the previous pool stays in force.
+func (c *ClientCAs) Load() error {
+	data, err := os.ReadFile(c.file)
+	if err != nil {
+		return fmt.Errorf("reading client CA certificates: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(data) {
+		return fmt.Errorf("reading client CA certificates: %s holds no PEM certificate", c.file)
+	}
+	c.pool.Store(pool)
 	return nil
 }
 

@@ -5,10 +5,14 @@
 package webhook
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"mime"
 	"net/http"
+	"path"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -19,6 +23,43 @@ import (
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
 )
+
+// ClientDetail says what an OpenIM denial's errDlt, which OpenIM hands to the refused
+// user's app, reveals.
+type ClientDetail string
+
+const (
+	// DetailNone sends an empty errDlt.
+	DetailNone ClientDetail = "None"
+	// DetailReference sends an opaque reference, "ref:" and 16 hex digits, random per
+	// request and logged with the denial, so support can find the deciding policy from
+	// what the user sees without the user learning it. The default.
+	DetailReference ClientDetail = "Reference"
+	// DetailFull sends the deciding policy and entry, namespace/name/kind/entry (and the
+	// reason of a refused request).
+	DetailFull ClientDetail = "Full"
+)
+
+// ParseClientDetail accepts None, Reference or Full, in any case.
+func ParseClientDetail(s string) (ClientDetail, error) {
+	for _, d := range []ClientDetail{DetailNone, DetailReference, DetailFull} {
+		if strings.EqualFold(s, string(d)) {
+			return d, nil
+		}
+	}
+	return "", fmt.Errorf("client detail %q: must be None, Reference or Full", s)
+}
+
+// newReference returns a fresh opaque reference for a denial.
+func newReference() string {
+	b := make([]byte, 0, 20)
+	b = append(b, "ref:"...)
+	n := rand.Uint64()
+	for i := 60; i >= 0; i -= 4 {
+		b = append(b, hexDigits[n>>uint(i)&0xf])
+	}
+	return string(b)
+}
 
 // FailurePolicy says what a request that cannot be decided gets.
 type FailurePolicy string
@@ -58,10 +99,30 @@ const (
 
 // Options configure a Handler.
 type Options struct {
+	// ClientDetail is what an OpenIM denial's errDlt reveals; empty means Reference.
+	ClientDetail ClientDetail
 	// FailurePolicy applies to requests that cannot be decided; empty means Allow.
 	FailurePolicy FailurePolicy
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// MaxBatchBodyBytes bounds the body of a batch command (an OpenIM import, Tencent's
+	// blocking friend callbacks); 0 means DefaultMaxBatchBodyBytes.
+	MaxBatchBodyBytes int64
+	// MaxBatchItems bounds the items of a batch; 0 means DefaultMaxBatchItems.
+	MaxBatchItems int
+	// TooLargePolicy answers requests over MaxBodyBytes, MaxBatchBodyBytes or
+	// MaxBatchItems, or with an overlong user ID; empty means Deny.
+	TooLargePolicy FailurePolicy
+	// MaxInflightBodyBytes bounds the body bytes held at once over all requests; a
+	// request that would exceed it is answered busy (503). 0 means
+	// DefaultMaxInflightBodyBytes.
+	MaxInflightBodyBytes int64
+	// Upstream, when set, receives the OpenIM callbacks friendgate does not decide (and,
+	// with its FriendCommands, the friend commands it allows), and its answers are relayed.
+	Upstream *Upstream
+	// RequireClientCert refuses callbacks (not probes or metrics) whose connection did not
+	// present a client certificate verified against ServerOptions.ClientCAs.
+	RequireClientCert bool
 	// TencentAuth authenticates Tencent callbacks; nil admits every app unsigned.
 	TencentAuth *TencentAuth
 	// OpenIMClients are the client addresses OpenIM callbacks are accepted from; empty
@@ -85,6 +146,7 @@ type Handler struct {
 	log     logr.Logger
 	calls   sync.Pool
 	allowed atomic.Uint64
+	budget  byteBudget
 
 	openIM       map[string]*command
 	openIMOther  *command
@@ -122,16 +184,33 @@ func NewHandler(store *Store, opts Options) *Handler {
 	if opts.FailurePolicy == "" {
 		opts.FailurePolicy = FailAllow
 	}
+	if opts.ClientDetail == "" {
+		opts.ClientDetail = DetailReference
+	}
 	if opts.MaxBodyBytes <= 0 {
 		opts.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if opts.MaxBatchBodyBytes <= 0 {
+		opts.MaxBatchBodyBytes = DefaultMaxBatchBodyBytes
+	}
+	if opts.MaxBatchItems <= 0 {
+		opts.MaxBatchItems = DefaultMaxBatchItems
+	}
+	if opts.TooLargePolicy == "" {
+		opts.TooLargePolicy = FailDeny
+	}
+	if opts.MaxInflightBodyBytes <= 0 {
+		opts.MaxInflightBodyBytes = DefaultMaxInflightBodyBytes
 	}
 	h := &Handler{
 		store:   store,
 		opts:    opts,
 		log:     opts.Logger,
+		budget:  byteBudget{max: opts.MaxInflightBodyBytes},
 		openIM:  map[string]*command{},
 		tencent: map[string]*command{},
 	}
+	opts.Metrics.budget.Store(&h.budget)
 	h.calls.New = func() any { return new(call) }
 	for name, kind := range openIMCommands {
 		h.openIM[name] = h.newCommand(ProtocolOpenIM, name, kind)
@@ -160,16 +239,24 @@ var kindEvents = map[commandKind]string{
 }
 
 // ServeHTTP routes /openim and /openim/... to the OpenIM adapter, /tencent to the Tencent
-// adapter, and serves /healthz, /readyz and, when set, /metrics. It routes by itself rather
-// than through http.ServeMux, which answers a path such as /openim//cmd (a configured URL
-// with a trailing slash) with a redirect that an IM server would not follow.
+// adapter, and serves /healthz, /readyz and, when set, /metrics. The path is cleaned first
+// (empty and dot segments, as in //openim/cmd, /openim/cmd/ or /tencent/.), so a stray
+// slash in a console URL still reaches its adapter; a POST to any other path is answered
+// in the shape of the protocol it looks like (see unroutable). It routes by itself rather
+// than through http.ServeMux, which answers unclean paths with a redirect that an IM
+// server would not follow.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := r.URL.Path
+	path := cleanPath(r.URL.Path)
+	// A connection accepted over --max-connections gets one answer, then is closed.
+	busy := overConnectionLimit(r)
+	if busy {
+		w.Header().Set("Connection", "close")
+	}
 	switch {
 	case path == "/openim" || strings.HasPrefix(path, "/openim/"):
-		h.serveOpenIM(w, r)
-	case path == "/tencent" || path == "/tencent/":
-		h.serveTencent(w, r)
+		h.serveOpenIM(w, r, path, busy)
+	case path == "/tencent":
+		h.serveTencent(w, r, busy)
 	case path == "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
@@ -183,9 +270,46 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintf(w, "ok: snapshot generation %d\n", h.store.Generation())
 	case path == "/metrics" && h.opts.MetricsHandler != nil:
 		h.opts.MetricsHandler.ServeHTTP(w, r)
+	case r.Method == http.MethodPost:
+		h.unroutable(w, r, path)
 	default:
 		http.NotFound(w, r)
 	}
+}
+
+// cleanPath resolves empty, "." and ".." segments, and drops a trailing slash.
+func cleanPath(p string) string {
+	if p == "" || p[0] != '/' {
+		p = "/" + p
+	}
+	return path.Clean(p) // returns p itself when it is clean
+}
+
+// clientCertRefusal refuses a callback without a verified client certificate, when one is
+// required.
+func (h *Handler) clientCertRefusal(r *http.Request, protocol string) *refusal {
+	if !h.opts.RequireClientCert || (r.TLS != nil && len(r.TLS.VerifiedChains) > 0) {
+		return nil
+	}
+	h.opts.Metrics.authFailures.WithLabelValues(protocol, ReasonClientCertificate).Inc()
+	return &refusal{unauthenticated, http.StatusForbidden, "a client certificate signed by the configured CA is required"}
+}
+
+// unroutable answers a POST to a path that is no callback endpoint, such as a console
+// URL missing its /openim or /tencent. Friendgate cannot tell which command it is, so it
+// answers 404 in the shape of the protocol the request looks like (Tencent when the query
+// carries SdkAppid or CallbackCommand, OpenIM otherwise) with the failure policy: under
+// Deny an OpenIM server refuses the operation rather than have it pass unchecked.
+func (h *Handler) unroutable(w http.ResponseWriter, r *http.Request, path string) {
+	c := h.getCall()
+	defer h.putCall(c)
+	rf := undecided(http.StatusNotFound, "no callback endpoint at "+truncate(path, 128)+": configure the URL as http(s)://HOST/openim or http(s)://HOST/tencent")
+	q := r.URL.RawQuery
+	if strings.Contains(q, "SdkAppid=") || strings.Contains(q, "CallbackCommand=") {
+		h.failTencent(w, c, h.tencentOther, rf, false)
+		return
+	}
+	h.failOpenIM(w, c, h.openIMOther, false, r.Header.Get("operationID"), rf)
 }
 
 // call is the per-request scratch space, pooled so a steady stream of callbacks reuses
@@ -195,9 +319,13 @@ type call struct {
 	out   []byte
 	items []policy.Request
 	// verdicts[i] is the deny verdict of items[i], nil when it is allowed.
-	verdicts []*policy.Verdict
-	oim      openIMRequest
-	tc       tencentRequest
+	verdicts    []*policy.Verdict
+	openIMBody  openIMRequest
+	tencentBody tencentRequest
+	// reserved is what this request holds of the in-flight body budget.
+	reserved int64
+	// reference is the opaque reference of a denial, under ClientDetail Reference.
+	reference string
 }
 
 // maxPooledBytes keeps an occasional huge request from pinning its buffers in the pool.
@@ -206,6 +334,8 @@ const maxPooledBytes = 64 << 10
 func (h *Handler) getCall() *call { return h.calls.Get().(*call) }
 
 func (h *Handler) putCall(c *call) {
+	h.budget.release(c.reserved)
+	c.reserved, c.reference = 0, ""
 	if cap(c.body) > maxPooledBytes || cap(c.out) > maxPooledBytes || cap(c.items) > 1024 {
 		return
 	}
@@ -217,52 +347,126 @@ func (h *Handler) putCall(c *call) {
 	h.calls.Put(c)
 }
 
-// refusal is why a request is not decided: the HTTP status and a reason for the log and
-// the answer.
+// refusal is why a request is not decided: what kind of refusal it is, which says what
+// the caller gets, the HTTP status and a reason for the log and the answer.
 type refusal struct {
+	kind   refusalKind
 	status int
 	reason string
 }
 
-// readBody checks the method and content type and reads the body into c.body.
-func (h *Handler) readBody(r *http.Request, c *call) *refusal {
+type refusalKind uint8
+
+const (
+	// undecidable: the failure policy answers (malformed body, policies not loaded).
+	undecidable refusalKind = iota
+	// unauthenticated: the caller failed authentication and is refused whatever the
+	// failure policy.
+	unauthenticated
+	// overloaded: the server is at one of its bounds and sheds the request unread; the
+	// failure policy answers.
+	overloaded
+	// upstreamFailed: the upstream webhook did not answer a forwarded callback; the
+	// upstream's failure policy answers.
+	upstreamFailed
+	// oversized: the request is over a bound of its own (body, items, user ID); the
+	// too-large policy answers, so a batch too large to check never passes unchecked
+	// unless the operator chose so.
+	oversized
+)
+
+// lets reports whether the answer to a refused request lets the operation go ahead.
+func (h *Handler) lets(rf *refusal) bool {
+	switch rf.kind {
+	case unauthenticated:
+		return false
+	case oversized:
+		return h.opts.TooLargePolicy == FailAllow
+	case upstreamFailed:
+		return h.opts.Upstream.failurePolicy == FailAllow
+	}
+	return h.opts.FailurePolicy == FailAllow
+}
+
+// decodeRefusal is the refusal of a body that did not decode: too large (a bound of
+// batch) or malformed.
+func decodeRefusal(err error) *refusal {
+	var tl *tooLarge
+	if errors.As(err, &tl) {
+		return &refusal{oversized, http.StatusRequestEntityTooLarge, tl.reason}
+	}
+	return undecided(http.StatusBadRequest, "malformed JSON body: "+err.Error())
+}
+
+// reserveItems reserves what the decoded items of c hold from the in-flight budget.
+func (h *Handler) reserveItems(c *call) *refusal {
+	if len(c.items) <= 1 {
+		return nil // within the body's first reservation
+	}
+	n := int64(len(c.items)) * itemCost
+	if !h.budget.reserve(n) {
+		return h.shed(ShedBodyBytes)
+	}
+	c.reserved += n
+	return nil
+}
+
+func undecided(status int, reason string) *refusal { return &refusal{undecidable, status, reason} }
+
+// shed refuses a request because the server is at a bound, and counts it.
+func (h *Handler) shed(reason string) *refusal {
+	if reason == ShedConnections {
+		h.opts.Metrics.shedConns.Inc()
+		return &refusal{overloaded, http.StatusServiceUnavailable, "server busy: too many connections"}
+	}
+	h.opts.Metrics.shedBody.Inc()
+	return &refusal{overloaded, http.StatusServiceUnavailable, "server busy: too many request bytes in flight"}
+}
+
+// readBody checks the method and content type and reads the body into c.body. The buffer
+// grows with the bytes received, never on the word of Content-Length, and each 4 KiB of
+// it is reserved from the in-flight budget before it is read into.
+func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 	if r.Method != http.MethodPost {
-		return &refusal{http.StatusMethodNotAllowed, "method " + r.Method + " not allowed: callbacks are POST"}
+		return undecided(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: callbacks are POST")
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !jsonMediaType(mt) {
-			return &refusal{http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", truncate(ct, 64))}
+			return undecided(http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", truncate(ct, 64)))
 		}
 	}
-	limit := h.opts.MaxBodyBytes
 	if r.ContentLength > limit {
-		return &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit)}
+		return &refusal{oversized, http.StatusRequestEntityTooLarge, fmt.Sprintf("body of %d bytes is larger than the limit of %d", r.ContentLength, limit)}
 	}
-	buf := c.body[:0]
-	if r.ContentLength > 0 && int64(cap(buf)) < r.ContentLength {
-		buf = make([]byte, 0, r.ContentLength)
-	}
-	lr := io.LimitedReader{R: r.Body, N: limit + 1}
+	c.body = c.body[:0]
 	for {
-		if len(buf) == cap(buf) {
-			buf = append(buf, 0)[:len(buf)]
+		buf := c.body
+		if int64(len(buf)) == c.reserved {
+			if !h.budget.reserve(bodyReserveStep) {
+				return h.shed(ShedBodyBytes)
+			}
+			c.reserved += bodyReserveStep
 		}
-		n, err := lr.Read(buf[len(buf):cap(buf)])
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, bodyReserveStep)
+		}
+		// Read one byte past the limit, to tell a body at the limit from a larger one.
+		end := min(int64(cap(buf)), c.reserved, limit+1)
+		n, err := r.Body.Read(buf[len(buf):end])
 		buf = buf[:len(buf)+n]
+		c.body = buf
+		if int64(len(buf)) > limit {
+			return &refusal{oversized, http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit)}
+		}
 		if err == io.EOF {
-			break
+			delivered(r)
+			return nil
 		}
 		if err != nil {
-			c.body = buf
-			return &refusal{http.StatusBadRequest, "reading the body: " + err.Error()}
+			return undecided(http.StatusBadRequest, "reading the body: "+err.Error())
 		}
 	}
-	c.body = buf
-	if int64(len(buf)) > limit {
-		return &refusal{http.StatusRequestEntityTooLarge, fmt.Sprintf("body is larger than the limit of %d bytes", limit)}
-	}
-	return nil
 }
 
 // jsonMediaType accepts JSON and, because neither IM server documents the header and a
@@ -314,6 +518,14 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 		if v := d.Deny; v != nil {
 			denied = true
 			m.denyByPolicy.get(v.Policy).Inc()
+			if protocol == ProtocolOpenIM && h.opts.ClientDetail == DetailReference {
+				if c.reference == "" {
+					c.reference = newReference()
+				}
+				h.logItem("denied", protocol, cmd, operationID, item,
+					"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message, "reference", c.reference)
+				continue
+			}
 			h.logItem("denied", protocol, cmd, operationID, item,
 				"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message)
 			continue
@@ -338,16 +550,25 @@ func (h *Handler) logItem(msg, protocol string, cmd *command, operationID string
 	h.log.Info(msg, append(args, kv...)...)
 }
 
-// refused logs and counts a request that was not decided.
-func (h *Handler) refused(cmd *command, protocol, operationID string, rf *refusal) {
+// refused logs and counts a request that was not decided. A server at a bound also drops
+// the connection, rather than read the rest of a body it will not use.
+func (h *Handler) refused(w http.ResponseWriter, cmd *command, protocol, operationID string, rf *refusal) {
+	if rf.kind == overloaded {
+		w.Header().Set("Connection", "close")
+	}
 	m := cmd.metrics
 	m.status(rf.status)
-	if m.errors != nil && rf.status != http.StatusUnauthorized && rf.status != http.StatusForbidden {
+	if m.errors != nil && rf.kind != unauthenticated {
 		m.errors.Inc()
 	}
 	args := []any{"protocol", protocol, "command", cmd.name, "status", rf.status, "reason", rf.reason, "failurePolicy", h.opts.FailurePolicy}
 	if operationID != "" {
 		args = append(args, "operationID", operationID)
+	}
+	if rf.kind == overloaded {
+		// Counted in friendgate_callback_shed_total; a line each would add to the load.
+		h.log.V(1).Info("request not decided", args...)
+		return
 	}
 	h.log.Info("request not decided", args...)
 }
@@ -364,7 +585,7 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 
 var jsonContentType = []string{"application/json; charset=utf-8"}
 
-// observe records the latency of a request, answered or refused.
-func observe(cmd **command, start time.Time) {
-	(*cmd).metrics.latency.Observe(time.Since(start).Seconds())
+// observeLatency records the latency of a request, answered or refused, under its command.
+func observeLatency(cmd *command, start time.Time) {
+	cmd.metrics.latency.Observe(time.Since(start).Seconds())
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/friendgate/friendgate/internal/policy"
@@ -22,6 +23,7 @@ var tencentCommands = map[string]commandKind{
 
 // tencentRequest is the union of the two blocking friend callbacks' bodies.
 type tencentRequest struct {
+	CallbackCommand    string                `json:"CallbackCommand"`
 	FromAccount        string                `json:"From_Account"`
 	FriendItem         []tencentFriendItem   `json:"FriendItem"`
 	ResponseFriendItem []tencentResponseItem `json:"ResponseFriendItem"`
@@ -53,6 +55,21 @@ func (r *tencentRequest) reset() {
 	*r = tencentRequest{FriendItem: fi[:0], ResponseFriendItem: ri[:0]}
 }
 
+// checkTencentItems refuses a batch of more than limit items (see upToItems).
+func checkTencentItems(body []byte, limit int) error {
+	if upToItems(body, openBrace, 1, limit) {
+		return nil
+	}
+	var n struct {
+		FriendItem         elementCount `json:"FriendItem"`
+		ResponseFriendItem elementCount `json:"ResponseFriendItem"`
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return err
+	}
+	return itemsOver(int(max(n.FriendItem, n.ResponseFriendItem)), limit, "items")
+}
+
 // tencentQuery holds the query parameters Tencent sends with every callback.
 type tencentQuery struct {
 	appID, command, clientIP, platform, sign, requestTime string
@@ -62,8 +79,8 @@ func parseTencentQuery(raw string) tencentQuery {
 	var q tencentQuery
 	for raw != "" {
 		var kv string
-		kv, raw, _ = cut(raw, '&')
-		k, v, _ := cut(kv, '=')
+		kv, raw, _ = strings.Cut(raw, "&")
+		k, v, _ := strings.Cut(kv, "=")
 		var dst *string
 		switch k {
 		case "SdkAppid":
@@ -88,51 +105,85 @@ func parseTencentQuery(raw string) tencentQuery {
 	return q
 }
 
-func cut(s string, sep byte) (before, after string, found bool) {
-	for i := 0; i < len(s); i++ {
-		if s[i] == sep {
-			return s[:i], s[i+1:], true
-		}
+func (h *Handler) tencentCommand(name string) *command {
+	if cmd, ok := h.tencent[name]; ok {
+		return cmd
 	}
-	return s, "", false
+	return h.tencentOther
 }
 
-func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
+func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool) {
 	start := time.Now()
 	c := h.getCall()
 	defer h.putCall(c)
 
 	q := parseTencentQuery(r.URL.RawQuery)
-	cmd, ok := h.tencent[q.command]
-	if !ok {
-		cmd = h.tencentOther
+	cmd := h.tencentCommand(q.command)
+	defer func() { observeLatency(cmd, start) }()
+	if busy {
+		h.failTencent(w, c, cmd, h.shed(ShedConnections), false)
+		return
 	}
-	defer observe(&cmd, start)
-	if auth := h.opts.TencentAuth; auth != nil {
-		if status, reason := auth.Check(q.appID, q.sign, q.requestTime); status != 0 {
-			h.opts.Metrics.authFailures.WithLabelValues(ProtocolTencent, reason).Inc()
-			h.failTencent(w, c, cmd, &refusal{status, "authentication failed: " + reason + " (SdkAppid " + truncate(q.appID, 32) + ")"}, false)
-			return
-		}
-	}
-	if rf := h.readBody(r, c); rf != nil {
+	if rf := h.clientCertRefusal(r, ProtocolTencent); rf != nil {
 		h.failTencent(w, c, cmd, rf, false)
 		return
 	}
-	if cmd.kind == kindNotify {
+	if auth := h.opts.TencentAuth; auth != nil {
+		if status, reason := auth.Check(q.appID, q.sign, q.requestTime); status != 0 {
+			h.opts.Metrics.authFailures.WithLabelValues(ProtocolTencent, reason).Inc()
+			h.failTencent(w, c, cmd, &refusal{unauthenticated, status, "authentication failed: " + reason + " (SdkAppid " + truncate(q.appID, 32) + ")"}, false)
+			return
+		}
+	}
+	limit := h.opts.MaxBodyBytes
+	if cmd.kind != kindNotify {
+		limit = h.opts.MaxBatchBodyBytes
+	}
+	if rf := h.readBody(r, c, limit); rf != nil {
+		h.failTencent(w, c, cmd, rf, false)
+		return
+	}
+	if cmd.kind == kindNotify && q.command != "" {
 		cmd.metrics.status(http.StatusOK)
 		writeJSON(w, http.StatusOK, append(c.out[:0], tencentOK...))
 		return
 	}
-	c.tc.reset()
-	if err := json.Unmarshal(c.body, &c.tc); err != nil {
-		h.failTencent(w, c, cmd, &refusal{http.StatusBadRequest, "malformed JSON body: " + err.Error()}, false)
+	c.tencentBody.reset()
+	err := checkTencentItems(c.body, h.opts.MaxBatchItems)
+	if err == nil {
+		err = json.Unmarshal(c.body, &c.tencentBody)
+	}
+	if err != nil {
+		h.failTencent(w, c, cmd, decodeRefusal(err), false)
 		return
 	}
-	c.items = tencentItems(cmd, &q, &c.tc, c.items[:0])
+	// Tencent names the command in the query and in the body. A request naming none
+	// cannot be routed, and one whose two names disagree was altered or forged on its way:
+	// neither is decided (the failure policy answers).
+	switch inBody := c.tencentBody.CallbackCommand; {
+	case q.command == "" && inBody == "":
+		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "no callback command: neither the query's nor the body's CallbackCommand names one"), false)
+		return
+	case q.command == "":
+		cmd = h.tencentCommand(inBody)
+		if cmd.kind == kindNotify {
+			cmd.metrics.status(http.StatusOK)
+			writeJSON(w, http.StatusOK, append(c.out[:0], tencentOK...))
+			return
+		}
+	case inBody != "" && h.tencentCommand(inBody).kind != cmd.kind:
+		c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
+		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "the query's CallbackCommand "+truncate(q.command, 64)+" and the body's "+truncate(inBody, 64)+" disagree"), true)
+		return
+	}
+	c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
+	if rf := h.reserveItems(c); rf != nil {
+		h.failTencent(w, c, cmd, rf, false)
+		return
+	}
 	snap := h.store.Snapshot()
 	if snap == nil {
-		h.failTencent(w, c, cmd, &refusal{http.StatusServiceUnavailable, "policies are not loaded yet"}, true)
+		h.failTencent(w, c, cmd, undecided(http.StatusServiceUnavailable, "policies are not loaded yet"), true)
 		return
 	}
 	c.verdicts = growVerdicts(c.verdicts, len(c.items))
@@ -155,7 +206,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// tencentItems maps a callback to engine requests, one per friend item (POLICY.md).
+// tencentItems maps a callback to engine requests, one per friend item (docs/policy.md).
 func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []policy.Request) []policy.Request {
 	base := policy.Request{
 		Event:     cmd.event,
@@ -188,10 +239,10 @@ func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []poli
 }
 
 // failTencent answers a request that was not decided with ActionStatus FAIL and the HTTP
-// status as ErrorCode. When the items are known (withItems), each gets the failure
-// policy's verdict, for a console set to read the body of a failed callback.
+// status as ErrorCode. When the items are known (withItems), each gets the verdict of the
+// policy that applies (see lets), for a console set to read the body of a failed callback.
 func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *refusal, withItems bool) {
-	h.refused(cmd, ProtocolTencent, "", rf)
+	h.refused(w, cmd, ProtocolTencent, "", rf)
 	out := append(c.out[:0], `{"ActionStatus":"FAIL","ErrorCode":`...)
 	out = appendInt(out, int64(rf.status))
 	out = append(out, `,"ErrorInfo":`...)
@@ -202,7 +253,7 @@ func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *
 			if i > 0 {
 				out = append(out, ',')
 			}
-			if h.opts.FailurePolicy == FailDeny {
+			if !h.lets(rf) {
 				out = appendTencentItem(out, c.items[i].To, FailureCode, "friend request could not be checked")
 			} else {
 				out = appendTencentItem(out, c.items[i].To, 0, "")

@@ -256,9 +256,13 @@ type Blocklist struct {
 	Patterns []string `json:"patterns,omitempty"`
 
 	// configMapSelector selects ConfigMaps in the policy's namespace whose data values list
-	// more user IDs, one per line; blank lines and lines starting with # are ignored. In a
-	// cluster the ConfigMaps must also carry the label friendgate.io/list.
+	// more user IDs, one per line; blank lines and lines starting with # are ignored. It
+	// must select on the label friendgate.io/list (matchLabels, or matchExpressions with
+	// In or Exists): replicas read only ConfigMaps carrying it. (The schema checks
+	// matchLabels; matchExpressions are checked by the admission webhook, as scanning
+	// them is beyond the schema's cost budget.)
 	// +optional
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && 'friendgate.io/list' in self.matchLabels) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="configMapSelector must select on the label friendgate.io/list, which replicas read lists by: add matchLabels: {friendgate.io/list: <list name>} (and that label to the ConfigMaps)"
 	ConfigMapSelector *metav1.LabelSelector `json:"configMapSelector,omitempty"`
 
 	// code is the deny code sent to the IM server, 38000 to 39000.

@@ -237,6 +237,15 @@ func TestValidation(t *testing.T) {
 			field: "spec.blocklists[0]", msg: "a blocklist needs at least one of users, prefixes, patterns or configMapSelector",
 		},
 		{
+			name:  "configMapSelector not on the list label",
+			yaml:  `blocklists: [{name: reported, configMapSelector: {matchLabels: {list: spammers}}}]`,
+			field: "spec.blocklists[0].configMapSelector", msg: "configMapSelector must select on the label friendgate.io/list",
+		},
+		{
+			name: "configMapSelector on the list label by expression",
+			yaml: `blocklists: [{name: reported, configMapSelector: {matchLabels: {team: growth}, matchExpressions: [{key: friendgate.io/list, operator: Exists}]}}]`,
+		},
+		{
 			name: "duplicate rule names",
 			mutate: func(s *v1alpha1.FriendPolicySpec) {
 				s.Rules = append(s.Rules, v1alpha1.Rule{Name: "no-links", When: "true"})

@@ -26,9 +26,10 @@ var spammers = v1alpha1.FriendPolicySpec{
 // namespace that carry team=<team>.
 func listSpec(team string) v1alpha1.FriendPolicySpec {
 	return v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{{
-		Name:              "spammers",
-		Users:             []string{"spam_1"},
-		ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": team}},
+		Name:  "spammers",
+		Users: []string{"spam_1"},
+		ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"team": team},
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: v1alpha1.LabelList, Operator: metav1.LabelSelectorOpExists}}},
 	}}}
 }
 

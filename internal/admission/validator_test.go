@@ -38,7 +38,7 @@ func validSpec() v1alpha1.FriendPolicySpec {
 			Name:              "spammers",
 			Users:             []string{"spam_1"},
 			Patterns:          []string{`^[0-9]{11}$`},
-			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spammers"}},
+			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spammers"}},
 		}},
 		Rules: []v1alpha1.Rule{{
 			Name:            "no-links",
@@ -81,6 +81,10 @@ func TestValidateCreate(t *testing.T) {
 			want: []string{"spec.rules[0].when: Invalid value: \"request.from\": must evaluate to a bool, not string"}},
 		{name: "CEL over an unknown field", spec: rule(v1alpha1.Rule{When: "request.sender == 'x'"}),
 			want: []string{"spec.rules[0].when: Invalid value: \"request.sender == 'x'\":"}},
+		// The CRD's CEL rule checks matchLabels only; expressions are checked here.
+		{name: "list selector excluding friendgate.io/list", spec: blocklist(v1alpha1.Blocklist{ConfigMapSelector: &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: v1alpha1.LabelList, Operator: metav1.LabelSelectorOpDoesNotExist}}}}),
+			want: []string{`spec.blocklists[0].configMapSelector: Invalid value: "!friendgate.io/list": configMapSelector must select on the label friendgate.io/list`}},
 		{name: "CEL syntax", spec: rule(v1alpha1.Rule{When: "request.from ==="}),
 			want: []string{"spec.rules[0].when: Invalid value:"}},
 		{name: "every error, each with its path",

@@ -48,17 +48,6 @@ type Watcher struct {
 	files map[string]map[string]bool
 }
 
-// Watch watches paths and calls onChange after each burst of changes until ctx is done.
-// It is New followed by Run.
-func Watch(ctx context.Context, log logr.Logger, paths []string, opts Options, onChange func()) error {
-	w, err := New(log, paths, opts)
-	if err != nil {
-		return err
-	}
-	w.Run(ctx, onChange)
-	return nil
-}
-
 // New starts watching paths, each a file or a directory. Directories are watched with
 // all their subdirectories, present and future, except hidden ones. A file is watched
 // through its parent directory, by name. Changes made after New returns are reported by

@@ -193,30 +193,31 @@ func TestWatchResync(t *testing.T) {
 	}
 }
 
-func TestWatchStopsWithContext(t *testing.T) {
-	dir := t.TempDir()
+func TestRunStopsWithContext(t *testing.T) {
+	w, err := New(testr.New(t), []string{t.TempDir()}, Options{})
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Watch(ctx, testr.New(t), []string{dir}, Options{}, func() {}) }()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		w.Run(ctx, func() {})
+	}()
 	cancel()
 	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("Watch = %v, want nil", err)
-		}
+	case <-done:
 	case <-time.After(timeout):
-		t.Fatalf("Watch did not return within %v of cancel", timeout)
+		t.Fatalf("Run did not return within %v of cancel", timeout)
 	}
 }
 
-func TestWatchMissingPath(t *testing.T) {
+func TestNewMissingPath(t *testing.T) {
 	dir := t.TempDir()
 	missing := filepath.Join(dir, "missing.yaml")
-	err := Watch(context.Background(), testr.New(t), []string{dir, missing}, Options{}, func() {
-		t.Error("onChange called")
-	})
+	_, err := New(testr.New(t), []string{dir, missing}, Options{})
 	if !errors.Is(err, fs.ErrNotExist) || !strings.Contains(err.Error(), missing) {
-		t.Fatalf("Watch = %v, want a not-exist error naming %s", err, missing)
+		t.Fatalf("New = %v, want a not-exist error naming %s", err, missing)
 	}
 }
 

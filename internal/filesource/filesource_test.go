@@ -132,6 +132,13 @@ func TestLoad(t *testing.T) {
 			wantErr: []string{`"default/broken" is invalid`, "spec.rules[0].when"},
 		},
 		{
+			// Replicas read only ConfigMaps labelled friendgate.io/list: a selector on
+			// another label would select nothing in a cluster, so it is refused here too.
+			name:    "list selector not on friendgate.io/list",
+			files:   map[string]string{"a.yaml": strings.Replace(listedInConfigMap, "friendgate.io/list: spammers\n---", "list: spammers\n---", 1)},
+			wantErr: []string{`"chat/spammers" is invalid`, "spec.blocklists[0].configMapSelector", "must select on the label friendgate.io/list"},
+		},
+		{
 			name:    "malformed YAML names the file",
 			files:   map[string]string{"a.yaml": blocklist("p", "mallory") + "  - [\n"},
 			wantErr: []string{"a.yaml: document 1"},

@@ -74,6 +74,11 @@ func TestValidate(t *testing.T) {
 			want: []string{"spec.rules: Too many: 65: must have at most 64 items"}},
 		{name: "bad label selector", spec: spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"bad key!": "x"}}}}},
 			want: []string{"spec.blocklists[0].configMapSelector: Invalid value"}},
+		{name: "label selector not on the list label", spec: spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spammers"}}}}},
+			want: []string{`spec.blocklists[0].configMapSelector: Invalid value: "list=spammers": configMapSelector must select on the label friendgate.io/list`}},
+		{name: "label selector excluding the list label", spec: spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: &metav1.LabelSelector{
+			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: v1alpha1.LabelList, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"x"}}}}}}},
+			want: []string{"must select on the label friendgate.io/list"}},
 		{name: "all errors are reported at once", spec: spec{Priority: -1, Rules: []v1alpha1.Rule{{Name: "r"}, {Name: "s", When: "1"}}},
 			want: []string{"spec.priority", "spec.rules[0]: Required value", "spec.rules[1].when"}},
 	}
@@ -112,7 +117,7 @@ func manyRules(n int) []v1alpha1.Rule {
 func formatName(i int) string { return string(rune('a'+i/26)) + string(rune('a'+i%26)) }
 
 func TestConfigMapLists(t *testing.T) {
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spam"}}
 	policy := fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", Users: []string{"inline"}, ConfigMapSelector: sel}}})
 	spam := map[string]string{"list": "spam", v1alpha1.LabelList: "spam"}
 	cms := []*corev1.ConfigMap{
@@ -142,7 +147,7 @@ func TestConfigMapLists(t *testing.T) {
 }
 
 func TestConfigMapListErrors(t *testing.T) {
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spam"}}
 	policy := fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: sel}}})
 	spam := map[string]string{"list": "spam", v1alpha1.LabelList: "spam"}
 	tests := []struct {
@@ -154,7 +159,7 @@ func TestConfigMapListErrors(t *testing.T) {
 		{
 			name: "invalid user ID names the ConfigMap, key and line",
 			cms:  []*corev1.ConfigMap{configMap("ns", "bad", spam, map[string]string{"k": "ok\nhas space\n"})},
-			want: `spec.blocklists[0].configMapSelector: Invalid value: "list=spam": ConfigMap bad key "k" line 2: user ID "has space" must not contain white space`,
+			want: `spec.blocklists[0].configMapSelector: Invalid value: "friendgate.io/list=spam": ConfigMap bad key "k" line 2: user ID "has space" must not contain white space`,
 		},
 		{
 			name: "list too large",
@@ -240,7 +245,7 @@ func TestCompileErrorReason(t *testing.T) {
 }
 
 func TestConfigMapSelectorMatchingNothingWarns(t *testing.T) {
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spam"}}
 	c, err := Compile(fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: sel}}}), nil, Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -91,6 +91,9 @@ func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.Error
 		if b.ConfigMapSelector != nil {
 			if _, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector); err != nil {
 				errs = append(errs, field.Invalid(p.Child("configMapSelector"), b.ConfigMapSelector, err.Error()))
+			} else if !selectsListLabel(b.ConfigMapSelector) {
+				errs = append(errs, field.Invalid(p.Child("configMapSelector"), metav1.FormatLabelSelector(b.ConfigMapSelector),
+					"configMapSelector must select on the label "+v1alpha1.LabelList+", which replicas read lists by: add matchLabels: {"+v1alpha1.LabelList+": <list name>} (and that label to the ConfigMaps)"))
 			}
 		}
 		if len(b.Users) == 0 && len(b.Prefixes) == 0 && len(b.Patterns) == 0 && b.ConfigMapSelector == nil {
@@ -235,4 +238,19 @@ func oneOf(names []string) string {
 		return strings.Join(names, "")
 	}
 	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
+}
+
+// selectsListLabel reports whether s can only match ConfigMaps labelled friendgate.io/list,
+// the only ones replicas read; any other selector would silently select nothing in a
+// cluster. (The CRD's CEL rule on configMapSelector says the same.)
+func selectsListLabel(s *metav1.LabelSelector) bool {
+	if _, ok := s.MatchLabels[v1alpha1.LabelList]; ok {
+		return true
+	}
+	for _, e := range s.MatchExpressions {
+		if e.Key == v1alpha1.LabelList && (e.Operator == metav1.LabelSelectorOpIn || e.Operator == metav1.LabelSelectorOpExists) {
+			return true
+		}
+	}
+	return false
 }

@@ -108,9 +108,11 @@ func TestBuilderFollowsPoliciesAndLists(t *testing.T) {
 			Name: "spammers", Users: []string{"spam_1"},
 			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spammers"}},
 		}, {
-			// Selects ConfigMaps without friendgate.io/list, which replicas must not see.
-			Name:              "unlabelled",
-			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spammers"}},
+			// Selects list=spammers among the ConfigMaps labelled friendgate.io/list: one with
+			// list=spammers alone is no list, and replicas must not see it.
+			Name: "unlabelled",
+			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spammers"},
+				MatchExpressions: []metav1.LabelSelectorRequirement{{Key: v1alpha1.LabelList, Operator: metav1.LabelSelectorOpExists}}},
 		}}},
 	}
 	if err := env.Client.Create(ctx, fp); err != nil {

@@ -32,16 +32,17 @@ func TestUndecidableRequests(t *testing.T) {
 	for _, fp := range failurePolicies {
 		t.Run(fp.name, func(t *testing.T) {
 			t.Parallel()
-			s := startServer(t, policies, "--failure-policy", fp.name, "--max-body-bytes", fmt.Sprint(maxBody))
+			s := startServer(t, policies, "--failure-policy", fp.name, "--max-body-bytes", fmt.Sprint(maxBody), "--max-batch-body-bytes", fmt.Sprint(maxBody))
 			s.checkAll(t, []exchange{
 				{name: "OpenIM malformed JSON", path: addFriend, body: `{"fromUserID":"alice",`,
 					wantStatus: http.StatusBadRequest, wantBody: openIMUndecided(fp.deny, "malformed JSON body: …")},
 				{name: "OpenIM body at the size limit", path: addFriend, body: openIMSized(maxBody),
 					wantStatus: http.StatusOK, wantBody: openIMContinue},
 				{name: "OpenIM body over the size limit", path: addFriend, body: openIMSized(maxBody + 1),
-					wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMUndecided(fp.deny, "body of 1025 bytes is larger than the limit of 1024")},
+					// Over a size bound --too-large-policy (Deny) answers, whatever the failure policy.
+					wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMUndecided(true, "body of 1025 bytes is larger than the limit of 1024")},
 				{name: "OpenIM chunked body over the size limit", path: addFriend, body: openIMSized(maxBody + 1), chunked: true,
-					wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMUndecided(fp.deny, "body is larger than the limit of 1024 bytes")},
+					wantStatus: http.StatusRequestEntityTooLarge, wantBody: openIMUndecided(true, "body is larger than the limit of 1024 bytes")},
 				{name: "OpenIM GET", method: http.MethodGet, path: addFriend,
 					wantStatus: http.StatusMethodNotAllowed, wantBody: openIMUndecided(fp.deny, "method GET not allowed: callbacks are POST")},
 				{name: "OpenIM body that is not JSON by its type", path: addFriend, contentType: "application/xml", body: "<friend/>",

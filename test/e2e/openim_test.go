@@ -82,7 +82,7 @@ func TestOpenIM(t *testing.T) {
 			wantStatus: http.StatusOK, wantBody: responderDeny},
 		{name: "agree denied by a rule on HandleMsg", path: openIMPath(agree), body: agreeBody("alice", "bob", "my shop: http://shop.example"),
 			wantStatus: http.StatusOK, wantBody: answerLinkDeny},
-		{name: "agree under its seed name callbackBeforeReplyFriendResp", path: openIMPath("callbackBeforeReplyFriendResp"),
+		{name: "agree under its alias callbackBeforeReplyFriendResp", path: openIMPath("callbackBeforeReplyFriendResp"),
 			body:       `{"callbackCommand":"callbackBeforeReplyFriendResp","fromUserID":"alice","toUserID":"muted_responder"}`,
 			wantStatus: http.StatusOK, wantBody: responderDeny},
 

@@ -12,7 +12,7 @@ import (
 	"testing"
 )
 
-// Answers that do not depend on the request (PROTOCOLS.md).
+// Answers that do not depend on the request (docs/callback-server.md).
 const (
 	openIMContinue = `{"actionCode":0,"errCode":0,"errMsg":"","errDlt":"","nextCode":0}`
 	tencentOK      = `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":""}`

@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// semanticsPolicies exercise the decision contract (POLICY.md). Each policy refuses its own
+// semanticsPolicies exercise the decision contract (docs/policy.md). Each policy refuses its own
 // users or its own app, so the cases do not interfere.
 const semanticsPolicies = `
 apiVersion: friendgate.io/v1alpha1

@@ -54,7 +54,7 @@ func startServer(t *testing.T, policies string, flags ...string) *server {
 	return s
 }
 
-// launch starts `friendgate serve --policies DIR --addr 127.0.0.1:0 FLAGS...` and waits
+// launch starts `friendgate serve --policies DIR --addr 127.0.0.1:0 --client-detail Full FLAGS...` and waits
 // until it answers /healthz, which it does before any policy is loaded. The process gets
 // SIGTERM at cleanup and must exit 0.
 func launch(t *testing.T, policies string, flags ...string) *server {
@@ -66,7 +66,7 @@ func launch(t *testing.T, policies string, flags ...string) *server {
 	return s
 }
 
-// spawn starts `friendgate serve --policies DIR --addr 127.0.0.1:0 FLAGS...`. At cleanup
+// spawn starts `friendgate serve --policies DIR --addr 127.0.0.1:0 --client-detail Full FLAGS...`. At cleanup
 // it kills the process if it is still running and, if the test failed, logs its output.
 func spawn(t *testing.T, policies string, flags ...string) *server {
 	t.Helper()
@@ -75,8 +75,10 @@ func spawn(t *testing.T, policies string, flags ...string) *server {
 	}
 	// Port 0: the kernel picks a free port, so parallel tests cannot race for one; the
 	// server logs the address it got (see waitListening).
+	// --client-detail Full puts the deciding entry in OpenIM answers, which most tests
+	// check; TestClientDetail checks the default. A later flag overrides it.
 	s := &server{
-		args:   append([]string{"serve", "--policies", policies, "--addr", "127.0.0.1:0"}, flags...),
+		args:   append([]string{"serve", "--policies", policies, "--addr", "127.0.0.1:0", "--client-detail", "Full"}, flags...),
 		output: new(syncBuffer),
 		exited: make(chan struct{}),
 	}
@@ -236,15 +238,25 @@ func hasFields(entry map[string]any, want map[string]string) bool {
 	return true
 }
 
+// scrapeClient scrapes /metrics on a connection of its own that it closes, so that a
+// scrape leaves no connection open to count against the server's limits.
+var scrapeClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+
 // metric scrapes /metrics and sums the series of family name whose labels include labels:
 // counter and gauge values, or for a histogram its number of observations. A family or
 // series that does not exist counts 0.
 func (s *server) metric(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
-	status, text := s.get(t, "/metrics")
-	if status != http.StatusOK {
-		t.Fatalf("GET /metrics: status %d, want 200", status)
+	resp, err := scrapeClient.Get("http://" + s.addr + "/metrics")
+	if err != nil {
+		t.Fatalf("GET /metrics: %v", err)
 	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: status %d, %v; want 200", resp.StatusCode, err)
+	}
+	text := string(data)
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(text))
 	if err != nil {

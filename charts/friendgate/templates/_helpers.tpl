@@ -203,4 +203,13 @@ Checks across values that the schema cannot express; each failure names the valu
 {{- if and .Values.webhook.autoscaling.enabled (not (or .Values.webhook.autoscaling.targetCPUUtilizationPercentage .Values.webhook.autoscaling.targetMemoryUtilizationPercentage)) }}
 {{- fail "webhook.autoscaling.enabled needs targetCPUUtilizationPercentage or targetMemoryUtilizationPercentage" }}
 {{- end }}
+{{- if and .Values.webhook.tls.clientCA.existingSecret (eq .Values.webhook.tls.mode "none") }}
+{{- fail "webhook.tls.clientCA needs webhook.tls.mode certManager or existingSecret: client certificates are a TLS feature" }}
+{{- end }}
+{{- if lt (int64 .Values.webhook.maxBatchBodyBytes) (int64 .Values.webhook.maxBodyBytes) }}
+{{- fail "webhook.maxBatchBodyBytes must be at least webhook.maxBodyBytes" }}
+{{- end }}
+{{- if lt (int64 .Values.webhook.maxInflightBodyBytes) (int64 .Values.webhook.maxBatchBodyBytes) }}
+{{- fail "webhook.maxInflightBodyBytes must be at least webhook.maxBatchBodyBytes: a replica must be able to hold one whole callback" }}
+{{- end }}
 {{- end }}

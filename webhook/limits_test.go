@@ -1,0 +1,181 @@
+package webhook
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+)
+
+// TestConnLimiter accepts real loopback connections through a limiter of 2: at the limit
+// a stale connection makes room for a new one; with none stale, one more is accepted busy
+// and the next are closed at once.
+func TestConnLimiter(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := NewMetrics(prometheus.NewRegistry())
+	l := newConnLimiter(ln, 2, m)
+	if l.hardMax != 2+minBusyRoom {
+		t.Fatalf("hardMax = %d, want %d", l.hardMax, 2+minBusyRoom)
+	}
+	l.hardMax = 3 // one busy connection, so that the test needs few
+	dial := func() net.Conn {
+		t.Helper()
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	accept := func() *limitedConn {
+		t.Helper()
+		c, err := l.Accept()
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c.(*limitedConn)
+	}
+
+	dial()
+	first := accept()
+	dial()
+	second := accept()
+
+	// At the limit, an idle connection makes room; one that has just begun delivering a
+	// request does not.
+	connState(first, http.StateIdle)
+	connState(second, http.StateIdle)
+	connState(second, http.StateActive)
+	dial()
+	third := accept()
+	if third.busy {
+		t.Fatal("a connection accepted after closing an idle one is busy")
+	}
+	if !first.removed.Load() || second.removed.Load() {
+		t.Fatalf("removed: idle %v, active %v; want the idle one only", first.removed.Load(), second.removed.Load())
+	}
+	// A connection stalled delivering its request for longer than stallAge makes room too,
+	// but not one whose request is being answered, however long that takes.
+	second.since.Store(0)
+	third.since.Store(time.Now().Add(-2 * stallAge).UnixNano())
+	dial()
+	fourth := accept()
+	if fourth.busy || !third.removed.Load() || second.removed.Load() {
+		t.Fatalf("busy %v, stalled removed %v, answered removed %v; want false true false", fourth.busy, third.removed.Load(), second.removed.Load())
+	}
+	if got := testutil.ToFloat64(m.staleClosed); got != 2 {
+		t.Fatalf("stale connections closed = %v, want 2", got)
+	}
+
+	// With none stale, the next one is accepted busy, and the ones after it are closed.
+	dial()
+	if !accept().busy {
+		t.Fatal("a connection over the limit is not busy")
+	}
+	refused := []net.Conn{dial(), dial()}
+	acceptErr := make(chan error, 1)
+	go func() {
+		_, err := l.Accept()
+		acceptErr <- err
+	}()
+	for i, c := range refused {
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if n, err := c.Read(make([]byte, 1)); err != io.EOF {
+			t.Fatalf("connection %d over the hard limit: read %d bytes, %v; want it closed (EOF)", i, n, err)
+		}
+	}
+	ln.Close()
+	if err := <-acceptErr; err == nil {
+		t.Fatal("Accept returned a connection over the hard limit")
+	}
+	if got := testutil.ToFloat64(m.connsRefused); got != 2 {
+		t.Fatalf("connections refused = %v, want 2", got)
+	}
+	if got := testutil.ToFloat64(m.connections); got != 3 {
+		t.Fatalf("open connections = %v, want 3", got)
+	}
+}
+
+// blockingBody hands out its data, then blocks until release is closed.
+type blockingBody struct {
+	data    *strings.Reader
+	reading chan struct{} // closed when the data is used up
+	release chan struct{}
+}
+
+func (b *blockingBody) Read(p []byte) (int, error) {
+	if b.data.Len() > 0 {
+		return b.data.Read(p)
+	}
+	select {
+	case <-b.reading:
+	default:
+		close(b.reading)
+	}
+	<-b.release
+	return 0, io.ErrUnexpectedEOF
+}
+
+func (*blockingBody) Close() error { return nil }
+
+// TestBodyMemoryFollowsBytes holds requests that announce 1 MiB and send a few KiB: each
+// reserves only what it received, and a request beyond the in-flight budget is shed.
+func TestBodyMemoryFollowsBytes(t *testing.T) {
+	s := newTestServer(t, Options{FailurePolicy: FailDeny, MaxBodyBytes: 1 << 20, MaxInflightBodyBytes: 3 * bodyReserveStep}, true)
+	const target = "/openim/callbackBeforeAddFriendCommand"
+	hold := func(sent int) (release func()) {
+		body := &blockingBody{data: strings.NewReader(strings.Repeat("x", sent)), reading: make(chan struct{}), release: make(chan struct{})}
+		req := httptest.NewRequest("POST", target, nil)
+		req.Body, req.ContentLength = body, 1<<20
+		done := make(chan *httptest.ResponseRecorder)
+		go func() {
+			rec := httptest.NewRecorder()
+			s.handler.ServeHTTP(rec, req)
+			done <- rec
+		}()
+		<-body.reading
+		return func() {
+			close(body.release)
+			if rec := <-done; rec.Code != http.StatusBadRequest {
+				t.Errorf("held request: got %d %s, want 400 (the body ended early)", rec.Code, rec.Body)
+			}
+		}
+	}
+	releaseA := hold(100)
+	if got := s.handler.budget.used.Load(); got != bodyReserveStep {
+		t.Fatalf("in flight after 100 bytes of an announced 1 MiB: %d, want %d", got, bodyReserveStep)
+	}
+	releaseB := hold(bodyReserveStep + 1)
+	if got := s.handler.budget.used.Load(); got != 3*bodyReserveStep {
+		t.Fatalf("in flight: %d, want %d", got, 3*bodyReserveStep)
+	}
+
+	rec := s.do("POST", target, `{"fromUserID":"spam_1","toUserID":"bob"}`)
+	want := `{"actionCode":0,"errCode":38000,"errMsg":"friend request could not be checked","errDlt":"friendgate: server busy: too many request bytes in flight","nextCode":1}`
+	if rec.Code != http.StatusServiceUnavailable || rec.Body.String() != want || rec.Header().Get("Connection") != "close" {
+		t.Fatalf("over the budget: got %d %s (Connection %q), want 503 %s and Connection: close", rec.Code, rec.Body, rec.Header().Get("Connection"), want)
+	}
+	if got := testutil.ToFloat64(s.metrics.shedBody); got != 1 {
+		t.Fatalf("shed for body bytes = %v, want 1", got)
+	}
+
+	releaseA()
+	releaseB()
+	if got := s.handler.budget.used.Load(); got != 0 {
+		t.Fatalf("in flight after every request was answered: %d, want 0", got)
+	}
+	rec = s.do("POST", target, `{"fromUserID":"spam_1","toUserID":"bob"}`)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"errCode":38001`) {
+		t.Fatalf("after the budget was released: got %d %s, want the spammer denied", rec.Code, rec.Body)
+	}
+}
