@@ -438,7 +438,7 @@ func TestClientDetail(t *testing.T) {
 	} {
 		t.Run(string(tt.detail), func(t *testing.T) {
 			var lines []string
-			log := funcr.New(func(prefix, args string) { lines = append(lines, args) }, funcr.Options{})
+			log := funcr.New(func(_, args string) { lines = append(lines, args) }, funcr.Options{})
 			s := newTestServer(t, Options{ClientDetail: tt.detail, Logger: log}, true)
 			rec := s.do("POST", "/openim/callbackBeforeAddFriendCommand", body, "operationID", "op-42")
 			var a openIMAnswer

@@ -101,7 +101,8 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if n >= l.max {
 			lc.busy = true
 			lc.busyUntil = time.Now().Add(busyReadTimeout)
-			c.SetReadDeadline(lc.busyUntil)
+			// Fails only on a closed connection, whose next read fails anyway.
+			_ = c.SetReadDeadline(lc.busyUntil)
 		}
 		l.conns[lc] = struct{}{}
 		l.mu.Unlock()
@@ -180,7 +181,7 @@ func (c *limitedConn) SetReadDeadline(t time.Time) error {
 }
 
 func (c *limitedConn) SetDeadline(t time.Time) error {
-	if err := c.Conn.SetWriteDeadline(t); err != nil {
+	if err := c.SetWriteDeadline(t); err != nil {
 		return err
 	}
 	return c.SetReadDeadline(t)

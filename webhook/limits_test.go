@@ -89,7 +89,9 @@ func TestConnLimiter(t *testing.T) {
 		acceptErr <- err
 	}()
 	for i, c := range refused {
-		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if err := c.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+			t.Fatal(err)
+		}
 		if n, err := c.Read(make([]byte, 1)); err != io.EOF {
 			t.Fatalf("connection %d over the hard limit: read %d bytes, %v; want it closed (EOF)", i, n, err)
 		}

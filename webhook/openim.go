@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 // openIMCommands are the OpenIM callbacks friendgate answers, by the exact command string
@@ -126,7 +127,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 		return
 	}
 	if !ok {
-		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+truncate(path, 128)))
+		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusNotFound, "unknown callback path "+text.Truncate(path, 128)))
 		return
 	}
 	if rf := h.clientCertRefusal(r, ProtocolOpenIM); rf != nil {
@@ -248,7 +249,7 @@ func (h *Handler) resolveOpenIMCommand(cmd **command, name, inBody string) *refu
 	case name == "":
 		*cmd = h.openIMCommand(inBody)
 	case inBody != "" && h.openIMCommand(inBody).kind != (*cmd).kind:
-		return undecided(http.StatusBadRequest, "the URL's command "+truncate(name, 64)+" and the body's callbackCommand "+truncate(inBody, 64)+" disagree")
+		return undecided(http.StatusBadRequest, "the URL's command "+text.Truncate(name, 64)+" and the body's callbackCommand "+text.Truncate(inBody, 64)+" disagree")
 	}
 	return nil
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 // ClientDetail says what an OpenIM denial's errDlt, which OpenIM hands to the refused
@@ -246,21 +247,21 @@ var kindEvents = map[commandKind]string{
 // than through http.ServeMux, which answers unclean paths with a redirect that an IM
 // server would not follow.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	path := cleanPath(r.URL.Path)
+	urlPath := cleanPath(r.URL.Path)
 	// A connection accepted over --max-connections gets one answer, then is closed.
 	busy := overConnectionLimit(r)
 	if busy {
 		w.Header().Set("Connection", "close")
 	}
 	switch {
-	case path == "/openim" || strings.HasPrefix(path, "/openim/"):
-		h.serveOpenIM(w, r, path, busy)
-	case path == "/tencent":
+	case urlPath == "/openim" || strings.HasPrefix(urlPath, "/openim/"):
+		h.serveOpenIM(w, r, urlPath, busy)
+	case urlPath == "/tencent":
 		h.serveTencent(w, r, busy)
-	case path == "/healthz":
+	case urlPath == "/healthz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
-	case path == "/readyz":
+	case urlPath == "/readyz":
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		if !h.store.Ready() {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -268,10 +269,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprintf(w, "ok: snapshot generation %d\n", h.store.Generation())
-	case path == "/metrics" && h.opts.MetricsHandler != nil:
+	case urlPath == "/metrics" && h.opts.MetricsHandler != nil:
 		h.opts.MetricsHandler.ServeHTTP(w, r)
 	case r.Method == http.MethodPost:
-		h.unroutable(w, r, path)
+		h.unroutable(w, r, urlPath)
 	default:
 		http.NotFound(w, r)
 	}
@@ -300,10 +301,10 @@ func (h *Handler) clientCertRefusal(r *http.Request, protocol string) *refusal {
 // answers 404 in the shape of the protocol the request looks like (Tencent when the query
 // carries SdkAppid or CallbackCommand, OpenIM otherwise) with the failure policy: under
 // Deny an OpenIM server refuses the operation rather than have it pass unchecked.
-func (h *Handler) unroutable(w http.ResponseWriter, r *http.Request, path string) {
+func (h *Handler) unroutable(w http.ResponseWriter, r *http.Request, urlPath string) {
 	c := h.getCall()
 	defer h.putCall(c)
-	rf := undecided(http.StatusNotFound, "no callback endpoint at "+truncate(path, 128)+": configure the URL as http(s)://HOST/openim or http(s)://HOST/tencent")
+	rf := undecided(http.StatusNotFound, "no callback endpoint at "+text.Truncate(urlPath, 128)+": configure the URL as http(s)://HOST/openim or http(s)://HOST/tencent")
 	q := r.URL.RawQuery
 	if strings.Contains(q, "SdkAppid=") || strings.Contains(q, "CallbackCommand=") {
 		h.failTencent(w, c, h.tencentOther, rf, false)
@@ -433,7 +434,7 @@ func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 	if ct := r.Header.Get("Content-Type"); ct != "" {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !jsonMediaType(mt) {
-			return undecided(http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", truncate(ct, 64)))
+			return undecided(http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", text.Truncate(ct, 64)))
 		}
 	}
 	if r.ContentLength > limit {
@@ -479,13 +480,6 @@ func jsonMediaType(mt string) bool {
 		return true
 	}
 	return false
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n] + "..."
 }
 
 func growVerdicts(v []*policy.Verdict, n int) []*policy.Verdict {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 // tencentCommands are the Tencent Cloud Chat callbacks friendgate answers. Any other
@@ -131,7 +132,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 	if auth := h.opts.TencentAuth; auth != nil {
 		if status, reason := auth.Check(q.appID, q.sign, q.requestTime); status != 0 {
 			h.opts.Metrics.authFailures.WithLabelValues(ProtocolTencent, reason).Inc()
-			h.failTencent(w, c, cmd, &refusal{unauthenticated, status, "authentication failed: " + reason + " (SdkAppid " + truncate(q.appID, 32) + ")"}, false)
+			h.failTencent(w, c, cmd, &refusal{unauthenticated, status, "authentication failed: " + reason + " (SdkAppid " + text.Truncate(q.appID, 32) + ")"}, false)
 			return
 		}
 	}
@@ -173,7 +174,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		}
 	case inBody != "" && h.tencentCommand(inBody).kind != cmd.kind:
 		c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
-		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "the query's CallbackCommand "+truncate(q.command, 64)+" and the body's "+truncate(inBody, 64)+" disagree"), true)
+		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "the query's CallbackCommand "+text.Truncate(q.command, 64)+" and the body's "+text.Truncate(inBody, 64)+" disagree"), true)
 		return
 	}
 	c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])

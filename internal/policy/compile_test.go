@@ -181,11 +181,11 @@ func TestConfigMapListErrors(t *testing.T) {
 // A blocklist's set is built once, from its inline users, prefixes and patterns, and the
 // ConfigMap users are added to it: none of the inline parts may be lost.
 func TestConfigMapListsKeepInlinePrefixesAndPatterns(t *testing.T) {
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spam"}}
 	policy := fp("ns", "p", spec{Blocklists: []v1alpha1.Blocklist{{
 		Name: "l", Users: []string{"inline"}, Prefixes: []string{"bot_"}, Patterns: []string{`spam\d+`}, ConfigMapSelector: sel,
 	}}})
-	cms := []*corev1.ConfigMap{configMap("ns", "part-1", map[string]string{"list": "spam", v1alpha1.LabelList: ""}, map[string]string{"k": "listed\ninline\n"})}
+	cms := []*corev1.ConfigMap{configMap("ns", "part-1", map[string]string{v1alpha1.LabelList: "spam"}, map[string]string{"k": "listed\ninline\n"})}
 	c, err := Compile(policy, cms, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -204,8 +204,8 @@ func TestConfigMapListsKeepInlinePrefixesAndPatterns(t *testing.T) {
 // TestCompileErrorReason checks that a compile error says whether the spec or a list is at
 // fault, through Build's joined error too, and keeps the Kubernetes Invalid form.
 func TestCompileErrorReason(t *testing.T) {
-	sel := &metav1.LabelSelector{MatchLabels: map[string]string{"list": "spam"}}
-	badList := configMap("ns", "bad", map[string]string{"list": "spam", v1alpha1.LabelList: ""}, map[string]string{"k": "has space"})
+	sel := &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spam"}}
+	badList := configMap("ns", "bad", map[string]string{v1alpha1.LabelList: "spam"}, map[string]string{"k": "has space"})
 	tests := []struct {
 		name string
 		spec v1alpha1.FriendPolicySpec

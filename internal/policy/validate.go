@@ -79,27 +79,7 @@ func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.Error
 	}
 	names := map[string]bool{}
 	for i := range spec.Blocklists {
-		b := &spec.Blocklists[i]
-		p := path.Child("blocklists").Index(i)
-		errs = append(errs, validateName(b.Name, p.Child("name"), names)...)
-		if s := b.Subject; s != "" && !slices.Contains(v1alpha1.Subjects[:], s) {
-			errs = append(errs, field.NotSupported(p.Child("subject"), s, v1alpha1.Subjects[:]))
-		}
-		errs = append(errs, validateStrings(b.Users, p.Child("users"), v1alpha1.MaxUsers, v1alpha1.MaxUserIDLength, ValidateUserID)...)
-		errs = append(errs, validateStrings(b.Prefixes, p.Child("prefixes"), v1alpha1.MaxPrefixes, v1alpha1.MaxUserIDLength, ValidateUserID)...)
-		errs = append(errs, validateStrings(b.Patterns, p.Child("patterns"), v1alpha1.MaxPatterns, v1alpha1.MaxPatternLength, nil)...)
-		if b.ConfigMapSelector != nil {
-			if _, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector); err != nil {
-				errs = append(errs, field.Invalid(p.Child("configMapSelector"), b.ConfigMapSelector, err.Error()))
-			} else if !selectsListLabel(b.ConfigMapSelector) {
-				errs = append(errs, field.Invalid(p.Child("configMapSelector"), metav1.FormatLabelSelector(b.ConfigMapSelector),
-					"configMapSelector must select on the label "+v1alpha1.LabelList+", which replicas read lists by: add matchLabels: {"+v1alpha1.LabelList+": <list name>} (and that label to the ConfigMaps)"))
-			}
-		}
-		if len(b.Users) == 0 && len(b.Prefixes) == 0 && len(b.Patterns) == 0 && b.ConfigMapSelector == nil {
-			errs = append(errs, field.Required(p, "a blocklist needs at least one of users, prefixes, patterns or configMapSelector"))
-		}
-		errs = append(errs, validateCodeMessage(b.Code, b.Message, p)...)
+		errs = append(errs, validateBlocklist(&spec.Blocklists[i], path.Child("blocklists").Index(i), names)...)
 	}
 	if len(spec.Rules) > v1alpha1.MaxRules {
 		errs = append(errs, field.TooMany(path.Child("rules"), len(spec.Rules), v1alpha1.MaxRules))
@@ -146,6 +126,31 @@ func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.Error
 		}
 		errs = append(errs, validateCodeMessage(r.Code, r.Message, p)...)
 	}
+	return errs
+}
+
+// validateBlocklist checks one blocklist at p; names holds the names seen before it.
+func validateBlocklist(b *v1alpha1.Blocklist, p *field.Path, names map[string]bool) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateName(b.Name, p.Child("name"), names)...)
+	if s := b.Subject; s != "" && !slices.Contains(v1alpha1.Subjects[:], s) {
+		errs = append(errs, field.NotSupported(p.Child("subject"), s, v1alpha1.Subjects[:]))
+	}
+	errs = append(errs, validateStrings(b.Users, p.Child("users"), v1alpha1.MaxUsers, v1alpha1.MaxUserIDLength, ValidateUserID)...)
+	errs = append(errs, validateStrings(b.Prefixes, p.Child("prefixes"), v1alpha1.MaxPrefixes, v1alpha1.MaxUserIDLength, ValidateUserID)...)
+	errs = append(errs, validateStrings(b.Patterns, p.Child("patterns"), v1alpha1.MaxPatterns, v1alpha1.MaxPatternLength, nil)...)
+	if b.ConfigMapSelector != nil {
+		if _, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector); err != nil {
+			errs = append(errs, field.Invalid(p.Child("configMapSelector"), b.ConfigMapSelector, err.Error()))
+		} else if !selectsListLabel(b.ConfigMapSelector) {
+			errs = append(errs, field.Invalid(p.Child("configMapSelector"), metav1.FormatLabelSelector(b.ConfigMapSelector),
+				"configMapSelector must select on the label "+v1alpha1.LabelList+", which replicas read lists by: add matchLabels: {"+v1alpha1.LabelList+": <list name>} (and that label to the ConfigMaps)"))
+		}
+	}
+	if len(b.Users) == 0 && len(b.Prefixes) == 0 && len(b.Patterns) == 0 && b.ConfigMapSelector == nil {
+		errs = append(errs, field.Required(p, "a blocklist needs at least one of users, prefixes, patterns or configMapSelector"))
+	}
+	errs = append(errs, validateCodeMessage(b.Code, b.Message, p)...)
 	return errs
 }
 

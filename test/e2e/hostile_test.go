@@ -35,7 +35,9 @@ func dialRaw(t *testing.T, s *server) *rawConn {
 		t.Fatalf("dialing %s: %v", s.addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(attackTimeout))
+	if err := c.SetDeadline(time.Now().Add(attackTimeout)); err != nil {
+		t.Fatal(err)
+	}
 	return &rawConn{Conn: c, answers: bufio.NewReader(c)}
 }
 

@@ -101,7 +101,10 @@ func TestMeasureHostile(t *testing.T) {
 				if err != nil {
 					return
 				}
-				c.SetDeadline(time.Now().Add(time.Minute))
+				if err := c.SetDeadline(time.Now().Add(time.Minute)); err != nil {
+					c.Close()
+					return
+				}
 				if _, err := c.Write(payload); err != nil {
 					c.Close()
 					return

@@ -88,11 +88,11 @@ func spawn(t *testing.T, policies string, flags ...string) *server {
 		t.Fatalf("starting friendgate %s: %v", strings.Join(s.args, " "), err)
 	}
 	go func() {
-		s.cmd.Wait() // the exit status is read from cmd.ProcessState
+		_ = s.cmd.Wait() // the exit status is read from cmd.ProcessState
 		close(s.exited)
 	}()
 	t.Cleanup(func() {
-		s.cmd.Process.Kill() // a no-op once it has exited
+		_ = s.cmd.Process.Kill() // fails only once it has exited
 		<-s.exited
 		if t.Failed() {
 			t.Logf("output of friendgate %s:\n%s", strings.Join(s.args, " "), s.output)
@@ -129,7 +129,7 @@ func (s *server) waitExit(t *testing.T) {
 	select {
 	case <-s.exited:
 	case <-time.After(stopTimeout):
-		s.cmd.Process.Kill()
+		_ = s.cmd.Process.Kill() // fails only once it has exited
 		<-s.exited
 		t.Errorf("friendgate did not exit within %s of SIGTERM; killed it", stopTimeout)
 		return

@@ -21,7 +21,9 @@ func TestGracefulShutdown(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	conn.SetDeadline(time.Now().Add(stopTimeout))
+	if err := conn.SetDeadline(time.Now().Add(stopTimeout)); err != nil {
+		t.Fatal(err)
+	}
 	body := openIMAddFriend("spam_1", "bob", "hello")
 	// With Expect: 100-continue the server answers 100 once the handler reads the body, so
 	// the request is in flight before SIGTERM; the body follows after it.
