@@ -26,6 +26,7 @@ func TestAllInOne(t *testing.T) {
 		"--namespace", ns,
 		"--replica-id", "all-in-one",
 		"--addr", "127.0.0.1:0",
+		"--client-detail", "Full", // the test reads the deciding entry from errDlt
 		"--health-probe-bind-address", "0",
 		"--webhook-port", strconv.Itoa(env.Webhooks.LocalServingPort),
 		"--webhook-cert-dir", env.Webhooks.LocalServingCertDir,

@@ -38,7 +38,7 @@ func TestWebhookMemory(t *testing.T) {
 	}
 	// Its Lease goes to its own namespace, out of the way of TestOperator's replicas.
 	p := start(t, "memory-replica", "webhook", "--kubeconfig", admin, "--namespace", ns,
-		"--replica-id", "memory", "--addr", "127.0.0.1:0")
+		"--replica-id", "memory", "--addr", "127.0.0.1:0", "--client-detail", "Full")
 	port := callbackPort(t, p)
 	waitReady(t, p, port)
 	idle := rssBytes(t, p.cmd.Process.Pid)

@@ -70,6 +70,7 @@ func (c *cluster) addReplica(t *testing.T, id, kubeconfig string) {
 		"--replica-id", id,
 		"--replica-lease-duration", leaseDuration.String(),
 		"--addr", "127.0.0.1:0",
+		"--client-detail", "Full", // the tests read the deciding entry from errDlt
 	)
 	port := callbackPort(t, p)
 	waitReady(t, p, port)
