@@ -4,13 +4,11 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"regexp/syntax"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/google/cel-go/cel"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -55,6 +53,9 @@ type Compiled struct {
 	// Warnings are problems that do not stop the policy from being enforced, such as a
 	// configMapSelector that selects no ConfigMap.
 	Warnings []string
+	// Notes say what makes the policy cost more to evaluate than it might, for
+	// `friendgate test`.
+	Notes []string
 
 	appIDs     []string
 	events     uint8
@@ -75,8 +76,8 @@ type compiledRule struct {
 	platforms  uint16
 	addSources []string
 	cidrs      []netip.Prefix
-	wording    *regexp.Regexp
-	when       cel.Program
+	wording    []*pattern
+	when       *whenProgram
 	verdict    *Verdict
 }
 
@@ -241,19 +242,24 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		}
 		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns")); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
-		} else if len(r.WordingPatterns) > 0 {
-			re, err := regexp.Compile(joinGroups(r.WordingPatterns))
-			if err != nil {
-				errs = append(errs, field.Invalid(p.Child("wordingPatterns"), r.WordingPatterns, err.Error()))
+		} else {
+			for _, wp := range r.WordingPatterns {
+				cp, err := compilePattern(wp)
+				if err != nil {
+					errs = append(errs, field.Invalid(p.Child("wordingPatterns"), r.WordingPatterns, err.Error()))
+					continue
+				}
+				cr.wording = append(cr.wording, cp)
 			}
-			cr.wording = re
 		}
 		if r.When != "" && len(r.When) <= v1alpha1.MaxWhenLength {
-			prg, err := compileWhen(r.When)
+			w, err := internWhen(r.When)
 			if err != nil {
 				errs = append(errs, field.Invalid(p.Child("when"), r.When, err.Error()))
+			} else if w.guard == nil {
+				c.Notes = append(c.Notes, fmt.Sprintf("%s: when has no indexable guard (request.<field> == 'value', .startsWith('value') or in ['a', 'b'] in its top-level &&), so it runs for every request the rule's other conditions let through", p.Child("when")))
 			}
-			cr.when = prg
+			cr.when = w
 		}
 		c.rules = append(c.rules, cr)
 	}
