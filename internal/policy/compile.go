@@ -257,7 +257,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 			if err != nil {
 				errs = append(errs, field.Invalid(p.Child("when"), r.When, err.Error()))
 			} else if w.guard == nil {
-				c.Notes = append(c.Notes, fmt.Sprintf("%s: when has no indexable guard (request.<field> == 'value', .startsWith('value') or in ['a', 'b'] in its top-level &&), so it runs for every request the rule's other conditions let through", p.Child("when")))
+				c.Notes = append(c.Notes, fmt.Sprintf("%s: when has no indexable guard, so it runs for every request the rule's other conditions let through (a top-level && term request.<field> == 'value', request.<field>.startsWith('value') or request.<field> in ['a', 'b'] would let the index skip it)", p.Child("when")))
 			}
 			cr.when = w
 		}

@@ -138,7 +138,8 @@ func asciiLower(b byte) byte {
 // per state and failure links, with the root's transitions dense (most bytes of most texts
 // stay there).
 type acMatcher struct {
-	// dfa[s*classes+class[b]] is the next state; nil for a large automaton.
+	// dfa[row+class[b]] is the next state's row (state*classes), with dfaOut set when the
+	// state has outputs; nil for a large automaton.
 	dfa     []uint32
 	class   [256]uint8
 	classes uint32
@@ -240,6 +241,9 @@ func newACMatcher(literals []string) *acMatcher {
 // maxDFAEntries bounds the DFA table (4 bytes an entry); larger automata stay sparse.
 const maxDFAEntries = 1 << 16
 
+// dfaOut flags a DFA entry whose state has outputs.
+const dfaOut = 1 << 31
+
 func (m *acMatcher) buildDFA() {
 	var used [256]bool
 	for _, e := range m.edges {
@@ -261,6 +265,12 @@ func (m *acMatcher) buildDFA() {
 	}
 	m.classes = classes
 	m.dfa = make([]uint32, uint32(len(m.states))*classes)
+	entry := func(s uint32) uint32 {
+		if st := &m.states[s]; st.outHi > st.outLo {
+			return s*classes | dfaOut
+		}
+		return s * classes
+	}
 	// Breadth-first, so a state's failure target has its row when the state is filled.
 	queue := []uint32{0}
 	for len(queue) > 0 {
@@ -271,7 +281,7 @@ func (m *acMatcher) buildDFA() {
 			copy(row, m.dfa[m.states[s].fail*classes:(m.states[s].fail+1)*classes])
 		}
 		for _, e := range m.edges[m.states[s].edgeLo:m.states[s].edgeHi] {
-			row[classOf[e.b]] = e.next
+			row[classOf[e.b]] = entry(e.next)
 			queue = append(queue, e.next)
 		}
 	}
@@ -302,10 +312,13 @@ func (m *acMatcher) step(s uint32, b byte) (uint32, bool) {
 // scan calls hit with the id of every literal occurrence in text (an id may repeat).
 func (m *acMatcher) scan(text string, hit func(id uint32)) {
 	s := uint32(0)
-	if m.dfa != nil {
+	if dfa := m.dfa; dfa != nil {
+		row := uint32(0)
 		for i := 0; i < len(text); i++ {
-			s = m.dfa[s*m.classes+uint32(m.class[text[i]])]
-			if st := &m.states[s]; st.outHi > st.outLo {
+			next := dfa[row+uint32(m.class[text[i]])]
+			row = next &^ dfaOut
+			if next&dfaOut != 0 {
+				st := &m.states[row/m.classes]
 				for _, id := range m.outs[st.outLo:st.outHi] {
 					hit(id)
 				}

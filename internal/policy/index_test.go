@@ -1,0 +1,123 @@
+package policy
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+)
+
+func TestRequiredLiterals(t *testing.T) {
+	tests := []struct {
+		pattern string
+		want    []string
+	}{
+		{`https?://`, []string{"http"}}, // the longest literal of a concatenation
+		{`(?i)www\.`, []string{"www."}},
+		{`^[0-9]{11}$`, nil},
+		{`^bot_[0-9]+$`, []string{"bot_"}},
+		{`viagra|cialis`, []string{"cialis", "viagra"}},
+		{`v[i1]a`, []string{"v"}},
+		{`(?i)skype`, []string{"ype"}},  // k folds with the Kelvin sign, s with ſ
+		{`(?i)kk`, nil},                 // no rune that folds within ASCII only
+		{`Promo`, []string{"promo"}},    // case-sensitive literals are looked for lower-cased
+		{`a(bc)+d`, []string{"bc"}},     // a repeated group still needs one occurrence
+		{`a(bcd)*e`, []string{"a"}},     // an optional group needs nothing
+		{`微信|vx`, []string{"vx", "微信"}}, // non-ASCII literals are matched as bytes
+		{`x\x{FFFD}y`, []string{"x"}},   // U+FFFD also matches invalid UTF-8
+		{`a|b*`, nil},
+	}
+	for _, tt := range tests {
+		if got := requiredLiterals(tt.pattern); !slices.Equal(got, tt.want) {
+			t.Errorf("requiredLiterals(%q) = %q, want %q", tt.pattern, got, tt.want)
+		}
+	}
+}
+
+func TestACMatcher(t *testing.T) {
+	lits := []string{"he", "she", "his", "hers", "http", "://"}
+	for _, dense := range []bool{true, false} {
+		m := newACMatcher(lits)
+		if !dense {
+			m.dfa = nil
+		}
+		var got []string
+		m.scan("UsHErs see HTTP://x", func(id uint32) { got = append(got, lits[id]) })
+		want := []string{"she", "he", "hers", "http", "://"}
+		if !slices.Equal(got, want) {
+			t.Errorf("dense=%v: got %q, want %q", dense, got, want)
+		}
+	}
+}
+
+func TestWhenGuard(t *testing.T) {
+	tests := []struct {
+		when string
+		want string // the guard described, "" for none
+	}{
+		{"request.from == 'a'", `request.from is one of ["a"]`},
+		{"'a' == request.to && request.forceAdd", `request.to is one of ["a"]`},
+		{"request.from.startsWith('guest_') && !request.forceAdd", `request.from starts with one of ["guest_"]`},
+		{"request.from.startsWith('g') && request.appID in ['1', '2']", `request.appID is one of ["1" "2"]`},
+		{"request.from == 'a' || request.to == 'b'", ""},
+		{"!(request.from == 'a')", ""},
+		{"request.wording.contains('x')", ""},
+		{"request.eventTime == 5", ""},
+		{"request.from == request.to", ""},
+	}
+	for _, tt := range tests {
+		w, err := compileWhenProgram(tt.when)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.when, err)
+		}
+		got := ""
+		if w.guard != nil {
+			got = w.guard.describe()
+		}
+		if got != tt.want {
+			t.Errorf("%s: guard %q, want %q", tt.when, got, tt.want)
+		}
+	}
+}
+
+func TestNoteForUnguardedWhen(t *testing.T) {
+	_, compiled, err := Build([]*v1alpha1.FriendPolicy{fp("ns", "p", spec{Rules: []v1alpha1.Rule{
+		{Name: "guarded", When: "request.from == 'a'"},
+		{Name: "unguarded", When: "request.wording.size() > 100"},
+	}})}, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := compiled[0].Notes
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "spec.rules[1].when: when has no indexable guard") {
+		t.Errorf("notes %q, want one for spec.rules[1].when", notes)
+	}
+}
+
+// TestFastCELMatchesTracked checks that an expression runs without the cost tracker only
+// when the checker bounds it, and that a request longer than the bound takes the tracked
+// program, which stops a hostile expression.
+func TestFastCELMatchesTracked(t *testing.T) {
+	for _, tt := range []struct {
+		when string
+		fast bool
+	}{
+		{"request.from.startsWith('guest_') && !request.forceAdd", true},
+		{"request.wording.contains('x') && request.eventTime > 3", true},
+		{"has(request.from)", false}, // reads the request other than field by field
+		{"request.wording" + strings.Repeat(".replace('a', 'aa')", 20) + ".size() > 0", false},
+	} {
+		w, err := compileWhenProgram(tt.when)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.when, err)
+		}
+		if (w.fast != nil) != tt.fast {
+			t.Errorf("%s: fast program %v, want %v", tt.when, w.fast != nil, tt.fast)
+		}
+	}
+	long := Request{Wording: strings.Repeat("x", fastCELMaxString+1)}
+	if fitsFastCEL(&long) {
+		t.Error("a wording longer than the bound fits the fast programs")
+	}
+}
