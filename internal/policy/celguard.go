@@ -43,6 +43,7 @@ const (
 	fieldResponseAction
 	fieldPlatform
 	fieldClientIP
+	fieldEx
 	fieldForceAdd
 	fieldEventTime
 	numFields
@@ -58,7 +59,7 @@ var celFields = [numFields]struct {
 	{"event", cel.StringType}, {"appID", cel.StringType}, {"from", cel.StringType}, {"to", cel.StringType},
 	{"wording", cel.StringType}, {"remark", cel.StringType}, {"groupName", cel.StringType},
 	{"addSource", cel.StringType}, {"addType", cel.StringType}, {"responseAction", cel.StringType},
-	{"platform", cel.StringType}, {"clientIP", cel.StringType},
+	{"platform", cel.StringType}, {"clientIP", cel.StringType}, {"ex", cel.StringType},
 	{"forceAdd", cel.BoolType}, {"eventTime", cel.IntType},
 }
 
@@ -89,6 +90,8 @@ func (r *Request) str(f reqField) string {
 		return r.Platform
 	case fieldClientIP:
 		return r.ClientIP
+	case fieldEx:
+		return r.Ex
 	}
 	return ""
 }

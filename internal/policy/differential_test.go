@@ -40,6 +40,8 @@ var (
 		"int(request.wording) > 3",
 		"request.platform in ['Web', 'iOS'] && request.eventTime > 5",
 		"request.addSource.startsWith('AddSource_Type_S') && request.to == 'b'",
+		"request.ex == 'vip' || request.ex.startsWith('{')",
+		"request.ex in ['vip', ''] && request.wording != ''",
 	}
 	diffApps    = []string{"app1", "app2", ""}
 	diffEvents  = []v1alpha1.Event{v1alpha1.EventFriendRequest, v1alpha1.EventFriendResponse, v1alpha1.EventImportFriends, v1alpha1.EventAddBlack, v1alpha1.EventSetRemark}
@@ -162,6 +164,7 @@ func (g *diffGen) request() Request {
 		Platform:  diffPlatforms[g.n(len(diffPlatforms))],
 		ClientIP:  diffIPs[g.n(len(diffIPs))],
 		EventTime: int64(g.n(10)),
+		Ex:        []string{"", "vip", `{"a":1}`}[g.n(3)],
 	}
 }
 

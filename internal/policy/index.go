@@ -267,7 +267,8 @@ func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 		}
 		for i := range x.lists {
 			l := &x.lists[i]
-			if l.sides&side != 0 && l.set.contains(id) {
+			// The list's prefixes and patterns are in the index; only its users are probed.
+			if _, ok := l.set.users[id]; ok && l.sides&side != 0 {
 				sc.hit(l.policy).blocks |= 1 << l.entry
 			}
 		}
