@@ -91,14 +91,14 @@ func refCompile(t testing.TB, fp *v1alpha1.FriendPolicy, cms []*corev1.ConfigMap
 		}
 	}
 	if ex := spec.Exemptions; ex != nil {
-		p.exempt = refNewSet(t, ex.Users, ex.Prefixes, nil)
+		p.exempt = refNewSet(ex.Users, ex.Prefixes, nil)
 	}
 	for _, b := range spec.Blocklists {
 		rb := refBlocklist{
 			name: b.Name,
 			from: b.Subject != v1alpha1.SubjectTo,
 			to:   b.Subject != v1alpha1.SubjectFrom,
-			set:  refNewSet(t, b.Users, b.Prefixes, b.Patterns),
+			set:  refNewSet(b.Users, b.Prefixes, b.Patterns),
 			code: b.Code,
 		}
 		if b.ConfigMapSelector != nil {
@@ -140,7 +140,7 @@ func refCompile(t testing.TB, fp *v1alpha1.FriendPolicy, cms []*corev1.ConfigMap
 	return p
 }
 
-func refNewSet(t testing.TB, users, prefixes, patterns []string) refSet {
+func refNewSet(users, prefixes, patterns []string) refSet {
 	s := refSet{users: map[string]bool{}, prefixes: prefixes}
 	for _, u := range users {
 		s.users[u] = true
