@@ -268,7 +268,7 @@ func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 		for i := range x.lists {
 			l := &x.lists[i]
 			// The list's prefixes and patterns are in the index; only its users are probed.
-			if _, ok := l.set.users[id]; ok && l.sides&side != 0 {
+			if l.sides&side != 0 && l.set.list.contains(id) {
 				sc.hit(l.policy).blocks |= 1 << l.entry
 			}
 		}

@@ -9,7 +9,9 @@ import (
 // prefix-free sorted slice) and whole-ID patterns. Decisions go through the snapshot's
 // index; a userSet answers for one policy, for explanations.
 type userSet struct {
-	users    map[string]struct{}
+	users map[string]struct{}
+	// list holds the users of a blocklist fed by ConfigMaps, its inline ones included.
+	list     *compactSet
 	prefixes []string
 	// patterns are anchored to the whole ID, one per pattern written.
 	patterns []*pattern
@@ -55,7 +57,7 @@ func prefixFree(prefixes []string) []string {
 }
 
 func (s *userSet) contains(id string) bool {
-	if _, ok := s.users[id]; ok {
+	if _, ok := s.users[id]; ok || s.list.contains(id) {
 		return true
 	}
 	if n := len(s.prefixes); n > 0 {
