@@ -176,11 +176,15 @@ func fitsFastCEL(r *Request) bool {
 type celActivation struct {
 	r     *Request
 	boxed [numFields]ref.Val
+	// dirty is set once a field is boxed, so most decisions skip clearing boxed.
+	dirty bool
 }
 
 func (a *celActivation) reset(r *Request) {
 	a.r = r
-	a.boxed = [numFields]ref.Val{}
+	if a.dirty {
+		a.boxed, a.dirty = [numFields]ref.Val{}, false
+	}
 }
 
 func (a *celActivation) ResolveName(name string) (any, bool) {
@@ -203,7 +207,7 @@ func (a *celActivation) ResolveName(name string) (any, bool) {
 	default:
 		v = types.String(a.r.str(f))
 	}
-	a.boxed[f] = v
+	a.boxed[f], a.dirty = v, true
 	return v, true
 }
 

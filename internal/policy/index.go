@@ -290,8 +290,10 @@ func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 			sc.markRules(refs)
 		}
 	}
-	if p := sc.platformBit(); p != 0 && ri.hasPlatforms {
-		sc.markRules(ri.platforms[bits.TrailingZeros16(p)])
+	if ri.hasPlatforms {
+		if p := sc.platformBit(); p != 0 {
+			sc.markRules(ri.platforms[bits.TrailingZeros16(p)])
+		}
 	}
 	sc.markRules(ri.always[ei])
 }
