@@ -29,17 +29,24 @@ func (k *keyed[V]) sorted() []int {
 	return order
 }
 
-// exactIndex maps a string to the values stored under it.
+// exactIndex maps a string to the values stored under it. A few keys are a sorted slice,
+// searched in a few comparisons, where a map would weigh several times more.
 type exactIndex[V any] struct {
-	m    map[string]span
-	vals []V
+	m     map[string]span
+	keys  []string
+	spans []span
+	vals  []V
 }
+
+// maxSortedKeys is the most keys an exactIndex keeps in a sorted slice rather than a map.
+const maxSortedKeys = 8
 
 func newExactIndex[V any](k *keyed[V]) exactIndex[V] {
 	if len(k.keys) == 0 {
 		return exactIndex[V]{}
 	}
-	x := exactIndex[V]{m: make(map[string]span), vals: make([]V, 0, len(k.vals))}
+	var x exactIndex[V]
+	x.vals = make([]V, 0, len(k.vals))
 	order := k.sorted()
 	for i := 0; i < len(order); {
 		key := k.keys[order[i]]
@@ -47,14 +54,31 @@ func newExactIndex[V any](k *keyed[V]) exactIndex[V] {
 		for ; i < len(order) && k.keys[order[i]] == key; i++ {
 			x.vals = append(x.vals, k.vals[order[i]])
 		}
-		x.m[key] = span{lo, uint32(len(x.vals))}
+		x.keys = append(x.keys, key)
+		x.spans = append(x.spans, span{lo, uint32(len(x.vals))})
+	}
+	if len(x.keys) > maxSortedKeys {
+		x.m = make(map[string]span, len(x.keys))
+		for i, key := range x.keys {
+			x.m[key] = x.spans[i]
+		}
+		x.keys, x.spans = nil, nil
 	}
 	return x
 }
 
 func (x *exactIndex[V]) get(key string) []V {
-	if sp, ok := x.m[key]; ok {
-		return x.vals[sp.lo:sp.hi]
+	if x.m != nil {
+		if sp, ok := x.m[key]; ok {
+			return x.vals[sp.lo:sp.hi]
+		}
+		return nil
+	}
+	for i, k := range x.keys {
+		if k == key {
+			sp := x.spans[i]
+			return x.vals[sp.lo:sp.hi]
+		}
 	}
 	return nil
 }

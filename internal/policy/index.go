@@ -91,19 +91,19 @@ type literalIndex struct {
 }
 
 // ruleIndex files each rule of a scope under one condition.
+// Parts most scopes do not use are pointers, so an unused one costs a word.
 type ruleIndex struct {
 	wording     literalIndex
 	wordingRefs []ruleRef
-	guards      [numStringFields]*guardIndex
+	guards      []guardIndex
 	addSources  exactIndex[ruleRef]
 	cidrs       *bart.Table[[]ruleRef]
-	platforms   [numPlatformBits][]ruleRef
-	// hasPlatforms is set when some rule is filed under its platforms.
-	hasPlatforms bool
-	always       [len(v1alpha1.Events)][]ruleRef
+	platforms   *[numPlatformBits][]ruleRef
+	always      *[len(v1alpha1.Events)][]ruleRef
 }
 
 type guardIndex struct {
+	field    reqField
 	values   exactIndex[ruleRef]
 	prefixes prefixTrie[ruleRef]
 }
@@ -276,11 +276,9 @@ func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 
 	ri := &x.rules
 	sc.scan(&ri.wording, r.Wording, func(i uint32) { sc.markRules(ri.wordingRefs[i : i+1]) })
-	for f, g := range ri.guards {
-		if g == nil {
-			continue
-		}
-		v := r.str(reqField(f))
+	for i := range ri.guards {
+		g := &ri.guards[i]
+		v := r.str(g.field)
 		sc.markRules(g.values.get(v))
 		g.prefixes.walk(v, sc.markRules)
 	}
@@ -290,12 +288,14 @@ func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 			sc.markRules(refs)
 		}
 	}
-	if ri.hasPlatforms {
+	if ri.platforms != nil {
 		if p := sc.platformBit(); p != 0 {
 			sc.markRules(ri.platforms[bits.TrailingZeros16(p)])
 		}
 	}
-	sc.markRules(ri.always[ei])
+	if ri.always != nil {
+		sc.markRules(ri.always[ei])
+	}
 }
 
 // verdict confirms the candidates of policy p in POLICY.md's order: exemptions, blocklists
@@ -382,7 +382,7 @@ func newIndexBuilder(s *Snapshot) *indexBuilder {
 func (b *indexBuilder) add(p uint32) {
 	c := b.s.policies[p]
 	exempt := entryRef{policy: p, entry: entryExempt, sides: sideFrom | sideTo}
-	for u := range c.exempt.users {
+	for _, u := range c.exempt.users {
 		b.users.add(u, exempt)
 	}
 	for _, pfx := range c.exempt.prefixes {
@@ -400,7 +400,7 @@ func (b *indexBuilder) add(p uint32) {
 		if bl.selector != nil {
 			b.lists = append(b.lists, listRef{entryRef: ref, set: &bl.set})
 		} else {
-			for u := range bl.set.users {
+			for _, u := range bl.set.users {
 				b.users.add(u, ref)
 			}
 		}
@@ -448,10 +448,13 @@ func (b *indexBuilder) addRule(c *Compiled, ref ruleRef) {
 			b.cidrs[pfx] = append(b.cidrs[pfx], ref)
 		}
 	case rule.platforms != 0:
-		b.x.rules.hasPlatforms = true
+		ri := &b.x.rules
+		if ri.platforms == nil {
+			ri.platforms = new([numPlatformBits][]ruleRef)
+		}
 		for bit := range numPlatformBits {
 			if rule.platforms&(1<<bit) != 0 {
-				b.x.rules.platforms[bit] = append(b.x.rules.platforms[bit], ref)
+				ri.platforms[bit] = append(ri.platforms[bit], ref)
 			}
 		}
 	default:
@@ -459,9 +462,13 @@ func (b *indexBuilder) addRule(c *Compiled, ref ruleRef) {
 		if events == 0 {
 			events = c.events
 		}
+		ri := &b.x.rules
+		if ri.always == nil {
+			ri.always = new([len(v1alpha1.Events)][]ruleRef)
+		}
 		for ei := range v1alpha1.Events {
 			if events&(1<<ei) != 0 {
-				b.x.rules.always[ei] = append(b.x.rules.always[ei], ref)
+				ri.always[ei] = append(ri.always[ei], ref)
 			}
 		}
 	}
@@ -496,9 +503,7 @@ func (b *indexBuilder) build() *scopeIndex {
 	x.prefixes = newPrefixTrie(&b.prefixes)
 	x.lists = b.lists
 
-	var lits []string
-	litIndex := map[string]int{}
-	var litItems [][]uint32
+	idLits := map[string][]uint32{}
 	for k, sp := range x.idPatterns {
 		lp := b.s.patterns[sp.id].literals
 		if lp == nil {
@@ -506,20 +511,19 @@ func (b *indexBuilder) build() *scopeIndex {
 			continue
 		}
 		for _, lit := range lp {
-			li, ok := litIndex[lit]
-			if !ok {
-				li = len(lits)
-				litIndex[lit] = li
-				lits = append(lits, lit)
-				litItems = append(litItems, nil)
-			}
-			litItems[li] = append(litItems[li], uint32(k))
+			idLits[lit] = append(idLits[lit], uint32(k))
 		}
+	}
+	// Literals in sorted order: scopes with the same literals share one automaton.
+	lits := slices.Sorted(maps.Keys(idLits))
+	litItems := make([][]uint32, len(lits))
+	for i, lit := range lits {
+		litItems[i] = idLits[lit]
 	}
 	x.idLiterals = b.s.literalIndex(lits, litItems)
 
 	ri := &x.rules
-	lits, litItems = lits[:0], nil
+	lits, litItems = lits[:0], litItems[:0]
 	for _, lit := range slices.Sorted(maps.Keys(b.wordingLits)) {
 		var items []uint32
 		for _, ref := range b.wordingLits[lit] {
@@ -532,7 +536,7 @@ func (b *indexBuilder) build() *scopeIndex {
 	ri.wording = b.s.literalIndex(lits, litItems)
 	for f, g := range b.guards {
 		if g != nil {
-			ri.guards[f] = &guardIndex{values: newExactIndex(&g.values), prefixes: newPrefixTrie(&g.prefixes)}
+			ri.guards = append(ri.guards, guardIndex{field: reqField(f), values: newExactIndex(&g.values), prefixes: newPrefixTrie(&g.prefixes)})
 		}
 	}
 	ri.addSources = newExactIndex(&b.addSources)
@@ -565,7 +569,7 @@ func (s *Snapshot) literalIndex(lits []string, items [][]uint32) literalIndex {
 	if len(lits) == 0 {
 		return literalIndex{}
 	}
-	x := literalIndex{ac: newACMatcher(lits), spans: make([]span, len(lits))}
+	x := literalIndex{ac: sharedACMatcher(lits), spans: make([]span, len(lits))}
 	for i, it := range items {
 		x.spans[i] = span{uint32(len(x.items)), 0}
 		x.items = append(x.items, it...)

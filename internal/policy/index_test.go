@@ -40,7 +40,10 @@ func TestACMatcher(t *testing.T) {
 	for _, dense := range []bool{true, false} {
 		m := newACMatcher(lits)
 		if !dense {
-			m.dfa = nil
+			m = buildAC(lits, 0)
+		}
+		if (m.dfa != nil) != dense {
+			t.Fatalf("dense=%v: built with DFA %v", dense, m.dfa != nil)
 		}
 		var got []string
 		m.scan("UsHErs see HTTP://x", func(id uint32) { got = append(got, lits[id]) })

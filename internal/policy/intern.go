@@ -3,6 +3,7 @@ package policy
 import (
 	"regexp"
 	"runtime"
+	"strings"
 	"sync"
 	"weak"
 )
@@ -63,6 +64,7 @@ type pattern struct {
 var (
 	patternCache internCache[pattern]
 	whenCache    internCache[whenProgram]
+	acCache      internCache[acMatcher]
 )
 
 // compilePattern compiles expr (already validated) through the cache.
@@ -79,4 +81,11 @@ func compilePattern(expr string) (*pattern, error) {
 // internWhen compiles a `when` through the cache.
 func internWhen(expr string) (*whenProgram, error) {
 	return whenCache.get(expr, func() (*whenProgram, error) { return compileWhenProgram(expr) })
+}
+
+// sharedACMatcher returns the automaton of literals through the cache: scopes written from
+// one template look for the same literals.
+func sharedACMatcher(literals []string) *acMatcher {
+	m, _ := acCache.get(strings.Join(literals, "\x00"), func() (*acMatcher, error) { return newACMatcher(literals), nil })
+	return m
 }

@@ -144,7 +144,8 @@ type acMatcher struct {
 	class   [256]uint8
 	classes uint32
 
-	root   [256]uint32
+	// root is the root's dense row of a large automaton (nil with a DFA).
+	root   []uint32
 	states []acState
 	edges  []acEdge
 	// outs holds, per state, the literal ids ending there or at a state its failure chain
@@ -165,7 +166,10 @@ type acEdge struct {
 
 // newACMatcher builds the automaton of literals; a text's matches are reported as indexes
 // into literals. Literals must be non-empty and lower-cased as asciiLower does.
-func newACMatcher(literals []string) *acMatcher {
+func newACMatcher(literals []string) *acMatcher { return buildAC(literals, maxDFAEntries) }
+
+// buildAC builds the automaton, as a DFA when it needs at most dfaEntries table entries.
+func buildAC(literals []string, dfaEntries int) *acMatcher {
 	// Build a trie with map children first; it is flattened below.
 	type node struct {
 		next map[byte]uint32
@@ -204,6 +208,7 @@ func newACMatcher(literals []string) *acMatcher {
 	// Failure links in breadth-first order, so a state's failure target is done first.
 	outs := make([][]uint32, len(nodes))
 	queue := make([]uint32, 0, len(nodes))
+	m.root = make([]uint32, 256)
 	for _, e := range m.edges[m.states[0].edgeLo:m.states[0].edgeHi] {
 		m.root[e.b] = e.next
 		queue = append(queue, e.next)
@@ -234,7 +239,9 @@ func newACMatcher(literals []string) *acMatcher {
 		m.outs = append(m.outs, outs[s]...)
 		m.states[s].outHi = uint32(len(m.outs))
 	}
-	m.buildDFA()
+	if m.buildDFA(dfaEntries) {
+		m.root = nil
+	}
 	return m
 }
 
@@ -244,7 +251,8 @@ const maxDFAEntries = 1 << 16
 // dfaOut flags a DFA entry whose state has outputs.
 const dfaOut = 1 << 31
 
-func (m *acMatcher) buildDFA() {
+// buildDFA builds the DFA of a small automaton; false when it is too large.
+func (m *acMatcher) buildDFA(maxEntries int) bool {
 	var used [256]bool
 	for _, e := range m.edges {
 		used[e.b] = true
@@ -257,8 +265,8 @@ func (m *acMatcher) buildDFA() {
 			classes++
 		}
 	}
-	if classes > 255 || uint64(classes)*uint64(len(m.states)) > maxDFAEntries {
-		return
+	if classes > 255 || uint64(classes)*uint64(len(m.states)) > uint64(maxEntries) {
+		return false
 	}
 	for b := range m.class {
 		m.class[b] = classOf[asciiLower(byte(b))]
@@ -285,6 +293,7 @@ func (m *acMatcher) buildDFA() {
 			queue = append(queue, e.next)
 		}
 	}
+	return true
 }
 
 // step follows the goto edge of state s on b, if there is one.
