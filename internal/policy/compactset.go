@@ -83,7 +83,6 @@ func readPiece(cm *corev1.ConfigMap) (*listPiece, error) {
 					// Start a new string at this line; the offsets stay small.
 					p.add(key, data[:base], offs)
 					data, end, off, offs = data[base:], end-base, off-base, nil
-					base = 0
 				}
 				offs = append(offs, uint32(off))
 			}
