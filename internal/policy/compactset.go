@@ -45,6 +45,8 @@ type listPiece struct {
 	keys []string
 	strs []string
 	offs [][]uint32
+	// lines are the line numbers, in their key's value, of the strings' first lines.
+	lines []int
 }
 
 // entryAt returns the ID at offset off of s: the line starting there, white space trimmed.
@@ -64,7 +66,7 @@ func readPiece(cm *corev1.ConfigMap) (*listPiece, error) {
 	for _, key := range slices.Sorted(maps.Keys(cm.Data)) {
 		data := cm.Data[key]
 		var offs []uint32
-		base := 0
+		base, first := 0, 1
 		for n := 1; base < len(data); n++ {
 			end := strings.IndexByte(data[base:], '\n')
 			if end < 0 {
@@ -81,25 +83,26 @@ func readPiece(cm *corev1.ConfigMap) (*listPiece, error) {
 				off := base + len(raw) - len(strings.TrimLeftFunc(raw, unicode.IsSpace))
 				if off > maxPieceString {
 					// Start a new string at this line; the offsets stay small.
-					p.add(key, data[:base], offs)
-					data, end, off, offs = data[base:], end-base, off-base, nil
+					p.add(key, data[:base], offs, first)
+					data, end, off, offs, first = data[base:], end-base, off-base, nil, n
 				}
 				offs = append(offs, uint32(off))
 			}
 			base = end + 1
 		}
-		p.add(key, data, offs)
+		p.add(key, data, offs, first)
 	}
 	return p, nil
 }
 
-func (p *listPiece) add(key, s string, offs []uint32) {
+func (p *listPiece) add(key, s string, offs []uint32, firstLine int) {
 	if len(offs) == 0 {
 		return
 	}
 	p.keys = append(p.keys, key)
 	p.strs = append(p.strs, s)
 	p.offs = append(p.offs, offs)
+	p.lines = append(p.lines, firstLine)
 }
 
 // inlinePiece holds a blocklist's inline users, joined into one string.
@@ -114,7 +117,7 @@ func inlinePiece(users []string) *listPiece {
 		offs = append(offs, uint32(off))
 		off += len(u) + 1
 	}
-	return &listPiece{strs: []string{s}, offs: [][]uint32{offs}, keys: []string{""}}
+	return &listPiece{strs: []string{s}, offs: [][]uint32{offs}, keys: []string{""}, lines: []int{1}}
 }
 
 // compactSet is an immutable set of user IDs pointing into its pieces' strings.
@@ -148,7 +151,7 @@ func newCompactSet(pieces []*listPiece, maxEntries int) (*compactSet, error) {
 					continue
 				}
 				if s.n > maxEntries {
-					line := 1 + strings.Count(str[:off], "\n")
+					line := p.lines[vi] + strings.Count(str[:off], "\n")
 					return nil, fmt.Errorf("the list has more than %d user IDs (ConfigMap %s key %q line %d)", maxEntries, p.name, p.keys[vi], line)
 				}
 			}

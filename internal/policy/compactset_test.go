@@ -73,6 +73,11 @@ func TestCompactSetLongData(t *testing.T) {
 	if s.len() != n {
 		t.Errorf("len %d, want %d", s.len(), n)
 	}
+	// The error names the line in the whole value, not in the string it was split into.
+	want := `the list has more than ` + strconv.Itoa(n-1) + ` user IDs (ConfigMap long key "k" line ` + strconv.Itoa(n) + `)`
+	if _, err := newCompactSet([]*listPiece{p}, n-1); err == nil || err.Error() != want {
+		t.Errorf("got error %v, want %s", err, want)
+	}
 }
 
 // TestListReadOncePerResourceVersion checks that recompiling a policy reads again only the
