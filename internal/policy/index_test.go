@@ -2,7 +2,9 @@ package policy
 
 import (
 	"slices"
+	"strconv"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
@@ -123,4 +125,60 @@ func TestFastCELMatchesTracked(t *testing.T) {
 	if fitsFastCEL(&long) {
 		t.Error("a wording longer than the bound fits the fast programs")
 	}
+}
+
+// TestDecideAllocatesNothing checks that an allowed request that meets every kind of
+// condition (exemptions, users, prefixes, patterns with and without a literal, wording,
+// a guarded `when` whose guard fails, add sources, platforms, client CIDRs) allocates
+// nothing, and neither does one refused by a blocklist.
+func TestDecideAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	s := mustBuild(t, []*v1alpha1.FriendPolicy{
+		fp("ns", "p", spec{
+			Exemptions: &v1alpha1.Exemptions{Users: []string{"support"}, Prefixes: []string{"staff_"}},
+			Blocklists: []v1alpha1.Blocklist{{Name: "l", Users: []string{"spam"}, Prefixes: []string{"bot_"}, Patterns: []string{`[0-9]{11}`, `camp_[0-9]+`}}},
+			Rules: []v1alpha1.Rule{
+				{Name: "links", WordingPatterns: []string{`https?://`}},
+				{Name: "guests", When: "request.from.startsWith('guest_') && !request.forceAdd"},
+				{Name: "search", AddSources: []string{"AddSource_Type_Search"}},
+				{Name: "web", Platforms: []string{"Web"}},
+				{Name: "net", ClientCIDRs: []string{"203.0.113.0/24", "2001:db8::/32"}},
+			},
+		}),
+		fp("ns", "scoped", spec{AppIDs: []string{"app"}, Rules: []v1alpha1.Rule{{Name: "net", ClientCIDRs: []string{"10.0.0.0/8"}}}}),
+	})
+	allowed := Request{Event: "FriendRequest", AppID: "app", From: "alice", To: "bob", Wording: "hello there",
+		AddSource: "AddSource_Type_QR", Platform: "Android", ClientIP: "198.51.100.7"}
+	denied := allowed
+	denied.To = "spam"
+	for _, r := range []Request{allowed, denied} {
+		if n := testing.AllocsPerRun(100, func() { s.Decide(&r) }); n != 0 {
+			t.Errorf("%+v: %v allocations per decision", r, n)
+		}
+	}
+}
+
+// TestDecideConcurrently decides from several goroutines at once, for the race detector:
+// the snapshot is shared, each decision has its own scratch.
+func TestDecideConcurrently(t *testing.T) {
+	s := mustBuild(t, []*v1alpha1.FriendPolicy{fp("ns", "p", spec{
+		Blocklists: []v1alpha1.Blocklist{{Name: "l", Users: []string{"spam"}}},
+		Rules:      []v1alpha1.Rule{{Name: "guests", When: "request.from.startsWith('guest_')"}},
+	})})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				from := []string{"alice", "spam", "guest_" + strconv.Itoa(g)}[i%3]
+				d := s.Decide(&Request{Event: "FriendRequest", From: from, To: "bob"})
+				if (d.Deny != nil) != (from != "alice") {
+					t.Errorf("from %s: got %+v", from, d.Deny)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
