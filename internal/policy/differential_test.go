@@ -197,6 +197,21 @@ func FuzzDecideMatchesReference(f *testing.F) {
 			if got := outcome(s.Decide(&req)); got != want {
 				t.Fatalf("request %+v\npolicies %s\ngot  %s\nwant %s", req, describePolicies(policies), got, want)
 			}
+			// Explanations walk each policy without the index; they must agree too.
+			for _, tr := range s.Explain(&req) {
+				got, want := "none", "none"
+				if tr.Verdict != nil {
+					got = tr.Verdict.Detail
+				}
+				for _, p := range ref {
+					if v := p.evaluate(&req); p.key == tr.Policy && v != nil {
+						want = v.detail()
+					}
+				}
+				if got != want {
+					t.Fatalf("request %+v\npolicies %s\nExplain: %s says %s, want %s", req, describePolicies(policies), tr.Policy, got, want)
+				}
+			}
 		}
 	})
 }
