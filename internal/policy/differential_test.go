@@ -20,8 +20,8 @@ var (
 	diffIDs       = []string{"a", "b", "bot_1", "bot_22", "staff_x", "guest_9", "12345678901", "u1", "u2", "spam_A", "SPAM_b", "K", "ſk", "ab", "abc"}
 	diffPrefixes  = []string{"bot_", "b", "bo", "staff_", "guest_", "1", "sp", "SPAM", "ab"}
 	diffIDRes     = []string{`[0-9]{11}`, `bot_[0-9]+`, `u[12]`, `(?i)spam_.*`, `g.*9`, `.*`, `a|b`, `ab?c`, `(?i)k`, `staff_(x|y)`}
-	diffWordRes   = []string{`https?://`, `(?i)www\.`, `v[i1]a`, `[0-9]{5}`, `(?i)skype`, `hello`, `^$`, `x*`, `(?i)ſ`, `wh(at|o)`}
-	diffWordings  = []string{"hello there", "see http://x", "WWW.spam", "via", "v1a 12345", "SKYPE me", "", "ſkype", "\u212a", "who", "\xff\xfe"}
+	diffWordRes   = []string{`https?://`, `(?i)www\.`, `v[i1]a`, `[0-9]{5}`, `(?i)skype`, `hello`, `^$`, `x*`, `(?i)ſ`, `wh(at|o)`, `(?i)加微信|CAFÉ`}
+	diffWordings  = []string{"hello there", "see http://x", "WWW.spam", "via", "v1a 12345", "SKYPE me", "", "ſkype", "\u212a", "who", "\xff\xfe", "请加微信", "café"}
 	diffPlatforms = []string{"Web", "Android", "iOS", "Mac", "macOS", "IOS", "Linux", ""}
 	diffSources   = []string{"AddSource_Type_Search", "AddSource_Type_QR", "AddSource_Type_X"}
 	diffCIDRs     = []string{"10.0.0.0/8", "10.1.0.0/16", "203.0.113.0/24", "2001:db8::/32", "0.0.0.0/0", "10.1.2.3/32"}

@@ -27,6 +27,8 @@ func TestRequiredLiterals(t *testing.T) {
 		{`a(bc)+d`, []string{"bc"}},     // a repeated group still needs one occurrence
 		{`a(bcd)*e`, []string{"a"}},     // an optional group needs nothing
 		{`微信|vx`, []string{"vx", "微信"}}, // non-ASCII literals are matched as bytes
+		{`(?i)加微信`, []string{"加微信"}},    // no case: found as it is under (?i) too
+		{`(?i)café`, []string{"caf"}},   // é has a case outside ASCII
 		{`x\x{FFFD}y`, []string{"x"}},   // U+FFFD also matches invalid UTF-8
 		{`a|b*`, nil},
 	}

@@ -86,9 +86,9 @@ func shortest(set []string) int {
 }
 
 // safeLiteral is the longest run of runes of a literal that the matcher can look for byte
-// by byte after ASCII lower-casing. Under case folding, a rune whose fold orbit leaves
-// ASCII (k folds with the Kelvin sign, s with ſ) or has non-ASCII members cannot; nor can
-// U+FFFD, which the regexp also matches on invalid UTF-8.
+// by byte after ASCII lower-casing. Under case folding, a rune with a case outside ASCII
+// cannot (k folds with the Kelvin sign, s with ſ, é with É); nor can U+FFFD, which the
+// regexp also matches on invalid UTF-8.
 func safeLiteral(runes []rune, fold bool) string {
 	var best, cur []byte
 	flush := func() {
@@ -98,28 +98,26 @@ func safeLiteral(runes []rune, fold bool) string {
 		cur = cur[:0]
 	}
 	for _, r := range runes {
-		if r == utf8.RuneError || (fold && !asciiFoldOrbit(r)) {
+		if r == utf8.RuneError || (fold && !foldsInASCII(r)) {
 			flush()
 			continue
 		}
-		if fold || r < utf8.RuneSelf {
+		if r < utf8.RuneSelf {
 			cur = append(cur, asciiLower(byte(r)))
-			continue
+		} else {
+			cur = utf8.AppendRune(cur, r)
 		}
-		cur = utf8.AppendRune(cur, r)
 	}
 	flush()
 	return string(best)
 }
 
-// asciiFoldOrbit reports whether every rune that simple case folding equates with r is
-// ASCII (so ASCII lower-casing both sides finds every case-insensitive occurrence).
-func asciiFoldOrbit(r rune) bool {
-	if r >= utf8.RuneSelf {
-		return false
-	}
+// foldsInASCII reports whether every rune simple case folding equates with r is found by
+// looking for r's bytes ASCII-lower-cased: r has no other case, or r and all its cases are
+// ASCII.
+func foldsInASCII(r rune) bool {
 	for f := unicode.SimpleFold(r); f != r; f = unicode.SimpleFold(f) {
-		if f >= utf8.RuneSelf {
+		if f >= utf8.RuneSelf || r >= utf8.RuneSelf {
 			return false
 		}
 	}
