@@ -92,6 +92,9 @@ func printTable(out io.Writer, results []policytest.SuiteResult, verbose bool) e
 		for _, w := range r.Warnings {
 			fmt.Fprintf(tw, "WARN\t%s\t-\t%s\n", suite, w)
 		}
+		for _, n := range r.Notes {
+			fmt.Fprintf(tw, "NOTE\t%s\t-\t%s\n", suite, n)
+		}
 		for j := range r.Cases {
 			c := &r.Cases[j]
 			status := "PASS"

@@ -42,6 +42,7 @@ type openIMRequest struct {
 	ReqMsg          string   `json:"reqMsg"`
 	HandleMsg       string   `json:"HandleMsg"`
 	Remark          string   `json:"remark"`
+	Ex              string   `json:"ex"`
 }
 
 func (r *openIMRequest) reset() {
@@ -211,7 +212,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 
 // openIMItems maps a callback to engine requests (docs/policy.md).
 func openIMItems(cmd *command, appID string, b *openIMRequest, items []policy.Request) []policy.Request {
-	item := policy.Request{Event: cmd.event, AppID: appID}
+	item := policy.Request{Event: cmd.event, AppID: appID, Ex: b.Ex}
 	switch cmd.kind {
 	case kindAddFriend:
 		item.From, item.To, item.Wording = b.FromUserID, b.ToUserID, b.ReqMsg

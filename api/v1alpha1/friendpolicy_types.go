@@ -333,7 +333,7 @@ type Rule struct {
 	// when is a CEL expression over `request` that must evaluate to true, for example
 	// "request.from.startsWith('guest_') && !request.forceAdd". request has the fields
 	// event, appID, from, to, wording, remark, groupName, addSource, addType, forceAdd,
-	// responseAction, platform, clientIP and eventTime.
+	// responseAction, platform, clientIP, eventTime and ex (OpenIM's ex).
 	// +optional
 	// +kubebuilder:validation:MaxLength=2048
 	When string `json:"when,omitempty"`

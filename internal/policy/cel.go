@@ -23,20 +23,22 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	)
 })
 
-// compileWhen type-checks a `when` expression and plans it once; it must yield a bool.
-func compileWhen(expr string) (cel.Program, error) {
+// compileWhen type-checks a `when` expression and plans it once, with the cost limit; it
+// must yield a bool. The checked expression is returned for analysis.
+func compileWhen(expr string) (cel.Program, *cel.Ast, error) {
 	env, err := celEnv()
 	if err != nil {
-		return nil, fmt.Errorf("CEL environment: %w", err)
+		return nil, nil, fmt.Errorf("CEL environment: %w", err)
 	}
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, iss.Err()
+		return nil, nil, iss.Err()
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, fmt.Errorf("must evaluate to a bool, not %s", ast.OutputType())
+		return nil, nil, fmt.Errorf("must evaluate to a bool, not %s", ast.OutputType())
 	}
-	return env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(celCostLimit))
+	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(celCostLimit))
+	return prg, ast, err
 }
 
 // requestActivation hands the request to CEL without building a map per evaluation.

@@ -4,20 +4,17 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
-	"regexp"
 	"regexp/syntax"
 	"slices"
 	"sort"
 	"strings"
 
-	"github.com/google/cel-go/cel"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation/field"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
-	"github.com/friendgate/friendgate/internal/text"
 )
 
 const (
@@ -55,6 +52,9 @@ type Compiled struct {
 	// Warnings are problems that do not stop the policy from being enforced, such as a
 	// configMapSelector that selects no ConfigMap.
 	Warnings []string
+	// Notes say what makes the policy cost more to evaluate than it might, for
+	// `friendgate test`.
+	Notes []string
 
 	appIDs     []string
 	events     uint8
@@ -75,8 +75,8 @@ type compiledRule struct {
 	platforms  uint16
 	addSources []string
 	cidrs      []netip.Prefix
-	wording    *regexp.Regexp
-	when       cel.Program
+	wording    []*pattern
+	when       *whenProgram
 	verdict    *Verdict
 }
 
@@ -100,24 +100,30 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 			continue
 		}
 		path := field.NewPath("spec", "blocklists").Index(i).Child("configMapSelector")
-		// The set holds the inline users already; the lists add theirs to the same map.
-		users := b.set.users
-		selected := 0
+		pieces := []*listPiece{inlinePiece(spec.Users)}
 		for _, cm := range sortedConfigMaps(configMaps) {
 			if !isList(cm, fp.Namespace) || !b.selector.Matches(labels.Set(cm.Labels)) {
 				continue
 			}
-			selected++
 			usedCMs[cm.Name] = true
-			if err := readList(users, cm, opts.MaxListEntries); err != nil {
+			piece, err := configMapPiece(cm)
+			if err != nil {
 				errs = append(errs, field.Invalid(path, metav1.FormatLabelSelector(spec.ConfigMapSelector), err.Error()))
 				break
 			}
+			pieces = append(pieces, piece)
 		}
-		if selected == 0 {
+		if len(pieces) == 1 {
 			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: selects no ConfigMap labelled %s in namespace %q", path, v1alpha1.LabelList, fp.Namespace))
 		}
-		c.BlocklistEntries += int64(len(users) - len(spec.Users))
+		list, err := newCompactSet(slices.DeleteFunc(pieces, func(p *listPiece) bool { return p == nil }), opts.MaxListEntries)
+		if err != nil {
+			errs = append(errs, field.Invalid(path, metav1.FormatLabelSelector(spec.ConfigMapSelector), err.Error()))
+			continue
+		}
+		// The list holds the inline users too.
+		b.set.users, b.set.list = nil, list
+		c.BlocklistEntries += int64(list.len() - len(spec.Users))
 	}
 	if len(errs) > 0 {
 		return nil, newCompileError(fp, v1alpha1.ReasonListError, errs)
@@ -146,35 +152,6 @@ func sortedConfigMaps(cms []*corev1.ConfigMap) []*corev1.ConfigMap {
 		return out[i].Name < out[j].Name
 	})
 	return out
-}
-
-// readList adds the user IDs of every value of a ConfigMap's data: one per line, surrounding
-// white space trimmed, blank lines and lines starting with # ignored.
-func readList(dst map[string]struct{}, cm *corev1.ConfigMap, maxEntries int) error {
-	keys := make([]string, 0, len(cm.Data))
-	for k := range cm.Data {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, key := range keys {
-		data := cm.Data[key]
-		for n := 1; data != ""; n++ {
-			var line string
-			line, data, _ = strings.Cut(data, "\n")
-			line = strings.TrimSpace(line)
-			if line == "" || line[0] == '#' {
-				continue
-			}
-			if msg := ValidateUserID(line); msg != "" {
-				return fmt.Errorf("ConfigMap %s key %q line %d: user ID %q %s", cm.Name, key, n, text.Truncate(line, 80), msg)
-			}
-			dst[line] = struct{}{}
-			if len(dst) > maxEntries {
-				return fmt.Errorf("the list has more than %d user IDs (ConfigMap %s key %q line %d)", maxEntries, cm.Name, key, n)
-			}
-		}
-	}
-	return nil
 }
 
 // compileSpec validates and compiles a policy with its inline lists only.
@@ -216,9 +193,6 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		} else {
 			cb.set = set
 		}
-		if cb.selector != nil && cb.set.users == nil {
-			cb.set.users = map[string]struct{}{}
-		}
 		c.BlocklistEntries += int64(len(b.Users) + len(b.Prefixes) + len(b.Patterns))
 		c.blocklists = append(c.blocklists, cb)
 	}
@@ -241,19 +215,24 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		}
 		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns")); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
-		} else if len(r.WordingPatterns) > 0 {
-			re, err := regexp.Compile(joinGroups(r.WordingPatterns))
-			if err != nil {
-				errs = append(errs, field.Invalid(p.Child("wordingPatterns"), r.WordingPatterns, err.Error()))
+		} else {
+			for _, wp := range r.WordingPatterns {
+				cp, err := compilePattern(wp)
+				if err != nil {
+					errs = append(errs, field.Invalid(p.Child("wordingPatterns"), r.WordingPatterns, err.Error()))
+					continue
+				}
+				cr.wording = append(cr.wording, cp)
 			}
-			cr.wording = re
 		}
 		if r.When != "" && len(r.When) <= v1alpha1.MaxWhenLength {
-			prg, err := compileWhen(r.When)
+			w, err := internWhen(r.When)
 			if err != nil {
 				errs = append(errs, field.Invalid(p.Child("when"), r.When, err.Error()))
+			} else if w.guard == nil {
+				c.Notes = append(c.Notes, fmt.Sprintf("%s: when has no indexable guard, so it runs for every request the rule's other conditions let through (a top-level && term request.<field> == 'value', request.<field>.startsWith('value') or request.<field> in ['a', 'b'] would let the index skip it)", p.Child("when")))
 			}
-			cr.when = prg
+			cr.when = w
 		}
 		c.rules = append(c.rules, cr)
 	}

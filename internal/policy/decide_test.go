@@ -331,7 +331,7 @@ func TestCELRequestFields(t *testing.T) {
 		Event: "FriendRequest", AppID: "1400000001", From: "u1", To: "u2", Wording: "hello",
 		Remark: "rm", GroupName: "g", AddSource: "AddSource_Type_Search", AddType: "Add_Type_Both",
 		ForceAdd: true, ResponseAction: "Response_Action_Agree", Platform: "Web",
-		ClientIP: "203.0.113.1", EventTime: 1669872112000,
+		ClientIP: "203.0.113.1", EventTime: 1669872112000, Ex: `{"vip":true}`,
 	}
 	exprs := []string{
 		"request.event == 'FriendRequest'",
@@ -348,6 +348,7 @@ func TestCELRequestFields(t *testing.T) {
 		"request.platform == 'Web'",
 		"request.clientIP == '203.0.113.1'",
 		"request.eventTime == 1669872112000",
+		`request.ex == '{"vip":true}'`,
 		"request.wording.upperAscii() == 'HELLO'",
 	}
 	for _, expr := range exprs {
@@ -359,7 +360,7 @@ func TestCELRequestFields(t *testing.T) {
 			}
 			r.From, r.AppID, r.ForceAdd, r.EventTime, r.Wording = "other", "other", false, 1, "bye"
 			r.Event, r.To, r.Remark, r.GroupName, r.AddSource, r.AddType = "FriendResponse", "x", "x", "x", "AddSource_Type_X", "x"
-			r.ResponseAction, r.Platform, r.ClientIP = "x", "x", "x"
+			r.ResponseAction, r.Platform, r.ClientIP, r.Ex = "x", "x", "x", "x"
 			if d := s.Decide(&r); d.Deny != nil {
 				t.Errorf("%s held for a different request", expr)
 			}

@@ -32,6 +32,8 @@ type Request struct {
 	Platform string `json:"platform,omitempty" cel:"platform"`
 	// ClientIP is the Tencent ClientIP as sent.
 	ClientIP string `json:"clientIP,omitempty" cel:"clientIP"`
+	// Ex is OpenIM's ex: metadata the app sends with the request ("" when none).
+	Ex string `json:"ex,omitempty" cel:"ex"`
 	// EventTime is the event time in milliseconds, 0 when absent.
 	EventTime int64 `json:"eventTime,omitempty" cel:"eventTime"`
 }

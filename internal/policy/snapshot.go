@@ -2,33 +2,33 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
 	"strings"
-
-	"github.com/friendgate/friendgate/api/v1alpha1"
+	"sync"
 )
 
-// Snapshot is an immutable set of compiled policies, indexed by event and appID so that a
-// decision only visits the policies that can apply to it. Share it freely between goroutines.
+// Snapshot is an immutable set of compiled policies with their cross-policy index (see
+// index.go), so that a decision costs what matches rather than how many policies, rules and
+// list entries there are. Share it freely between goroutines.
 type Snapshot struct {
-	byEvent  [len(v1alpha1.Events)]eventPolicies
+	// policies in decision order; a policy's ordinal is its position here.
 	policies []*Compiled
-}
-
-// eventPolicies holds, for one event, the candidate policies of every appID named by some
-// policy, and those of any other appID.
-type eventPolicies struct {
-	byApp map[string]*candidates
-	any   *candidates
-}
-
-// candidates are the policies that apply to one (event, appID), in decision order: highest
-// priority first, then namespace/name.
-type candidates struct {
-	deny   []*Compiled
-	dryRun []*Compiled
+	// wildcard indexes the policies without appIDs (nil when there are none); byApp the
+	// scopes that name each appID.
+	wildcard *scopeIndex
+	byApp    map[string][]*scopeIndex
+	// patterns are the distinct patterns of the snapshot, by id.
+	patterns   []*pattern
+	patternIDs map[*pattern]uint32
+	// ruleWording[ruleBase[p]+i] are the pattern ids of rule i of policy p's wording.
+	ruleBase    []uint32
+	ruleWording [][]uint32
+	// maxLiterals sizes the scratch's literal stamps.
+	maxLiterals int
+	scratch     sync.Pool
 }
 
 // NewSnapshot indexes compiled policies. Two policies with the same Key are a caller bug;
@@ -44,32 +44,74 @@ func NewSnapshot(compiled []*Compiled) *Snapshot {
 	}
 	sort.Slice(policies, func(i, j int) bool { return before(policies[i], policies[j]) })
 
-	s := &Snapshot{policies: policies}
-	for ei := range v1alpha1.Events {
-		var wildcard []*Compiled
-		scoped := map[string][]*Compiled{}
-		for _, c := range policies {
-			if c.events&(1<<ei) == 0 {
-				continue
+	s := &Snapshot{policies: policies, patternIDs: map[*pattern]uint32{}}
+	s.ruleBase = make([]uint32, len(policies))
+	for p, c := range policies {
+		s.ruleBase[p] = uint32(len(s.ruleWording))
+		for i := range c.rules {
+			var ids []uint32
+			for _, wp := range c.rules[i].wording {
+				ids = append(ids, s.patternID(wp))
 			}
-			if len(c.appIDs) == 0 {
-				wildcard = append(wildcard, c)
-				continue
-			}
-			for _, app := range c.appIDs {
-				scoped[app] = append(scoped[app], c)
-			}
+			s.ruleWording = append(s.ruleWording, ids)
 		}
-		ep := eventPolicies{any: newCandidates(wildcard)}
-		if len(scoped) > 0 {
-			ep.byApp = make(map[string]*candidates, len(scoped))
-			for app, list := range scoped {
-				ep.byApp[app] = newCandidates(mergeOrdered(list, wildcard))
-			}
-		}
-		s.byEvent[ei] = ep
 	}
+
+	// One scope per distinct set of appIDs.
+	scopes := map[string]*indexBuilder{}
+	var wildcard *indexBuilder
+	for p, c := range policies {
+		if len(c.appIDs) == 0 {
+			if wildcard == nil {
+				wildcard = newIndexBuilder(s)
+			}
+			wildcard.add(uint32(p))
+			continue
+		}
+		key := strings.Join(sortedUnique(c.appIDs), "\x00")
+		b, ok := scopes[key]
+		if !ok {
+			b = newIndexBuilder(s)
+			scopes[key] = b
+		}
+		b.add(uint32(p))
+		if !ok {
+			b.appIDs = sortedUnique(c.appIDs)
+		}
+	}
+	if wildcard != nil {
+		s.wildcard = wildcard.build()
+	}
+	if len(scopes) > 0 {
+		s.byApp = map[string][]*scopeIndex{}
+		for _, key := range slices.Sorted(maps.Keys(scopes)) {
+			b := scopes[key]
+			x := b.build()
+			for _, app := range b.appIDs {
+				s.byApp[app] = append(s.byApp[app], x)
+			}
+		}
+	}
+	s.patternIDs = nil
+	s.scratch.New = func() any { return s.newScratch() }
 	return s
+}
+
+func sortedUnique(list []string) []string {
+	out := slices.Clone(list)
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// patternID numbers the distinct patterns while the snapshot is built.
+func (s *Snapshot) patternID(p *pattern) uint32 {
+	id, ok := s.patternIDs[p]
+	if !ok {
+		id = uint32(len(s.patterns))
+		s.patterns = append(s.patterns, p)
+		s.patternIDs[p] = id
+	}
+	return id
 }
 
 // before is the decision order: higher priority first, then namespace/name.
@@ -80,72 +122,48 @@ func before(a, b *Compiled) bool {
 	return a.Key < b.Key
 }
 
-func mergeOrdered(a, b []*Compiled) []*Compiled {
-	out := make([]*Compiled, 0, len(a)+len(b))
-	for len(a) > 0 && len(b) > 0 {
-		if before(a[0], b[0]) {
-			out, a = append(out, a[0]), a[1:]
-		} else {
-			out, b = append(out, b[0]), b[1:]
-		}
-	}
-	return append(append(out, a...), b...)
-}
-
-func newCandidates(list []*Compiled) *candidates {
-	if len(list) == 0 {
-		return nil
-	}
-	c := &candidates{}
-	for _, p := range list {
-		if p.DryRun {
-			c.dryRun = append(c.dryRun, p)
-		} else {
-			c.deny = append(c.deny, p)
-		}
-	}
-	return c
-}
-
 // Policies returns the snapshot's policies in decision order. Do not modify them.
 func (s *Snapshot) Policies() []*Compiled { return s.policies }
 
-// Decide answers one request. Deny policies are tried in decision order and the first that
-// refuses decides; every DryRun policy is evaluated so its "would deny" can be reported.
+// Decide answers one request. The index gives the candidate entries; they are confirmed
+// policy by policy in decision order. The first Deny policy that refuses decides; every
+// DryRun policy with a verdict is reported.
 func (s *Snapshot) Decide(r *Request) Decision {
 	var d Decision
-	c := s.candidatesFor(r)
-	if c == nil {
+	ei := eventIndex(r.Event)
+	if s == nil || ei < 0 {
 		return d
 	}
-	ei := eventIndex(r.Event)
-	for _, p := range c.deny {
-		if v := p.evaluate(r, ei, &d.Errors); v != nil {
-			d.Deny = v
-			break
-		}
+	sc := s.scratch.Get().(*scratch)
+	defer s.scratch.Put(sc)
+	sc.begin(r)
+	if s.wildcard != nil {
+		s.collect(s.wildcard, sc, r, ei)
 	}
-	for _, p := range c.dryRun {
-		if v := p.evaluate(r, ei, &d.Errors); v != nil {
+	for _, x := range s.byApp[r.AppID] {
+		s.collect(x, sc, r, ei)
+	}
+	slices.Sort(sc.touched)
+	for _, p := range sc.touched {
+		c := s.policies[p]
+		if c.events&(1<<ei) == 0 || (d.Deny != nil && !c.DryRun) {
+			continue
+		}
+		v := s.verdict(sc, p, r, ei, &d.Errors)
+		switch {
+		case v == nil:
+		case c.DryRun:
 			d.WouldDeny = append(d.WouldDeny, v)
+		default:
+			d.Deny = v
 		}
 	}
+	sc.act.reset(nil)
 	return d
 }
 
-func (s *Snapshot) candidatesFor(r *Request) *candidates {
-	ei := eventIndex(r.Event)
-	if s == nil || ei < 0 {
-		return nil
-	}
-	ep := &s.byEvent[ei]
-	if c, ok := ep.byApp[r.AppID]; ok {
-		return c
-	}
-	return ep.any
-}
-
-// evaluate returns the policy's verdict for r, or nil when the policy says nothing.
+// evaluate returns the policy's verdict for r, or nil when the policy says nothing. It
+// walks the policy without the index, for explanations.
 func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) *Verdict {
 	if c.exempt.contains(r.From) || c.exempt.contains(r.To) {
 		return nil
@@ -178,13 +196,15 @@ func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) *Verdict {
 				continue
 			}
 		}
-		if rule.wording != nil && !rule.wording.MatchString(r.Wording) {
+		if len(rule.wording) > 0 && !slices.ContainsFunc(rule.wording, func(p *pattern) bool { return p.re.MatchString(r.Wording) }) {
 			continue
 		}
 		if rule.when != nil {
-			ok, err := evalWhen(rule.when, r)
+			var act celActivation
+			act.reset(r)
+			ok, err := rule.when.eval(&act, fitsFastCEL(r))
 			if err != nil {
-				*errs = append(*errs, fmt.Errorf("%s: when: %w", rule.verdict.Detail, err))
+				*errs = append(*errs, whenError(rule.verdict, err))
 			}
 			if !ok {
 				continue
@@ -193,6 +213,10 @@ func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) *Verdict {
 		return rule.verdict
 	}
 	return nil
+}
+
+func whenError(v *Verdict, err error) error {
+	return fmt.Errorf("%s: when: %w", v.Detail, err)
 }
 
 func inAny(prefixes []netip.Prefix, ip netip.Addr) bool {

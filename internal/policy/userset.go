@@ -1,52 +1,42 @@
 package policy
 
 import (
-	"regexp"
+	"slices"
 	"sort"
 	"strings"
 )
 
 // userSet matches user IDs against exact IDs (hash lookup), prefixes (binary search over a
-// prefix-free sorted slice) and whole-ID patterns (one combined RE2 program).
+// prefix-free sorted slice) and whole-ID patterns. Decisions go through the snapshot's
+// index; a userSet answers for one policy, for explanations.
 type userSet struct {
-	users    map[string]struct{}
+	// users are sorted: a policy's inline users are few, and a sorted slice costs what
+	// they weigh where a map would cost several times more.
+	users []string
+	// list holds the users of a blocklist fed by ConfigMaps, its inline ones included.
+	list     *compactSet
 	prefixes []string
-	pattern  *regexp.Regexp
+	// patterns are anchored to the whole ID, one per pattern written.
+	patterns []*pattern
 }
 
-// newUserSet builds a set, compiling patterns into one program. Check them one by one
+// newUserSet builds a set, compiling each pattern anchored (shared through the pattern
+// cache). Check them one by one
 // first (checkPatterns), so an error can name the pattern at fault.
 func newUserSet(users []string, prefixes []string, patterns []string) (userSet, error) {
 	s := userSet{prefixes: prefixFree(prefixes)}
 	if len(users) > 0 {
-		s.users = make(map[string]struct{}, len(users))
-		for _, u := range users {
-			s.users[u] = struct{}{}
-		}
+		s.users = slices.Clone(users)
+		slices.Sort(s.users)
 	}
-	if len(patterns) > 0 {
-		re, err := regexp.Compile(`^(?:` + joinGroups(patterns) + `)$`)
+	for _, p := range patterns {
+		cp, err := compilePattern(`^(?:` + p + `)$`)
 		if err != nil {
 			return userSet{}, err
 		}
-		s.pattern = re
+		s.patterns = append(s.patterns, cp)
 	}
 	return s, nil
-}
-
-// joinGroups joins RE2 patterns as alternatives, each in its own group so flags and
-// alternations stay scoped to it.
-func joinGroups(patterns []string) string {
-	var b strings.Builder
-	for i, p := range patterns {
-		if i > 0 {
-			b.WriteByte('|')
-		}
-		b.WriteString("(?:")
-		b.WriteString(p)
-		b.WriteByte(')')
-	}
-	return b.String()
 }
 
 // prefixFree sorts prefixes and drops those made redundant by a shorter one. In a sorted
@@ -68,7 +58,7 @@ func prefixFree(prefixes []string) []string {
 }
 
 func (s *userSet) contains(id string) bool {
-	if _, ok := s.users[id]; ok {
+	if _, ok := slices.BinarySearch(s.users, id); ok || s.list.contains(id) {
 		return true
 	}
 	if n := len(s.prefixes); n > 0 {
@@ -80,12 +70,17 @@ func (s *userSet) contains(id string) bool {
 			return true
 		}
 	}
-	return s.pattern != nil && s.pattern.MatchString(id)
+	for _, p := range s.patterns {
+		if p.re.MatchString(id) {
+			return true
+		}
+	}
+	return false
 }
 
 // describe says which part of the set matches id, for explanations.
 func (s *userSet) describe(id string) string {
-	if _, ok := s.users[id]; ok {
+	if _, ok := slices.BinarySearch(s.users, id); ok {
 		return "user " + id
 	}
 	for _, p := range s.prefixes {
@@ -93,8 +88,10 @@ func (s *userSet) describe(id string) string {
 			return "prefix " + p
 		}
 	}
-	if s.pattern != nil && s.pattern.MatchString(id) {
-		return "pattern"
+	for _, p := range s.patterns {
+		if p.re.MatchString(id) {
+			return "pattern " + p.re.String()
+		}
 	}
 	return ""
 }

@@ -26,6 +26,9 @@ type SuiteResult struct {
 	Err error
 	// Warnings are compile warnings of the suite's policies.
 	Warnings []string
+	// Notes say what makes a policy cost more to evaluate, such as a `when` without an
+	// indexable guard.
+	Notes []string
 	// Cases hold one result per case, in order.
 	Cases []CaseResult
 }
@@ -84,6 +87,9 @@ func RunFile(path string) SuiteResult {
 	for _, c := range compiled {
 		for _, w := range c.Warnings {
 			res.Warnings = append(res.Warnings, c.Key+": "+w)
+		}
+		for _, n := range c.Notes {
+			res.Notes = append(res.Notes, c.Key+": "+n)
 		}
 	}
 	for i := range suite.Cases {

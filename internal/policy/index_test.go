@@ -1,0 +1,186 @@
+package policy
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/friendgate/friendgate/api/v1alpha1"
+)
+
+func TestRequiredLiterals(t *testing.T) {
+	tests := []struct {
+		pattern string
+		want    []string
+	}{
+		{`https?://`, []string{"http"}}, // the longest literal of a concatenation
+		{`(?i)www\.`, []string{"www."}},
+		{`^[0-9]{11}$`, nil},
+		{`^bot_[0-9]+$`, []string{"bot_"}},
+		{`viagra|cialis`, []string{"cialis", "viagra"}},
+		{`v[i1]a`, []string{"v"}},
+		{`(?i)skype`, []string{"ype"}},  // k folds with the Kelvin sign, s with ſ
+		{`(?i)kk`, nil},                 // no rune that folds within ASCII only
+		{`Promo`, []string{"promo"}},    // case-sensitive literals are looked for lower-cased
+		{`a(bc)+d`, []string{"bc"}},     // a repeated group still needs one occurrence
+		{`a(bcd)*e`, []string{"a"}},     // an optional group needs nothing
+		{`微信|vx`, []string{"vx", "微信"}}, // non-ASCII literals are matched as bytes
+		{`(?i)加微信`, []string{"加微信"}},    // no case: found as it is under (?i) too
+		{`(?i)café`, []string{"caf"}},   // é has a case outside ASCII
+		{`x\x{FFFD}y`, []string{"x"}},   // U+FFFD also matches invalid UTF-8
+		{`a|b*`, nil},
+	}
+	for _, tt := range tests {
+		if got := requiredLiterals(tt.pattern); !slices.Equal(got, tt.want) {
+			t.Errorf("requiredLiterals(%q) = %q, want %q", tt.pattern, got, tt.want)
+		}
+	}
+}
+
+func TestACMatcher(t *testing.T) {
+	lits := []string{"he", "she", "his", "hers", "http", "://"}
+	for _, dense := range []bool{true, false} {
+		m := newACMatcher(lits)
+		if !dense {
+			m = buildAC(lits, 0)
+		}
+		if (m.dfa != nil) != dense {
+			t.Fatalf("dense=%v: built with DFA %v", dense, m.dfa != nil)
+		}
+		var got []string
+		m.scan("UsHErs see HTTP://x", func(id uint32) { got = append(got, lits[id]) })
+		want := []string{"she", "he", "hers", "http", "://"}
+		if !slices.Equal(got, want) {
+			t.Errorf("dense=%v: got %q, want %q", dense, got, want)
+		}
+	}
+}
+
+func TestWhenGuard(t *testing.T) {
+	tests := []struct {
+		when string
+		want string // the guard described, "" for none
+	}{
+		{"request.from == 'a'", `request.from is one of ["a"]`},
+		{"'a' == request.to && request.forceAdd", `request.to is one of ["a"]`},
+		{"request.from.startsWith('guest_') && !request.forceAdd", `request.from starts with one of ["guest_"]`},
+		{"request.from.startsWith('g') && request.appID in ['1', '2']", `request.appID is one of ["1" "2"]`},
+		{"request.from == 'a' || request.to == 'b'", ""},
+		{"!(request.from == 'a')", ""},
+		{"request.wording.contains('x')", ""},
+		{"request.eventTime == 5", ""},
+		{"request.from == request.to", ""},
+	}
+	for _, tt := range tests {
+		w, err := compileWhenProgram(tt.when)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.when, err)
+		}
+		got := ""
+		if w.guard != nil {
+			got = w.guard.describe()
+		}
+		if got != tt.want {
+			t.Errorf("%s: guard %q, want %q", tt.when, got, tt.want)
+		}
+	}
+}
+
+func TestNoteForUnguardedWhen(t *testing.T) {
+	_, compiled, err := Build([]*v1alpha1.FriendPolicy{fp("ns", "p", spec{Rules: []v1alpha1.Rule{
+		{Name: "guarded", When: "request.from == 'a'"},
+		{Name: "unguarded", When: "request.wording.size() > 100"},
+	}})}, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	notes := compiled[0].Notes
+	if len(notes) != 1 || !strings.HasPrefix(notes[0], "spec.rules[1].when: when has no indexable guard") {
+		t.Errorf("notes %q, want one for spec.rules[1].when", notes)
+	}
+}
+
+// TestFastCELMatchesTracked checks that an expression runs without the cost tracker only
+// when the checker bounds it, and that a request longer than the bound takes the tracked
+// program, which stops a hostile expression.
+func TestFastCELMatchesTracked(t *testing.T) {
+	for _, tt := range []struct {
+		when string
+		fast bool
+	}{
+		{"request.from.startsWith('guest_') && !request.forceAdd", true},
+		{"request.wording.contains('x') && request.eventTime > 3", true},
+		{"has(request.from)", false}, // reads the request other than field by field
+		{"request.wording" + strings.Repeat(".replace('a', 'aa')", 20) + ".size() > 0", false},
+	} {
+		w, err := compileWhenProgram(tt.when)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.when, err)
+		}
+		if (w.fast != nil) != tt.fast {
+			t.Errorf("%s: fast program %v, want %v", tt.when, w.fast != nil, tt.fast)
+		}
+	}
+	long := Request{Wording: strings.Repeat("x", fastCELMaxString+1)}
+	if fitsFastCEL(&long) {
+		t.Error("a wording longer than the bound fits the fast programs")
+	}
+}
+
+// TestDecideAllocatesNothing checks that an allowed request that meets every kind of
+// condition (exemptions, users, prefixes, patterns with and without a literal, wording,
+// a guarded `when` whose guard fails, add sources, platforms, client CIDRs) allocates
+// nothing, and neither does one refused by a blocklist.
+func TestDecideAllocatesNothing(t *testing.T) {
+	if raceEnabled {
+		t.Skip("allocation counts are meaningless under the race detector")
+	}
+	s := mustBuild(t, []*v1alpha1.FriendPolicy{
+		fp("ns", "p", spec{
+			Exemptions: &v1alpha1.Exemptions{Users: []string{"support"}, Prefixes: []string{"staff_"}},
+			Blocklists: []v1alpha1.Blocklist{{Name: "l", Users: []string{"spam"}, Prefixes: []string{"bot_"}, Patterns: []string{`[0-9]{11}`, `camp_[0-9]+`}}},
+			Rules: []v1alpha1.Rule{
+				{Name: "links", WordingPatterns: []string{`https?://`}},
+				{Name: "guests", When: "request.from.startsWith('guest_') && !request.forceAdd"},
+				{Name: "search", AddSources: []string{"AddSource_Type_Search"}},
+				{Name: "web", Platforms: []string{"Web"}},
+				{Name: "net", ClientCIDRs: []string{"203.0.113.0/24", "2001:db8::/32"}},
+			},
+		}),
+		fp("ns", "scoped", spec{AppIDs: []string{"app"}, Rules: []v1alpha1.Rule{{Name: "net", ClientCIDRs: []string{"10.0.0.0/8"}}}}),
+	})
+	allowed := Request{Event: "FriendRequest", AppID: "app", From: "alice", To: "bob", Wording: "hello there",
+		AddSource: "AddSource_Type_QR", Platform: "Android", ClientIP: "198.51.100.7"}
+	denied := allowed
+	denied.To = "spam"
+	for _, r := range []Request{allowed, denied} {
+		if n := testing.AllocsPerRun(100, func() { s.Decide(&r) }); n != 0 {
+			t.Errorf("%+v: %v allocations per decision", r, n)
+		}
+	}
+}
+
+// TestDecideConcurrently decides from several goroutines at once, for the race detector:
+// the snapshot is shared, each decision has its own scratch.
+func TestDecideConcurrently(t *testing.T) {
+	s := mustBuild(t, []*v1alpha1.FriendPolicy{fp("ns", "p", spec{
+		Blocklists: []v1alpha1.Blocklist{{Name: "l", Users: []string{"spam"}}},
+		Rules:      []v1alpha1.Rule{{Name: "guests", When: "request.from.startsWith('guest_')"}},
+	})})
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			for i := range 200 {
+				from := []string{"alice", "spam", "guest_" + strconv.Itoa(g)}[i%3]
+				d := s.Decide(&Request{Event: "FriendRequest", From: from, To: "bob"})
+				if (d.Deny != nil) != (from != "alice") {
+					t.Errorf("from %s: got %+v", from, d.Deny)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
