@@ -298,7 +298,7 @@ func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 	}
 }
 
-// verdict confirms the candidates of policy p in POLICY.md's order: exemptions, blocklists
+// verdict confirms the candidates of policy p in the order docs/policy.md gives: exemptions, blocklists
 // in order, rules in order.
 func (s *Snapshot) verdict(sc *scratch, p uint32, r *Request, ei int, errs *[]error) *Verdict {
 	h := &sc.hits[p]

@@ -21,7 +21,7 @@ import (
 )
 
 // The reference evaluator is the engine's first evaluate loop, kept as the straightforward
-// meaning of POLICY.md: every policy, every blocklist, every rule, in order, with one
+// meaning of docs/policy.md: every policy, every blocklist, every rule, in order, with one
 // regular expression per list and CEL over the Request through reflection. It shares
 // nothing with the indexed core but the spec, so the differential test compares two
 // independent readings of the contract.
@@ -291,7 +291,7 @@ func refContains(list []string, s string) bool {
 	return false
 }
 
-// refDecide is POLICY.md's decision: Deny policies in order of priority then
+// refDecide is the decision docs/policy.md describes: Deny policies in order of priority then
 // namespace/name, the first verdict decides; every DryRun verdict is reported, in the same
 // order.
 func refDecide(policies []*refPolicy, r *Request) string {
