@@ -105,6 +105,38 @@ bench: ## Run the engine and callback server benchmarks (numbers go to docs/benc
 envtest-assets: ## Build etcd, kube-apiserver and kubectl from the Go module proxy into bin/k8s (cached).
 	hack/envtest-assets.sh >/dev/null
 
+##@ Cluster (a real single-node cluster on this machine: docs/cluster.md)
+
+# Where the cluster keeps its state, certificates, logs and containerd's images.
+CLUSTER_DIR ?= /var/lib/friendgate-cluster
+CLUSTER_IMAGES ?= $(LOCALBIN)/images
+# The image the chart runs in the cluster; pods use it with imagePullPolicy Never.
+CLUSTER_IMG ?= friendgate.local/friendgate:dev
+CLUSTER_PAUSE_IMG ?= friendgate.local/pause:3.10.2
+NODE_COMPONENTS = kubelet kube-controller-manager kube-scheduler kube-proxy
+CLUSTER_FLAGS = --dir $(CLUSTER_DIR) --assets "$$(hack/envtest-assets.sh $(NODE_COMPONENTS))" --pause-image $(CLUSTER_PAUSE_IMG)
+
+.PHONY: cluster-assets
+cluster-assets: ## Build kubelet, kube-controller-manager, kube-scheduler and kube-proxy beside the envtest binaries (cached; ~16 min cold on 2 cores).
+	hack/envtest-assets.sh $(NODE_COMPONENTS) >/dev/null
+
+.PHONY: cluster-images
+cluster-images: ## Assemble the friendgate image (the Dockerfile's recipe) and the pause image as archives in bin/images (hack/image).
+	cd hack/image && $(GO) run . pause -o $(CLUSTER_IMAGES)/pause.tar -tag $(CLUSTER_PAUSE_IMG)
+	cd hack/image && $(GO) run . friendgate -dockerfile $(CURDIR)/Dockerfile -o $(CLUSTER_IMAGES)/friendgate.tar -tag $(CLUSTER_IMG)
+
+.PHONY: cluster-tool
+cluster-tool:
+	$(GO) build -o $(LOCALBIN)/cluster ./hack/cluster
+
+.PHONY: cluster-up
+cluster-up: cluster-assets cluster-images cluster-tool ## Start the cluster (as root) with the images loaded; prints the KUBECONFIG to export.
+	$(LOCALBIN)/cluster up $(CLUSTER_FLAGS) --load $(CLUSTER_IMAGES)/pause.tar,$(CLUSTER_IMAGES)/friendgate.tar
+
+.PHONY: cluster-down
+cluster-down: cluster-tool ## Stop the cluster and remove every process, mount, cgroup, interface, route and iptables rule it added.
+	$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)
+
 ##@ Build
 
 .PHONY: build
