@@ -26,8 +26,9 @@ import (
 )
 
 // Without cert-manager: the rotator fills an empty Secret with a CA and a serving
-// certificate, injects the CA into the webhook configuration, and the webhook starts
-// serving once the certificate is projected into its cert dir. The API server then
+// certificate, injects the CA into the webhook configuration, and the webhook serves the
+// certificate from the Secret at once: its cert dir stays empty, as a mounted Secret
+// does until the kubelet refreshes it, a minute or more later. The API server then
 // trusts it. Clearing the Secret makes the rotator issue a new CA, which the configuration
 // and the server both move to.
 func TestCertRotation(t *testing.T) {
@@ -47,15 +48,15 @@ func TestCertRotation(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	certDir := env.MountSecret(t, client.ObjectKeyFromObject(secret))
+	opts := Options{CertDir: t.TempDir(), CertRotation: &CertRotation{
+		Namespace:            ns,
+		SecretName:           secret.Name,
+		DNSName:              "localhost", // what the configuration's URL names
+		WebhookConfiguration: vwc.Name,
+	}}
 
-	startManager(t, webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir}, func(mgr manager.Manager) error {
-		return Setup(mgr, Options{CertDir: certDir, CertRotation: &CertRotation{
-			Namespace:            ns,
-			SecretName:           secret.Name,
-			DNSName:              "localhost", // what the configuration's URL names
-			WebhookConfiguration: vwc.Name,
-		}})
+	startManager(t, webhook.Options{Host: "127.0.0.1", Port: port, CertDir: opts.CertDir, TLSOpts: opts.TLSOpts()}, func(mgr manager.Manager) error {
+		return Setup(mgr, opts)
 	})
 
 	firstCA := checkCertificates(t, ctx, secret, vwc)
