@@ -51,8 +51,8 @@ func down(c *config) error {
 	if p, ok := byName["containerd"]; ok {
 		fail(p.stop(10 * time.Second))
 	}
-	// The shims (and anything else) started with a path of the state directory.
-	for _, p := range processesUsing(c.dir) {
+	// The shims: their command line names containerd's socket.
+	for _, p := range processesUsing(c.containerdSocket()) {
 		fail(p.stop(5 * time.Second))
 	}
 	for _, name := range []string{"kube-apiserver", "etcd"} {
@@ -64,9 +64,9 @@ func down(c *config) error {
 	if s.CgroupRoot != "" {
 		fail(removeCgroup(s.CgroupRoot))
 	}
-	if s.Processes != nil {
-		// kube-proxy's own cleanup of its iptables (and nftables) rules.
-		if out, err := exec.Command(filepath.Join(c.assets, "kube-proxy"), "--cleanup").CombinedOutput(); err != nil && c.assets != "" {
+	if _, ok := byName["kube-proxy"]; ok && c.assets != "" {
+		// kube-proxy's own cleanup of its rules; removeChains below catches the rest.
+		if out, err := exec.Command(filepath.Join(c.assets, "kube-proxy"), "--cleanup").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "cluster: kube-proxy --cleanup: %v\n%s", err, out)
 		}
 	}
@@ -76,6 +76,7 @@ func down(c *config) error {
 	if s.Guard {
 		fail(iptables{}.removeGuard())
 	}
+	fail(removeEmptyTables(s.Tables))
 	for _, r := range []string{c.podCIDR.String(), c.serviceCIDR.String()} {
 		for _, dir := range []string{"-s", "-d"} {
 			// Exit status 1 means no entry matched.
@@ -302,4 +303,57 @@ func removeChains(cmd string, before []string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// nftTables lists the nftables tables, as FAMILY NAME.
+func nftTables() []string {
+	out, err := exec.Command("nft", "list", "tables").Output()
+	if err != nil {
+		return nil
+	}
+	var tables []string
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if rest, ok := strings.CutPrefix(line, "table "); ok {
+			tables = append(tables, rest)
+		}
+	}
+	return tables
+}
+
+// removeEmptyTables deletes the nftables tables that were not there before and hold no
+// rule any more: the ones iptables-nft made for the cluster's rules.
+func removeEmptyTables(before []string) error {
+	var errs []error
+	for _, t := range nftTables() {
+		if slices.Contains(before, t) {
+			continue
+		}
+		out, err := exec.Command("nft", append([]string{"list", "table"}, strings.Fields(t)...)...).Output()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("nft list table %s: %w", t, err))
+			continue
+		}
+		if tableHasRules(string(out)) {
+			continue
+		}
+		if out, err := exec.Command("nft", append([]string{"delete", "table"}, strings.Fields(t)...)...).CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("nft delete table %s: %w: %s", t, err, out))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// tableHasRules says whether `nft list table` output holds anything but chain
+// declarations: a rule, a set, a map.
+func tableHasRules(listing string) bool {
+	for _, line := range strings.Split(listing, "\n") {
+		line = strings.TrimSpace(line)
+		switch {
+		case line == "", line == "}", strings.HasPrefix(line, "table "), strings.HasPrefix(line, "chain "),
+			strings.HasPrefix(line, "type ") && strings.Contains(line, " hook "):
+		default:
+			return true
+		}
+	}
+	return false
 }

@@ -28,6 +28,9 @@ type state struct {
 	Created []string `json:"created,omitempty"`
 	// Chains lists the iptables and ip6tables chains there were before.
 	Chains map[string][]string `json:"chains,omitempty"`
+	// Tables lists the nftables tables there were before: iptables-nft creates the
+	// tables it is first asked about, and leaves them when their rules are gone.
+	Tables []string `json:"tables,omitempty"`
 }
 
 // process is one started process; its start time tells it from a later process that
@@ -155,8 +158,7 @@ func (p process) stop(grace time.Duration) error {
 	return nil
 }
 
-// processesUsing lists the running processes whose command line holds needle: the
-// containerd shims, whose sockets live under the state directory.
+// processesUsing lists the running processes whose command line holds needle.
 func processesUsing(needle string) []process {
 	var found []process
 	entries, _ := os.ReadDir("/proc")

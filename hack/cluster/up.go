@@ -36,6 +36,7 @@ var debianPackages = map[string]string{
 	"/usr/sbin/conntrack":   "conntrack",
 	"/usr/lib/cni/bridge":   "containernetworking-plugins",
 	"/usr/lib/cni/loopback": "containernetworking-plugins",
+	"/usr/sbin/nft":         "nftables",
 }
 
 // pathsOutside are paths the node's programs write to whatever their configuration says;
@@ -87,6 +88,7 @@ func up(ctx context.Context, c *config) (err error) {
 	for _, cmd := range []string{"iptables", "ip6tables"} {
 		s.Chains[cmd] = chains(cmd)
 	}
+	s.Tables = nftTables()
 	if err := c.save(s); err != nil {
 		return err
 	}
