@@ -48,11 +48,12 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: test
-test: vet lint envtest-assets controller-gen helm ## Run every test: lint, unit, envtest, end-to-end, chart, samples, fuzz smoke.
+test: vet lint envtest-assets controller-gen helm ## Run every test: lint, unit, envtest, end-to-end, chart, samples, fuzz smoke, and the scenario on real pods.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(LOCALBIN)/helm" $(GO) test ./... -count=1
 	$(MAKE) test-argocd-health
 	$(MAKE) fuzz
 	$(MAKE) test-samples
+	$(MAKE) test-pods
 
 .PHONY: unit
 unit: ## Run the tests that need no API server (go test -short: engine, callback server, pure functions), for a fast inner loop.
@@ -136,6 +137,23 @@ cluster-up: cluster-assets cluster-images cluster-tool ## Start the cluster (as 
 .PHONY: cluster-down
 cluster-down: cluster-tool ## Stop the cluster and remove every process, mount, cgroup, interface, route and iptables rule it added.
 	$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)
+
+PODS_TEST_FLAGS ?=
+# The scenario tears the cluster down itself; the trap does it again (a no-op then) for
+# a test binary that was killed or timed out.
+PODS_TEST = trap '$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)' EXIT INT TERM; \
+	CLUSTER_ASSETS="$$(hack/envtest-assets.sh $(NODE_COMPONENTS))" CLUSTER_IMAGES=$(CLUSTER_IMAGES) CLUSTER_DIR=$(CLUSTER_DIR) HELM=$(HELM)
+
+.PHONY: test-pods
+test-pods: cluster-assets cluster-images cluster-tool helm ## Run the scenario on real pods (root): helm install, a rollout under load, leader failover, admission; docs/cluster.md.
+	$(PODS_TEST) $(GO) test ./test/pods/ -count=1 -v -timeout 40m $(PODS_TEST_FLAGS)
+
+PODS_REPORT ?= $(LOCALBIN)/pods-report.txt
+.PHONY: measure-pods
+measure-pods: cluster-assets cluster-images cluster-tool helm ## The pods scenario with 5 timed helm installs; figures in bin/pods-report.txt (docs/cluster.md).
+	rm -f $(PODS_REPORT)
+	$(PODS_TEST) FRIENDGATE_PODS_INSTALLS=5 FRIENDGATE_PODS_REPORT=$(PODS_REPORT) $(GO) test ./test/pods/ -count=1 -v -timeout 60m
+	cat $(PODS_REPORT)
 
 ##@ Build
 
