@@ -40,7 +40,7 @@ func down(c *config) error {
 		byName[p.Name] = p
 	}
 	// The node first, so that nothing restarts the pods; then the pods themselves.
-	for _, name := range []string{"kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager"} {
+	for _, name := range []string{kubelet, kubeProxy, scheduler, controllerManager} {
 		if p, ok := byName[name]; ok {
 			fail(p.stop(10 * time.Second))
 		}
@@ -48,14 +48,14 @@ func down(c *config) error {
 	if s.CgroupRoot != "" {
 		fail(killCgroup(s.CgroupRoot))
 	}
-	if p, ok := byName["containerd"]; ok {
+	if p, ok := byName[containerd]; ok {
 		fail(p.stop(10 * time.Second))
 	}
 	// The shims: their command line names containerd's socket.
 	for _, p := range processesUsing(c.containerdSocket()) {
 		fail(p.stop(5 * time.Second))
 	}
-	for _, name := range []string{"kube-apiserver", "etcd"} {
+	for _, name := range []string{apiServer, etcd} {
 		if p, ok := byName[name]; ok {
 			fail(p.stop(10 * time.Second))
 		}
@@ -64,9 +64,9 @@ func down(c *config) error {
 	if s.CgroupRoot != "" {
 		fail(removeCgroup(s.CgroupRoot))
 	}
-	if _, ok := byName["kube-proxy"]; ok && c.assets != "" {
+	if _, ok := byName[kubeProxy]; ok && c.assets != "" {
 		// kube-proxy's own cleanup of its rules; removeChains below catches the rest.
-		if out, err := exec.Command(filepath.Join(c.assets, "kube-proxy"), "--cleanup").CombinedOutput(); err != nil {
+		if out, err := exec.Command(filepath.Join(c.assets, kubeProxy), "--cleanup").CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "cluster: kube-proxy --cleanup: %v\n%s", err, out)
 		}
 	}

@@ -14,6 +14,8 @@ import (
 // guardChain holds the egress guard; OUTPUT and FORWARD jump to it first.
 const guardChain = "FRIENDGATE-GUARD"
 
+const iptablesCmd = "iptables"
+
 // hostNetwork is what the host already uses: its addresses, its routes other than
 // default routes, and its DNS resolvers.
 type hostNetwork struct {
@@ -144,7 +146,7 @@ func guardRules(bridge string, ranges ...netip.Prefix) [][]string {
 type iptables []string
 
 func (ipt iptables) run(args ...string) error {
-	cmd := append(append([]string{}, ipt...), append([]string{"iptables", "-w", "5"}, args...)...)
+	cmd := append(append([]string{}, ipt...), append([]string{iptablesCmd, "-w", "5"}, args...)...)
 	out, err := exec.Command(cmd[0], cmd[1:]...).CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %w: %s", strings.Join(cmd, " "), err, strings.TrimSpace(string(out)))
@@ -202,11 +204,12 @@ func ipCmd(prefix []string, args ...string) error {
 // service range to it too: a ClusterIP that kube-proxy has not (or no longer) rewritten
 // then goes nowhere but this portless bridge, never the default route.
 func addBridge(prefix []string, bridge string, gateway netip.Addr, pod, service netip.Prefix) error {
+	const add = "add"
 	steps := [][]string{
-		{"link", "add", bridge, "type", "bridge"},
-		{"addr", "add", netip.PrefixFrom(gateway, pod.Bits()).String(), "dev", bridge},
+		{"link", add, bridge, "type", "bridge"},
+		{"addr", add, netip.PrefixFrom(gateway, pod.Bits()).String(), "dev", bridge},
 		{"link", "set", bridge, "up"},
-		{"route", "add", service.String(), "dev", bridge, "src", gateway.String()},
+		{"route", add, service.String(), "dev", bridge, "src", gateway.String()},
 	}
 	for _, s := range steps {
 		if err := ipCmd(prefix, s...); err != nil {

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -32,7 +33,7 @@ const cgroupRoot = "/friendgate-cluster"
 var debianPackages = map[string]string{
 	"/usr/bin/containerd":   "containerd",
 	"/usr/sbin/runc":        "runc",
-	"/usr/sbin/iptables":    "iptables",
+	"/usr/sbin/iptables":    iptablesCmd,
 	"/usr/sbin/conntrack":   "conntrack",
 	"/usr/lib/cni/bridge":   "containernetworking-plugins",
 	"/usr/lib/cni/loopback": "containernetworking-plugins",
@@ -47,11 +48,79 @@ var pathsOutside = []string{
 	"/var/log/containers", // the kubelet's links to container logs
 }
 
+// The cluster's processes, by the names of their binaries and logs.
+const (
+	etcd              = "etcd"
+	apiServer         = "kube-apiserver"
+	controllerManager = "kube-controller-manager"
+	scheduler         = "kube-scheduler"
+	kubelet           = "kubelet"
+	kubeProxy         = "kube-proxy"
+	containerd        = "containerd"
+)
+
 // components are the binaries up needs from the assets directory.
-var components = []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubelet", "kube-proxy", "kubectl"}
+var components = []string{etcd, apiServer, controllerManager, scheduler, kubelet, kubeProxy, "kubectl"}
 
 func up(ctx context.Context, c *config) (err error) {
 	began := time.Now()
+	if err := preflight(c); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(c.path("logs"), 0o755); err != nil {
+		return err
+	}
+	s := &state{Sysctls: readSysctls(), Chains: map[string][]string{}, Tables: nftTables()}
+	for _, cmd := range []string{iptablesCmd, "ip6tables"} {
+		s.Chains[cmd] = chains(cmd)
+	}
+	if err := c.save(s); err != nil {
+		return err
+	}
+	// From here on, whatever fails or interrupts up leaves nothing behind.
+	defer func() {
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "cluster: up failed (%v); tearing down\n", err)
+			if derr := down(c); derr != nil {
+				err = errors.Join(err, derr)
+			}
+		}
+	}()
+	if err := prepareHost(c, s); err != nil {
+		return err
+	}
+	logStep(began, "network: bridge %s %s, services %s routed to it, guard %s", c.bridge, c.podCIDR, c.serviceCIDR, guardChain)
+
+	apiURL := "https://" + net.JoinHostPort(c.gateway().String(), "6443")
+	p, err := newPKI(c.path("pki"), apiURL)
+	if err != nil {
+		return err
+	}
+	if err := p.issueAll(c); err != nil {
+		return err
+	}
+	free, err := freePorts(5)
+	if err != nil {
+		return err
+	}
+	ports := localPorts{etcdClient: free[0], etcdPeer: free[1], proxyHealth: free[2], proxyMetrics: free[3], kubeletHealth: free[4]}
+	if err := c.writeConfigs(ports); err != nil {
+		return err
+	}
+	r := &runner{c: c, s: s, began: began}
+	if err := r.controlPlane(ctx, p, ports); err != nil {
+		return err
+	}
+	if err := r.node(ctx, p, ports); err != nil {
+		return err
+	}
+	logStep(began, "cluster up")
+	fmt.Printf("export KUBECONFIG=%s\n", c.kubeconfig())
+	return nil
+}
+
+// preflight checks what up needs and installs the missing Debian packages.
+func preflight(c *config) error {
 	if os.Geteuid() != 0 {
 		return errors.New("up must run as root: it creates a bridge, iptables rules, cgroups and mounts")
 	}
@@ -80,79 +149,35 @@ func up(ctx context.Context, c *config) (err error) {
 	if _, err := net.InterfaceByName(c.bridge); err == nil {
 		return fmt.Errorf("an interface %s already exists", c.bridge)
 	}
+	return nil
+}
 
-	if err := os.MkdirAll(c.path("logs"), 0o755); err != nil {
-		return err
-	}
-	s := &state{Sysctls: readSysctls(), Chains: map[string][]string{}}
-	for _, cmd := range []string{"iptables", "ip6tables"} {
-		s.Chains[cmd] = chains(cmd)
-	}
-	s.Tables = nftTables()
-	if err := c.save(s); err != nil {
-		return err
-	}
-	// From here on, whatever fails or interrupts up leaves nothing behind.
-	defer func() {
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "cluster: up failed (%v); tearing down\n", err)
-			if derr := down(c); derr != nil {
-				err = errors.Join(err, derr)
-			}
-		}
-	}()
+// prepareHost creates the paths, the bridge, the guard and the cgroups, each recorded in
+// the state before it is made, so that down removes even a half-made one.
+func prepareHost(c *config, s *state) error {
 	for _, p := range pathsOutside {
 		if err := s.createPath(p); err != nil {
 			return err
 		}
 	}
-
+	s.Bridge, s.Guard, s.CgroupRoot = c.bridge, true, cgroupRoot
+	if err := c.save(s); err != nil {
+		return err
+	}
 	if err := addBridge(nil, c.bridge, c.gateway(), c.podCIDR, c.serviceCIDR); err != nil {
-		s.Bridge = c.bridge // it may exist half-configured
-		_ = c.save(s)
-		return err
-	}
-	s.Bridge = c.bridge
-	if err := c.save(s); err != nil {
-		return err
-	}
-	s.Guard = true
-	if err := c.save(s); err != nil {
 		return err
 	}
 	if err := (iptables{}).installGuard(c.bridge, c.podCIDR, c.serviceCIDR); err != nil {
 		return err
 	}
-	logStep(began, "network: bridge %s %s, services %s routed to it, guard %s", c.bridge, c.podCIDR, c.serviceCIDR, guardChain)
+	return createCgroups(cgroupRoot)
+}
 
-	s.CgroupRoot = cgroupRoot
-	if err := c.save(s); err != nil {
-		return err
-	}
-	if err := createCgroups(cgroupRoot); err != nil {
-		return err
-	}
-
-	apiURL := "https://" + net.JoinHostPort(c.gateway().String(), "6443")
-	p, err := newPKI(c.path("pki"), apiURL)
-	if err != nil {
-		return err
-	}
-	if err := p.issueAll(c); err != nil {
-		return err
-	}
-	free, err := freePorts(5)
-	if err != nil {
-		return err
-	}
-	ports := localPorts{etcdClient: free[0], etcdPeer: free[1], proxyHealth: free[2], proxyMetrics: free[3], kubeletHealth: free[4]}
-	if err := c.writeConfigs(ports); err != nil {
-		return err
-	}
-
-	r := &runner{c: c, s: s}
+// controlPlane starts etcd and the API server.
+func (r *runner) controlPlane(ctx context.Context, p *pki, ports localPorts) error {
+	c := r.c
 	etcdURL := fmt.Sprintf("http://127.0.0.1:%d", ports.etcdClient)
-	if err := r.start("etcd", "etcd",
+	if err := r.start(etcd, etcd,
 		"--name=friendgate", "--data-dir="+c.path("etcd"),
 		"--listen-client-urls="+etcdURL, "--advertise-client-urls="+etcdURL,
 		fmt.Sprintf("--listen-peer-urls=http://127.0.0.1:%d", ports.etcdPeer),
@@ -161,12 +186,12 @@ func up(ctx context.Context, c *config) (err error) {
 		"--unsafe-no-fsync"); err != nil {
 		return err
 	}
-	if err := r.waitHTTP(ctx, "etcd", etcdURL+"/health", nil, 30*time.Second); err != nil {
+	if err := r.waitHTTP(ctx, etcd, etcdURL+"/health", nil, 30*time.Second); err != nil {
 		return err
 	}
-	logStep(began, "etcd ready")
+	logStep(r.began, "etcd ready")
 
-	if err := r.start("kube-apiserver", "kube-apiserver",
+	if err := r.start(apiServer, apiServer,
 		"--etcd-servers="+etcdURL,
 		"--bind-address="+c.gateway().String(), "--secure-port=6443", "--advertise-address="+c.gateway().String(),
 		"--service-cluster-ip-range="+c.serviceCIDR.String(),
@@ -185,15 +210,21 @@ func up(ctx context.Context, c *config) (err error) {
 	if err != nil {
 		return err
 	}
-	if err := r.waitHTTP(ctx, "kube-apiserver", apiURL+"/readyz", tlsCfg, 2*time.Minute); err != nil {
+	if err := r.waitHTTP(ctx, apiServer, p.server+"/readyz", tlsCfg, 2*time.Minute); err != nil {
 		return err
 	}
-	logStep(began, "kube-apiserver ready at %s", apiURL)
+	logStep(r.began, "kube-apiserver ready at %s", p.server)
+	return nil
+}
 
-	if err := r.start("containerd", "/usr/bin/containerd", "--config="+c.path("containerd", "config.toml")); err != nil {
+// node starts containerd (and imports the images), the controller-manager, the
+// scheduler, the kubelet and kube-proxy, and waits until pods can run.
+func (r *runner) node(ctx context.Context, p *pki, ports localPorts) error {
+	c := r.c
+	if err := r.start(containerd, "/usr/bin/containerd", "--config="+c.path("containerd", "config.toml")); err != nil {
 		return err
 	}
-	if err := r.wait(ctx, "containerd", 30*time.Second, func() error {
+	if err := r.wait(ctx, containerd, 30*time.Second, func() error {
 		return exec.CommandContext(ctx, "ctr", "--address", c.containerdSocket(), "version").Run()
 	}); err != nil {
 		return err
@@ -203,31 +234,29 @@ func up(ctx context.Context, c *config) (err error) {
 			return err
 		}
 	}
-	logStep(began, "containerd ready, %d image archive(s) imported", len(c.images))
+	logStep(r.began, "containerd ready, %d image archive(s) imported", len(c.images))
 
-	if err := r.start("kube-controller-manager", "kube-controller-manager",
-		"--kubeconfig="+p.path("controller-manager.kubeconfig"),
-		"--secure-port=0", "--leader-elect=false",
-		"--use-service-account-credentials=true",
-		"--service-account-private-key-file="+p.path("sa.key"),
-		"--root-ca-file="+p.path("ca.crt"),
-		"--cluster-signing-cert-file="+p.path("ca.crt"), "--cluster-signing-key-file="+p.path("ca.key")); err != nil {
-		return err
+	starts := [][]string{
+		{controllerManager,
+			"--kubeconfig=" + p.path("controller-manager.kubeconfig"),
+			"--secure-port=0", "--leader-elect=false",
+			"--use-service-account-credentials=true",
+			"--service-account-private-key-file=" + p.path("sa.key"),
+			"--root-ca-file=" + p.path("ca.crt"),
+			"--cluster-signing-cert-file=" + p.path("ca.crt"), "--cluster-signing-key-file=" + p.path("ca.key")},
+		{scheduler, "--kubeconfig=" + p.path("scheduler.kubeconfig"), "--secure-port=0", "--leader-elect=false"},
+		{kubelet,
+			"--config=" + c.path("kubelet", "config.yaml"),
+			"--kubeconfig=" + p.path("kubelet.kubeconfig"),
+			"--root-dir=" + c.path("kubelet"),
+			"--hostname-override=" + c.node,
+			"--node-ip=" + c.gateway().String()},
+		{kubeProxy, "--config=" + c.path("kube-proxy.yaml")},
 	}
-	if err := r.start("kube-scheduler", "kube-scheduler",
-		"--kubeconfig="+p.path("scheduler.kubeconfig"), "--secure-port=0", "--leader-elect=false"); err != nil {
-		return err
-	}
-	if err := r.start("kubelet", "kubelet",
-		"--config="+c.path("kubelet", "config.yaml"),
-		"--kubeconfig="+p.path("kubelet.kubeconfig"),
-		"--root-dir="+c.path("kubelet"),
-		"--hostname-override="+c.node,
-		"--node-ip="+c.gateway().String()); err != nil {
-		return err
-	}
-	if err := r.start("kube-proxy", "kube-proxy", "--config="+c.path("kube-proxy.yaml")); err != nil {
-		return err
+	for _, args := range starts {
+		if err := r.start(args[0], args[0], args[1:]...); err != nil {
+			return err
+		}
 	}
 
 	client, err := c.client()
@@ -237,19 +266,14 @@ func up(ctx context.Context, c *config) (err error) {
 	if err := r.wait(ctx, "the node", 2*time.Minute, func() error { return nodeReady(ctx, client, c.node) }); err != nil {
 		return err
 	}
-	logStep(began, "node %s Ready", c.node)
-	if err := r.waitHTTP(ctx, "kube-proxy", fmt.Sprintf("http://127.0.0.1:%d/healthz", ports.proxyHealth), nil, time.Minute); err != nil {
+	logStep(r.began, "node %s Ready", c.node)
+	if err := r.waitHTTP(ctx, kubeProxy, fmt.Sprintf("http://127.0.0.1:%d/healthz", ports.proxyHealth), nil, time.Minute); err != nil {
 		return err
 	}
-	if err := r.wait(ctx, "the default ServiceAccount", time.Minute, func() error {
+	return r.wait(ctx, "the default ServiceAccount", time.Minute, func() error {
 		_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
 		return err
-	}); err != nil {
-		return err
-	}
-	logStep(began, "cluster up")
-	fmt.Printf("export KUBECONFIG=%s\n", c.kubeconfig())
-	return nil
+	})
 }
 
 func logStep(began time.Time, format string, args ...any) {
@@ -260,7 +284,7 @@ func logStep(began time.Time, format string, args ...any) {
 func installPackages() error {
 	var missing []string
 	for file, pkg := range debianPackages {
-		if _, err := os.Stat(file); err != nil && !contains(missing, pkg) {
+		if _, err := os.Stat(file); err != nil && !slices.Contains(missing, pkg) {
 			missing = append(missing, pkg)
 		}
 	}
@@ -276,15 +300,6 @@ func installPackages() error {
 		}
 	}
 	return nil
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // cgroupHierarchies are the mounted cgroup v1 hierarchies.
@@ -378,8 +393,9 @@ func nodeReady(ctx context.Context, client *kubernetes.Clientset, name string) e
 
 // runner starts the cluster's processes and waits for them.
 type runner struct {
-	c *config
-	s *state
+	c     *config
+	s     *state
+	began time.Time
 }
 
 // start runs bin (from the assets directory unless a path) in a session of its own, so
