@@ -116,7 +116,7 @@ func runTool(ctx context.Context, bin, stdin string, args ...string) (string, er
 	return stdout.String(), nil
 }
 
-func mustKubectl(t *testing.T, ctx context.Context, stdin string, args ...string) string {
+func mustKubectl(ctx context.Context, t *testing.T, stdin string, args ...string) string {
 	t.Helper()
 	out, err := kubectl(ctx, stdin, args...)
 	if err != nil {

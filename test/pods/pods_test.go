@@ -95,10 +95,10 @@ func TestPods(t *testing.T) {
 
 	step("helm install: both Deployments Ready under restricted Pod Security", func(t *testing.T) {
 		for _, ns := range []string{systemNamespace, policyNamespace} {
-			mustKubectl(t, ctx, "", "create", "namespace", ns)
+			mustKubectl(ctx, t, "", "create", "namespace", ns)
 		}
 		// Every pod of the release must pass the restricted profile, or it is refused.
-		mustKubectl(t, ctx, "", "label", "namespace", systemNamespace,
+		mustKubectl(ctx, t, "", "label", "namespace", systemNamespace,
 			"pod-security.kubernetes.io/enforce=restricted", "pod-security.kubernetes.io/enforce-version=latest")
 		var took []time.Duration
 		for i := range env.installs {
@@ -112,14 +112,14 @@ func TestPods(t *testing.T) {
 			if _, err := helm(ctx, args...); err != nil {
 				t.Fatal(err)
 			}
-			took = append(took, time.Since(begin))
+			took = append(took, time.Since(begin).Round(100*time.Millisecond))
 		}
+		all := fmt.Sprint(took)
 		slices.Sort(took)
-		report(t, "helm install --wait: median %s of %d (min %s, max %s)",
-			took[len(took)/2].Round(100*time.Millisecond), len(took), took[0].Round(100*time.Millisecond), took[len(took)-1].Round(100*time.Millisecond))
+		report(t, "helm install --wait: median %s of %d (min %s, max %s; in order %s)", took[len(took)/2], len(took), took[0], took[len(took)-1], all)
 
 		for _, d := range []string{"friendgate-controller", "friendgate-webhook"} {
-			got := mustKubectl(t, ctx, "", "get", "deployment", d, "-n", systemNamespace, "-o", "jsonpath={.status.readyReplicas}/{.spec.replicas}")
+			got := mustKubectl(ctx, t, "", "get", "deployment", d, "-n", systemNamespace, "-o", "jsonpath={.status.readyReplicas}/{.spec.replicas}")
 			if got != "2/2" {
 				t.Errorf("deployment %s: ready %s, want 2/2", d, got)
 			}
@@ -146,8 +146,8 @@ func TestPods(t *testing.T) {
 
 	var target string
 	step("a FriendPolicy turns Ready 2/2 and callbacks through the Service get its decisions", func(t *testing.T) {
-		mustKubectl(t, ctx, policyManifest("spam_1"), "apply", "-f", "-")
-		waitPolicy(t, ctx, c, "2/2")
+		mustKubectl(ctx, t, policyManifest("spam_1"), "apply", "-f", "-")
+		waitPolicy(ctx, t, c, "2/2")
 		svc := &corev1.Service{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: callbackService}, svc); err != nil {
 			t.Fatal(err)
@@ -162,7 +162,7 @@ func TestPods(t *testing.T) {
 	})
 
 	step("a rolling upgrade under constant load fails and errs on no callback", func(t *testing.T) {
-		old := podNames(t, ctx, c, "webhook")
+		old := podNames(ctx, t, c, "webhook")
 		l := startLoad(ctx, target, 4)
 		args := append([]string{"upgrade", release, "charts/friendgate", "-n", systemNamespace, "--reuse-values",
 			"--set", "webhook.logAllowEvery=1000", "--wait", "--timeout", "5m"}, helmImage...)
@@ -172,8 +172,8 @@ func TestPods(t *testing.T) {
 		}
 		// The rollout is over when the old pods are gone, not merely when the new ones
 		// are ready: the old ones drain meanwhile.
-		waitFor(t, ctx, 3*time.Minute, "the old webhook pods to be gone", func() (bool, string) {
-			now := podNames(t, ctx, c, "webhook")
+		waitFor(ctx, t, 3*time.Minute, "the old webhook pods to be gone", func() (bool, string) {
+			now := podNames(ctx, t, c, "webhook")
 			for _, name := range now {
 				if slices.Contains(old, name) {
 					return false, strings.Join(now, " ")
@@ -203,8 +203,8 @@ func TestPods(t *testing.T) {
 		}
 		pod, _, _ := strings.Cut(leader, "_")
 		begin := time.Now()
-		mustKubectl(t, ctx, "", "delete", "pod", pod, "-n", systemNamespace, "--wait=false")
-		waitFor(t, ctx, 2*time.Minute, "another controller to take the Lease", func() (bool, string) {
+		mustKubectl(ctx, t, "", "delete", "pod", pod, "-n", systemNamespace, "--wait=false")
+		waitFor(ctx, t, 2*time.Minute, "another controller to take the Lease", func() (bool, string) {
 			if err := c.Get(ctx, client.ObjectKeyFromObject(lease), lease); err != nil {
 				return false, err.Error()
 			}
@@ -213,8 +213,8 @@ func TestPods(t *testing.T) {
 		})
 		report(t, "leader failover (leader pod deleted → Lease held by the other replica): %s", time.Since(begin).Round(100*time.Millisecond))
 		// The new leader writes status for a new generation.
-		mustKubectl(t, ctx, policyManifest("spam_1", "spam_2"), "apply", "-f", "-")
-		waitPolicy(t, ctx, c, "2/2")
+		mustKubectl(ctx, t, policyManifest("spam_1", "spam_2"), "apply", "-f", "-")
+		waitPolicy(ctx, t, c, "2/2")
 		got, err := addFriend(ctx, newHTTPClient(), target, "spam_2")
 		if err != nil || got != spammers {
 			t.Errorf("spam_2 after the new generation: got %q (%v), want %q", got, err, spammers)
@@ -222,11 +222,11 @@ func TestPods(t *testing.T) {
 	})
 
 	step("deleting a webhook pod: Enforced drops and recovers", func(t *testing.T) {
-		pods := podNames(t, ctx, c, "webhook")
-		mustKubectl(t, ctx, "", "delete", "pod", pods[0], "-n", systemNamespace, "--wait=false")
+		pods := podNames(ctx, t, c, "webhook")
+		mustKubectl(ctx, t, "", "delete", "pod", pods[0], "-n", systemNamespace, "--wait=false")
 		var seen []string
 		fp := &v1alpha1.FriendPolicy{}
-		waitFor(t, ctx, 3*time.Minute, "Enforced to drop and come back to 2/2", func() (bool, string) {
+		waitFor(ctx, t, 3*time.Minute, "Enforced to drop and come back to 2/2", func() (bool, string) {
 			if err := c.Get(ctx, client.ObjectKey{Namespace: policyNamespace, Name: policyName}, fp); err != nil {
 				return false, err.Error()
 			}
@@ -299,10 +299,10 @@ func policyReady(fp *v1alpha1.FriendPolicy) bool {
 }
 
 // waitPolicy waits until the policy is Ready for its generation with enforced.
-func waitPolicy(t *testing.T, ctx context.Context, c client.Client, enforced string) {
+func waitPolicy(ctx context.Context, t *testing.T, c client.Client, enforced string) {
 	t.Helper()
 	fp := &v1alpha1.FriendPolicy{}
-	waitFor(t, ctx, 2*time.Minute, "the policy to be Ready "+enforced, func() (bool, string) {
+	waitFor(ctx, t, 2*time.Minute, "the policy to be Ready "+enforced, func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: policyNamespace, Name: policyName}, fp); err != nil {
 			return false, err.Error()
 		}
@@ -311,7 +311,7 @@ func waitPolicy(t *testing.T, ctx context.Context, c client.Client, enforced str
 }
 
 // podNames lists the pods of a component of the release, terminating ones included.
-func podNames(t *testing.T, ctx context.Context, c client.Client, component string) []string {
+func podNames(ctx context.Context, t *testing.T, c client.Client, component string) []string {
 	t.Helper()
 	pods := &corev1.PodList{}
 	if err := c.List(ctx, pods, client.InNamespace(systemNamespace), client.MatchingLabels{"app.kubernetes.io/component": component}); err != nil {
@@ -334,7 +334,7 @@ func holder(l *coordinationv1.Lease) string {
 
 // waitFor polls cond every 100 ms until it holds, failing the test with its last state
 // after timeout or when ctx is done.
-func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what string, cond func() (bool, string)) {
+func waitFor(ctx context.Context, t *testing.T, timeout time.Duration, what string, cond func() (bool, string)) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
