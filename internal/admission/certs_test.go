@@ -59,8 +59,8 @@ func TestCertRotation(t *testing.T) {
 		return Setup(mgr, opts)
 	})
 
-	firstCA := checkCertificates(t, ctx, secret, vwc)
-	checkAdmission(t, ctx, ns, "before")
+	firstCA := checkCertificates(ctx, t, secret, vwc)
+	checkAdmission(ctx, t, ns, "before")
 
 	// Clearing the Secret stands for an expired or unreadable CA.
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
@@ -71,9 +71,9 @@ func TestCertRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, time.Minute, "the rotator to issue a new CA", func() (bool, string) {
-		return !bytes.Equal(checkCertificates(t, ctx, secret, vwc), firstCA), "the CA was not replaced"
+		return !bytes.Equal(checkCertificates(ctx, t, secret, vwc), firstCA), "the CA was not replaced"
 	})
-	checkAdmission(t, ctx, ns, "after")
+	checkAdmission(ctx, t, ns, "after")
 }
 
 // rotationWebhookConfiguration is a webhook configuration for the policies of namespace
@@ -104,7 +104,7 @@ func rotationWebhookConfiguration(ns string, port int) *admissionregistrationv1.
 
 // checkCertificates waits until the Secret holds a CA and a serving certificate for
 // localhost signed by it, and the webhook configuration trusts that CA; it returns the CA.
-func checkCertificates(t *testing.T, ctx context.Context, secret *corev1.Secret, vwc *admissionregistrationv1.ValidatingWebhookConfiguration) []byte {
+func checkCertificates(ctx context.Context, t *testing.T, secret *corev1.Secret, vwc *admissionregistrationv1.ValidatingWebhookConfiguration) []byte {
 	t.Helper()
 	var ca []byte
 	testenv.Eventually(t, time.Minute, "a certificate in the Secret that the webhook configuration trusts", func() (bool, string) {
@@ -143,7 +143,7 @@ func verifyServing(ca, cert []byte) error {
 
 // checkAdmission waits until the API server reaches the webhook over TLS and has it refuse
 // a policy that does not compile, then creates a valid one.
-func checkAdmission(t *testing.T, ctx context.Context, ns, name string) {
+func checkAdmission(ctx context.Context, t *testing.T, ns, name string) {
 	t.Helper()
 	const denied = `admission webhook "rotation.friendgate.io" denied the request: `
 	testenv.Eventually(t, time.Minute, "the webhook to deny an invalid policy", func() (bool, string) {
