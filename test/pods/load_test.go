@@ -17,8 +17,8 @@ func newHTTPClient() *http.Client {
 	return &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 4}}
 }
 
-// addFriend sends an OpenIM friend request from→bob and returns "allow" or the deny's
-// errDlt (the deciding policy and list).
+// addFriend sends an OpenIM friend request from→bob and returns "allow", or "deny" with
+// the refusal's errCode and errMsg, which the policy's blocklist sets.
 func addFriend(ctx context.Context, c *http.Client, target, from string) (string, error) {
 	body := fmt.Sprintf(`{"callbackCommand":"callbackBeforeAddFriendCommand","fromUserID":%q,"toUserID":"bob","reqMsg":"hi"}`, from)
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, target+"/openim/callbackBeforeAddFriendCommand", strings.NewReader(body))
@@ -39,7 +39,8 @@ func addFriend(ctx context.Context, c *http.Client, target, from string) (string
 		return "", fmt.Errorf("status %d: %s", resp.StatusCode, data)
 	}
 	var a struct {
-		ErrDlt   string `json:"errDlt"`
+		ErrCode  int    `json:"errCode"`
+		ErrMsg   string `json:"errMsg"`
 		NextCode int    `json:"nextCode"`
 	}
 	if err := json.Unmarshal(data, &a); err != nil {
@@ -48,7 +49,7 @@ func addFriend(ctx context.Context, c *http.Client, target, from string) (string
 	if a.NextCode != 1 {
 		return "allow", nil
 	}
-	return a.ErrDlt, nil
+	return fmt.Sprintf("deny %d %s", a.ErrCode, a.ErrMsg), nil
 }
 
 // load sends callbacks without pause from several workers, each with its own client,

@@ -272,7 +272,8 @@ func newClient(t *testing.T) client.Client {
 	return c
 }
 
-const spammers = policyNamespace + "/" + policyName + "/blocklist/spammers"
+// spammers is the answer to a user on the policy's blocklist.
+const spammers = "deny 38001 spammer"
 
 // expectations are callbacks whose answers the policy decides.
 var expectations = []struct{ from, decision string }{
