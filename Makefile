@@ -139,9 +139,11 @@ cluster-down: cluster-tool ## Stop the cluster and remove every process, mount, 
 	$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)
 
 PODS_TEST_FLAGS ?=
-# The scenario tears the cluster down itself; the trap does it again (a no-op then) for
-# a test binary that was killed or timed out.
-PODS_TEST = trap '$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)' EXIT INT TERM; \
+# The scenario runs a cluster of its own, so one started by hand must be stopped first.
+# It tears its cluster down itself; the trap does it again (a no-op then) for a test
+# binary that was killed or timed out.
+PODS_TEST = if [ -e $(CLUSTER_DIR)/state.json ]; then echo "a cluster is up in $(CLUSTER_DIR): make cluster-down first" >&2; exit 1; fi; \
+	trap '$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)' EXIT INT TERM; \
 	CLUSTER_ASSETS="$$(hack/envtest-assets.sh $(NODE_COMPONENTS))" CLUSTER_IMAGES=$(CLUSTER_IMAGES) CLUSTER_DIR=$(CLUSTER_DIR) HELM=$(HELM)
 
 .PHONY: test-pods
