@@ -48,11 +48,12 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: test
-test: vet lint envtest-assets controller-gen helm ## Run every test: lint, unit, envtest, end-to-end, chart, samples, fuzz smoke.
+test: vet lint envtest-assets controller-gen helm ## Run every test: lint, unit, envtest, end-to-end, chart, samples, fuzz smoke, and the scenario on real pods.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(LOCALBIN)/helm" $(GO) test ./... -count=1
 	$(MAKE) test-argocd-health
 	$(MAKE) fuzz
 	$(MAKE) test-samples
+	$(MAKE) test-pods
 
 .PHONY: unit
 unit: ## Run the tests that need no API server (go test -short: engine, callback server, pure functions), for a fast inner loop.
@@ -104,6 +105,57 @@ bench: ## Run the engine and callback server benchmarks (numbers go to docs/benc
 .PHONY: envtest-assets
 envtest-assets: ## Build etcd, kube-apiserver and kubectl from the Go module proxy into bin/k8s (cached).
 	hack/envtest-assets.sh >/dev/null
+
+##@ Cluster (a real single-node cluster on this machine: docs/cluster.md)
+
+# Where the cluster keeps its state, certificates, logs and containerd's images.
+CLUSTER_DIR ?= /var/lib/friendgate-cluster
+CLUSTER_IMAGES ?= $(LOCALBIN)/images
+# The image the chart runs in the cluster; pods use it with imagePullPolicy Never.
+CLUSTER_IMG ?= friendgate.local/friendgate:dev
+CLUSTER_PAUSE_IMG ?= friendgate.local/pause:3.10.2
+NODE_COMPONENTS = kubelet kube-controller-manager kube-scheduler kube-proxy
+CLUSTER_FLAGS = --dir $(CLUSTER_DIR) --assets "$$(hack/envtest-assets.sh $(NODE_COMPONENTS))" --pause-image $(CLUSTER_PAUSE_IMG)
+
+.PHONY: cluster-assets
+cluster-assets: ## Build kubelet, kube-controller-manager, kube-scheduler and kube-proxy beside the envtest binaries (cached; ~16 min cold on 2 cores).
+	hack/envtest-assets.sh $(NODE_COMPONENTS) >/dev/null
+
+.PHONY: cluster-images
+cluster-images: ## Assemble the friendgate image (the Dockerfile's recipe) and the pause image as archives in bin/images (hack/image).
+	cd hack/image && $(GO) run . pause -o $(CLUSTER_IMAGES)/pause.tar -tag $(CLUSTER_PAUSE_IMG)
+	cd hack/image && $(GO) run . friendgate -dockerfile $(CURDIR)/Dockerfile -o $(CLUSTER_IMAGES)/friendgate.tar -tag $(CLUSTER_IMG)
+
+.PHONY: cluster-tool
+cluster-tool:
+	$(GO) build -o $(LOCALBIN)/cluster ./hack/cluster
+
+.PHONY: cluster-up
+cluster-up: cluster-assets cluster-images cluster-tool ## Start the cluster (as root) with the images loaded; prints the KUBECONFIG to export.
+	$(LOCALBIN)/cluster up $(CLUSTER_FLAGS) --load $(CLUSTER_IMAGES)/pause.tar,$(CLUSTER_IMAGES)/friendgate.tar
+
+.PHONY: cluster-down
+cluster-down: cluster-tool ## Stop the cluster and remove every process, mount, cgroup, interface, route and iptables rule it added.
+	$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)
+
+PODS_TEST_FLAGS ?=
+# The scenario runs a cluster of its own, so one started by hand must be stopped first.
+# It tears its cluster down itself; the trap does it again (a no-op then) for a test
+# binary that was killed or timed out.
+PODS_TEST = if [ -e $(CLUSTER_DIR)/state.json ]; then echo "a cluster is up in $(CLUSTER_DIR): make cluster-down first" >&2; exit 1; fi; \
+	trap '$(LOCALBIN)/cluster down $(CLUSTER_FLAGS)' EXIT INT TERM; \
+	CLUSTER_ASSETS="$$(hack/envtest-assets.sh $(NODE_COMPONENTS))" CLUSTER_IMAGES=$(CLUSTER_IMAGES) CLUSTER_DIR=$(CLUSTER_DIR) HELM=$(HELM)
+
+.PHONY: test-pods
+test-pods: cluster-assets cluster-images cluster-tool helm ## Run the scenario on real pods (root): helm install, a rollout under load, leader failover, admission; docs/cluster.md.
+	$(PODS_TEST) $(GO) test ./test/pods/ -count=1 -v -timeout 40m $(PODS_TEST_FLAGS)
+
+PODS_REPORT ?= $(LOCALBIN)/pods-report.txt
+.PHONY: measure-pods
+measure-pods: cluster-assets cluster-images cluster-tool helm ## The pods scenario with 5 timed helm installs; figures in bin/pods-report.txt (docs/cluster.md).
+	rm -f $(PODS_REPORT)
+	$(PODS_TEST) FRIENDGATE_PODS_INSTALLS=5 FRIENDGATE_PODS_REPORT=$(PODS_REPORT) $(GO) test ./test/pods/ -count=1 -v -timeout 60m
+	cat $(PODS_REPORT)
 
 ##@ Build
 

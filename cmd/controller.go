@@ -149,7 +149,8 @@ func newControllerManager(flags *controllerFlags) (manager.Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kubeconfig: %w", err)
 	}
-	server := admission.NewServer(flags.webhookPort, flags.certDir)
+	admissionOpts := flags.admissionOptions()
+	server := admission.NewServer(flags.webhookPort, admissionOpts)
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: kubeScheme(),
 		// Only the labelled ConfigMaps and the replica Leases, without managedFields.
@@ -185,7 +186,7 @@ func newControllerManager(flags *controllerFlags) (manager.Manager, error) {
 	if err := reconciler.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
-	if err := admission.Setup(mgr, flags.admissionOptions()); err != nil {
+	if err := admission.Setup(mgr, admissionOpts); err != nil {
 		return nil, err
 	}
 	return mgr, nil

@@ -91,7 +91,9 @@ func TestControllerCommand(t *testing.T) {
 	if err := env.Client.Create(ctx, secret); err != nil {
 		t.Fatal(err)
 	}
-	certDir := env.MountSecret(t, client.ObjectKeyFromObject(secret))
+	// Nothing is mounted: the replica must serve and turn ready from the Secret as the
+	// API server has it, not wait for the kubelet to refresh a mounted copy.
+	certDir := t.TempDir()
 	kubeconfig, err := env.Kubeconfig("system:serviceaccount:"+ns+":friendgate-controller",
 		"system:serviceaccounts", "system:serviceaccounts:"+ns, "system:authenticated")
 	if err != nil {

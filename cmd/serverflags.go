@@ -75,7 +75,7 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.tlsClientCAFile, "tls-client-ca-file", "",
 		"CA certificates (PEM) that must have signed a client certificate presented with every callback (TLS only; probes and /metrics need none); reread when it changes")
 	fs.Uint64Var(&f.logAllowEvery, "log-allow-every", 0, "log one allowed request item in every N (0: none); denials are always logged")
-	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long in-flight requests may take to finish after SIGTERM")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, fmt.Sprintf("how long in-flight requests may take to finish after SIGTERM and a %s drain, in which answers ask clients to close their keep-alive connections", webhook.DefaultDrainPeriod))
 }
 
 // callbackServer is a configured callback server: its store, handler and metrics.
@@ -241,6 +241,7 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 		CertFile:        s.flags.tlsCertFile,
 		KeyFile:         s.flags.tlsKeyFile,
 		ClientCAs:       s.clientCAs,
+		DrainPeriod:     webhook.DefaultDrainPeriod,
 		ShutdownTimeout: s.flags.shutdownTimeout,
 		MaxConnections:  s.flags.maxConnections,
 		Metrics:         s.metrics,

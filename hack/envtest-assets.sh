@@ -2,6 +2,8 @@
 # Builds the envtest control plane (etcd + kube-apiserver) and a kubectl of the same
 # release from the Go module proxy,
 # because setup-envtest's binary downloads are not reachable from our CI machines.
+# Arguments name more commands of k8s.io/kubernetes to build into the same directory
+# (make cluster-assets: kubelet kube-controller-manager kube-scheduler kube-proxy).
 # Prints the directory to use as KUBEBUILDER_ASSETS. Builds are cached: a second run
 # with the same versions only prints the path.
 set -euo pipefail
@@ -59,20 +61,26 @@ kubernetes_module() {
   echo "$dir"
 }
 
-# build_kubernetes_cmd NAME builds k8s.io/kubernetes/cmd/NAME into the assets directory,
-# stamped with the release so clients can parse its version.
+# build_kubernetes_cmd NAME... builds k8s.io/kubernetes/cmd/NAME into the assets
+# directory, stamped with the release so clients can parse its version. Several names go
+# to one go build, which compiles the packages they share once.
 build_kubernetes_cmd() {
   local dir minor="${KUBE_VERSION#v1.}"
   minor="${minor%%.*}"
   dir="$(kubernetes_module)"
-  log "building $1 $KUBE_VERSION (several minutes on 2 cores the first time)"
+  log "building $* $KUBE_VERSION (several minutes on 2 cores the first time)"
   (cd "$dir" && GOFLAGS=-mod=mod go build -trimpath \
     -ldflags "-X k8s.io/component-base/version.gitVersion=$KUBE_VERSION -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor" \
-    -o "$ASSETS/$1" "k8s.io/kubernetes/cmd/$1")
+    -o "$ASSETS/" "${@/#/k8s.io/kubernetes/cmd/}")
 }
 
 mkdir -p "$ASSETS"
 [ -x "$ASSETS/etcd" ] || build_etcd
 [ -x "$ASSETS/kube-apiserver" ] || build_kubernetes_cmd kube-apiserver
 [ -x "$ASSETS/kubectl" ] || build_kubernetes_cmd kubectl
+missing=()
+for name in "$@"; do
+  [ -x "$ASSETS/$name" ] || missing+=("$name")
+done
+[ "${#missing[@]}" -eq 0 ] || build_kubernetes_cmd "${missing[@]}"
 echo "$ASSETS"

@@ -29,7 +29,13 @@ type ServerOptions struct {
 	// must present one is the Handler's RequireClientCert. It is read at each handshake,
 	// so a reloaded CA applies to new connections at once.
 	ClientCAs *ClientCAs
-	// ShutdownTimeout bounds the wait for in-flight requests after ctx is done.
+	// DrainPeriod is how long the server keeps serving after ctx is done, answering every
+	// request with Connection: close so that clients drop their keep-alive connections
+	// themselves. Closing an idle keep-alive connection from the server races with a
+	// client sending on it, and a client does not retry a POST that met a closed
+	// connection: an IM server would see the callback fail. Zero shuts down at once.
+	DrainPeriod time.Duration
+	// ShutdownTimeout bounds the wait for in-flight requests after the drain.
 	ShutdownTimeout time.Duration
 	// MaxConnections bounds the connections served at once (see connLimiter); 0 means
 	// DefaultMaxConnections.
@@ -51,11 +57,22 @@ const (
 	maxHeaderBytes    = 64 << 10
 )
 
-// ListenAndServe serves handler until ctx is done, then shuts down gracefully: the
-// listener closes at once and in-flight requests get up to ShutdownTimeout to finish.
+// DefaultDrainPeriod is the servers' DrainPeriod: under load, every keep-alive connection
+// carries a request within it.
+const DefaultDrainPeriod = 2 * time.Second
+
+// ListenAndServe serves handler until ctx is done, then shuts down gracefully: for
+// DrainPeriod it goes on serving and asks clients to close their connections, then the
+// listener closes and in-flight requests get up to ShutdownTimeout to finish.
 func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, opts ServerOptions) error {
+	var draining atomic.Bool
 	srv := &http.Server{
-		Handler:           handler,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if draining.Load() {
+				w.Header().Set("Connection", "close")
+			}
+			handler.ServeHTTP(w, r)
+		}),
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
 		WriteTimeout:      writeTimeout,
@@ -124,6 +141,15 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 	case err := <-errc:
 		return err
 	case <-ctx.Done():
+	}
+	if opts.DrainPeriod > 0 {
+		log.Info("draining: asking clients to close their connections", "period", opts.DrainPeriod.String())
+		draining.Store(true)
+		select {
+		case err := <-errc:
+			return err
+		case <-time.After(opts.DrainPeriod):
+		}
 	}
 	log.Info("shutting down: finishing in-flight requests", "timeout", opts.ShutdownTimeout.String())
 	sctx, cancel := context.WithTimeout(context.Background(), opts.ShutdownTimeout)

@@ -26,8 +26,9 @@ import (
 )
 
 // Without cert-manager: the rotator fills an empty Secret with a CA and a serving
-// certificate, injects the CA into the webhook configuration, and the webhook starts
-// serving once the certificate is projected into its cert dir. The API server then
+// certificate, injects the CA into the webhook configuration, and the webhook serves the
+// certificate from the Secret at once: its cert dir stays empty, as a mounted Secret
+// does until the kubelet refreshes it, a minute or more later. The API server then
 // trusts it. Clearing the Secret makes the rotator issue a new CA, which the configuration
 // and the server both move to.
 func TestCertRotation(t *testing.T) {
@@ -47,19 +48,19 @@ func TestCertRotation(t *testing.T) {
 			t.Error(err)
 		}
 	})
-	certDir := env.MountSecret(t, client.ObjectKeyFromObject(secret))
+	opts := Options{CertDir: t.TempDir(), CertRotation: &CertRotation{
+		Namespace:            ns,
+		SecretName:           secret.Name,
+		DNSName:              "localhost", // what the configuration's URL names
+		WebhookConfiguration: vwc.Name,
+	}}
 
-	startManager(t, webhook.Options{Host: "127.0.0.1", Port: port, CertDir: certDir}, func(mgr manager.Manager) error {
-		return Setup(mgr, Options{CertDir: certDir, CertRotation: &CertRotation{
-			Namespace:            ns,
-			SecretName:           secret.Name,
-			DNSName:              "localhost", // what the configuration's URL names
-			WebhookConfiguration: vwc.Name,
-		}})
+	startManager(t, webhook.Options{Host: "127.0.0.1", Port: port, CertDir: opts.CertDir, TLSOpts: opts.TLSOpts()}, func(mgr manager.Manager) error {
+		return Setup(mgr, opts)
 	})
 
-	firstCA := checkCertificates(t, ctx, secret, vwc)
-	checkAdmission(t, ctx, ns, "before")
+	firstCA := checkCertificates(ctx, t, secret, vwc)
+	checkAdmission(ctx, t, ns, "before")
 
 	// Clearing the Secret stands for an expired or unreadable CA.
 	if err := env.Client.Get(ctx, client.ObjectKeyFromObject(secret), secret); err != nil {
@@ -70,9 +71,9 @@ func TestCertRotation(t *testing.T) {
 		t.Fatal(err)
 	}
 	testenv.Eventually(t, time.Minute, "the rotator to issue a new CA", func() (bool, string) {
-		return !bytes.Equal(checkCertificates(t, ctx, secret, vwc), firstCA), "the CA was not replaced"
+		return !bytes.Equal(checkCertificates(ctx, t, secret, vwc), firstCA), "the CA was not replaced"
 	})
-	checkAdmission(t, ctx, ns, "after")
+	checkAdmission(ctx, t, ns, "after")
 }
 
 // rotationWebhookConfiguration is a webhook configuration for the policies of namespace
@@ -103,7 +104,7 @@ func rotationWebhookConfiguration(ns string, port int) *admissionregistrationv1.
 
 // checkCertificates waits until the Secret holds a CA and a serving certificate for
 // localhost signed by it, and the webhook configuration trusts that CA; it returns the CA.
-func checkCertificates(t *testing.T, ctx context.Context, secret *corev1.Secret, vwc *admissionregistrationv1.ValidatingWebhookConfiguration) []byte {
+func checkCertificates(ctx context.Context, t *testing.T, secret *corev1.Secret, vwc *admissionregistrationv1.ValidatingWebhookConfiguration) []byte {
 	t.Helper()
 	var ca []byte
 	testenv.Eventually(t, time.Minute, "a certificate in the Secret that the webhook configuration trusts", func() (bool, string) {
@@ -142,7 +143,7 @@ func verifyServing(ca, cert []byte) error {
 
 // checkAdmission waits until the API server reaches the webhook over TLS and has it refuse
 // a policy that does not compile, then creates a valid one.
-func checkAdmission(t *testing.T, ctx context.Context, ns, name string) {
+func checkAdmission(ctx context.Context, t *testing.T, ns, name string) {
 	t.Helper()
 	const denied = `admission webhook "rotation.friendgate.io" denied the request: `
 	testenv.Eventually(t, time.Minute, "the webhook to deny an invalid policy", func() (bool, string) {

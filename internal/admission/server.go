@@ -10,13 +10,14 @@ import (
 // config/ and the chart expose.
 const DefaultPort = 9443
 
-// NewServer returns the webhook server to give the manager (manager.Options.WebhookServer):
-// HTTPS on port with the certificate in certDir (Options.CertDir).
-func NewServer(port int, certDir string) webhook.Server {
+// NewServer returns the webhook server to give the manager (manager.Options.WebhookServer)
+// and then Setup with the same opts: HTTPS on port with the certificate of opts (in
+// opts.CertDir, or with CertRotation the Secret, see Options.TLSOpts).
+func NewServer(port int, opts Options) webhook.Server {
 	return webhook.NewServer(webhook.Options{
 		Port:    port,
-		CertDir: certDir,
-		TLSOpts: []func(*tls.Config){disableHTTP2},
+		CertDir: opts.CertDir,
+		TLSOpts: append([]func(*tls.Config){disableHTTP2}, opts.TLSOpts()...),
 	})
 }
 
