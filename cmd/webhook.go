@@ -135,6 +135,7 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 			srv.store.Set(s)
 			reporter.SetWatermark(watermark)
 		},
+		OnWatermark: reporter.SetWatermark,
 		OnInvalid: func(string, error) { srv.metrics.ReloadFailed("kubernetes") },
 	}
 	for _, r := range []manager.Runnable{builder, reporter, runnable.OnEveryReplica(func(ctx context.Context) error { return srv.run(ctx, log) })} {
