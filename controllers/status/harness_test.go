@@ -325,3 +325,20 @@ func (h *harness) waitForCache(fp *v1alpha1.FriendPolicy) {
 		return cached.ResourceVersion == fp.ResourceVersion, "resourceVersion " + cached.ResourceVersion
 	})
 }
+
+// waitForSummary waits until the summary ConfigMap names exactly these serving replicas.
+func (h *harness) waitForSummary(ids ...string) {
+	h.t.Helper()
+	want := ""
+	if len(ids) > 0 {
+		want = strings.Join(ids, "\n") + "\n"
+	}
+	testenv.Eventually(h.t, waitTimeout, "the summary to name "+strings.Join(ids, ", "), func() (bool, string) {
+		cm := &corev1.ConfigMap{}
+		if err := h.api.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: status.SummaryName}, cm); err != nil {
+			return false, err.Error()
+		}
+		got := cm.Data[status.SummaryKeyServing]
+		return got == want && cm.Data[status.SummaryKeyReplicas] == fmt.Sprint(len(ids)), fmt.Sprintf("%v", cm.Data)
+	})
+}
