@@ -344,3 +344,101 @@ func TestEvents(t *testing.T) {
 		return true, ""
 	})
 }
+
+// TestJoiningReplicaFlipsNoReady: a replica joins with the watermark of its first
+// snapshot. The policies that snapshot holds stay Ready=True and are not even rewritten;
+// a policy changed after it waits for the joiner too.
+func TestJoiningReplicaFlipsNoReady(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	var unchanged []*v1alpha1.FriendPolicy
+	snapshotAt := ""
+	for _, name := range []string{"old-1", "old-2", "old-3"} {
+		fp := h.waitFor(h.createPolicy(name, spammers).Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+		unchanged = append(unchanged, fp)
+		snapshotAt = fp.ResourceVersion
+	}
+	changed := h.waitFor(h.createPolicy("changed", spammers).Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	h.waitForSummary("pod-a")
+	writes := h.recordWrites()
+
+	// pod-b's first snapshot holds the old policies, not the changed one.
+	h.setReplica(live("pod-b", snapshotAt))
+	h.waitFor(changed.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "1/2"), message("behind: pod-b"))
+	h.waitForSummary("pod-a", "pod-b")
+	h.setReplica(live("pod-b", caughtUp))
+	h.waitFor(changed.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	// A reconcile after the join finds nothing to write either.
+	h.reconcileAll(unchanged...)
+
+	for _, fp := range unchanged {
+		if w := writes.of(fp.Name); len(w) > 0 {
+			t.Errorf("%s, which pod-b's snapshot holds, was written %d times on the join: %v", fp.Name, len(w), w)
+		}
+	}
+	if w := writes.of(changed.Name); !slices.Equal(w, []string{"False/Propagating", "True/Enforced"}) {
+		t.Errorf("writes of %s: %v, want Propagating then Enforced", changed.Name, w)
+	}
+}
+
+// TestLeavingReplicaRewritesNoStatus: a replica leaving (its Lease deleted on SIGTERM)
+// rewrites only the statuses of the policies that waited on it.
+func TestLeavingReplicaRewritesNoStatus(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	var unchanged []*v1alpha1.FriendPolicy
+	for _, name := range []string{"old-1", "old-2", "old-3"} {
+		unchanged = append(unchanged, h.waitFor(h.createPolicy(name, spammers).Name,
+			ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll)))
+	}
+	h.setReplica(live("pod-b", unchanged[len(unchanged)-1].ResourceVersion))
+	h.waitForSummary("pod-a", "pod-b")
+	// pod-b is stuck before this policy's creation.
+	waiting := h.waitFor(h.createPolicy("waiting", spammers).Name,
+		ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "1/2"), message("behind: pod-b"))
+	writes := h.recordWrites()
+
+	h.deleteReplica("pod-b")
+	h.waitFor(waiting.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	h.waitForSummary("pod-a")
+	// A policy created afterwards is reconciled after whatever the leave enqueued.
+	h.waitFor(h.createPolicy("sentinel", spammers).Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	h.reconcileAll(unchanged...)
+
+	for _, fp := range unchanged {
+		if w := writes.of(fp.Name); len(w) > 0 {
+			t.Errorf("%s, enforced everywhere, was written %d times on the leave: %v", fp.Name, len(w), w)
+		}
+	}
+	if w := writes.of(waiting.Name); !slices.Equal(w, []string{"True/Enforced"}) {
+		t.Errorf("writes of %s: %v, want one, to Enforced", waiting.Name, w)
+	}
+}
+
+// TestChangedPolicyWaitsForEveryReplica: kubectl wait --for=condition=Ready on a changed
+// policy returns only once every serving replica enforces the new generation.
+func TestChangedPolicyWaitsForEveryReplica(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	fp := h.createPolicy("anti-spam", spammers)
+	h.setReplica(live("pod-a", caughtUp))
+	h.setReplica(live("pod-b", caughtUp))
+	h.setReplica(live("pod-c", caughtUp))
+	fp = h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	before := fp.ResourceVersion
+	h.setReplica(live("pod-a", before))
+	h.setReplica(live("pod-b", before))
+	h.setReplica(live("pod-c", before))
+
+	fp = h.updatePolicy(fp.Name, func(s *v1alpha1.FriendPolicySpec) { s.Blocklists[0].Users = []string{"spam_2"} })
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "0/3"), message("behind: pod-a, pod-b, pod-c"))
+	h.setReplica(live("pod-a", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "1/3"), message("behind: pod-b, pod-c"))
+	h.setReplica(live("pod-c", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "2/3"), message("behind: pod-b"))
+	h.setReplica(live("pod-b", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll),
+		message("every serving webhook replica enforces generation 2"))
+}
