@@ -27,6 +27,10 @@ import (
 // relist) into one build.
 const DefaultDebounce = 50 * time.Millisecond
 
+// maxQuiet bounds, in debounce periods, how long a steady stream of changes holds a build
+// back.
+const maxQuiet = 10
+
 // A webhook replica reads policies and lists, and writes nothing but its own Lease.
 // +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
@@ -91,6 +95,13 @@ func (p *pending) note(rv string, rebuild bool) {
 	case p.wake <- struct{}{}:
 	default:
 	}
+}
+
+// wantsRebuild reports whether a change delivered since the last take needs a build.
+func (p *pending) wantsRebuild() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rebuild
 }
 
 // take returns what was delivered and starts afresh.
@@ -217,17 +228,25 @@ func (b *Builder) waitForRebuild(ctx context.Context) bool {
 	}
 }
 
-// quiet waits until no event came for debounce; false when ctx ended.
+// quiet waits until no change that needs a build came for debounce, or maxQuiet passed;
+// false when ctx ended. Status-only updates do not hold the build back: the controller's
+// status writes for the very change being built would otherwise delay it.
 func (b *Builder) quiet(ctx context.Context, debounce time.Duration) bool {
 	timer := time.NewTimer(debounce)
 	defer timer.Stop()
+	limit := time.NewTimer(maxQuiet * debounce)
+	defer limit.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-b.pending.wake:
-			timer.Reset(debounce)
+			if b.pending.wantsRebuild() {
+				timer.Reset(debounce)
+			}
 		case <-timer.C:
+			return true
+		case <-limit.C:
 			return true
 		}
 	}
