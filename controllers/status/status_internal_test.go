@@ -118,13 +118,13 @@ func TestDesiredStatus(t *testing.T) {
 		name:   "enforced everywhere",
 		before: []metav1.Condition{other},
 		res:    enforced, p: reach{live: 2},
-		ready:            &metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonEnforced, LastTransitionTime: metav1.NewTime(t1)},
+		ready:    &metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonEnforced, LastTransitionTime: metav1.NewTime(t1)},
 		enforced: v1alpha1.EnforcedAll, blocklistEntries: 3, configMaps: []string{"list-1"}, keepsOtherCondition: true,
 	}, {
 		name:   "still False: the transition time stays",
 		before: []metav1.Condition{condition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNoReplicas, t0)},
 		res:    enforced, p: reach{live: 2, behind: []string{"pod-b"}},
-		ready:            &metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonPropagating, LastTransitionTime: metav1.NewTime(t0)},
+		ready:    &metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonPropagating, LastTransitionTime: metav1.NewTime(t0)},
 		enforced: "1/2", blocklistEntries: 3, configMaps: []string{"list-1"},
 	}, {
 		name:   "invalid: Stalled, nothing enforced",

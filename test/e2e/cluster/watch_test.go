@@ -86,7 +86,7 @@ func readyState(fp *v1alpha1.FriendPolicy) string {
 
 // leaseLog keeps the first version of every replica Lease created in a namespace.
 type leaseLog struct {
-	mu    sync.Mutex
+	mu      sync.Mutex
 	created map[string]propagation.Status
 }
 
