@@ -290,6 +290,8 @@ spec:
 		took = append(took, time.Since(begin))
 		afterApply = append(afterApply, time.Since(applied))
 		kubectlWait(t, c, ns, fp.Name)
+		// The watch may be a moment behind kubectl wait.
+		time.Sleep(time.Second)
 		// The apply's own write is one of them.
 		cost.statusWrites = max(cost.statusWrites, len(writes.of(fp.Name))-1)
 	}
