@@ -37,6 +37,7 @@ func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil || r.Recorder == nil || r.Replicas == nil {
 		return errors.New("status reconciler: Client, Recorder and Replicas are required")
 	}
+	registerMetrics()
 	r.summary = newSummary(mgr.GetClient(), r.Replicas.Namespace(), r.Replicas.clock, mgr.GetLogger().WithName("replica-summary"))
 	if err := mgr.Add(r.summary); err != nil {
 		return err

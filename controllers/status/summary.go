@@ -43,7 +43,9 @@ var servingReplicas = prometheus.NewGauge(prometheus.GaugeOpts{
 	Help: "Webhook replicas whose Lease is live, as the status controller (leader) counts them.",
 })
 
-func init() { metrics.Registry.MustRegister(servingReplicas) }
+// registerMetrics registers the controller's own metrics once per process, only where the
+// controller runs (webhook replicas share the binary and the registry).
+var registerMetrics = sync.OnceFunc(func() { metrics.Registry.MustRegister(servingReplicas) })
 
 // summary writes the summary ConfigMap whenever the serving replicas change, with
 // server-side apply (one request, no read), retrying a failed write. It is a manager
