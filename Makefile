@@ -78,6 +78,15 @@ measure-hostile: ## Measure one replica's memory under 4 rounds of 1,000 slow 1 
 	FRIENDGATE_E2E_HOSTILE=1 FRIENDGATE_E2E_REPORT=$(HOSTILE_REPORT) $(GO) test ./test/e2e/ -run '^TestMeasureHostile$$' -count=1 -v -timeout 10m
 	cat $(HOSTILE_REPORT)
 
+SCALE_N ?= 100,1000,5000
+SCALE_REPORT ?= $(LOCALBIN)/measure-scale.txt
+.PHONY: measure-scale
+measure-scale: envtest-assets ## Measure a webhook replica joining and leaving with SCALE_N policies (default 100,1000,5000; slow); see docs/operator.md.
+	rm -f $(SCALE_REPORT)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" FRIENDGATE_E2E_SCALE=$(SCALE_N) FRIENDGATE_E2E_REPORT=$(SCALE_REPORT) \
+	  $(GO) test ./test/e2e/cluster/ -run '^TestScale$$' -count=1 -v -timeout 90m
+	cat $(SCALE_REPORT)
+
 .PHONY: local-cluster
 local-cluster: envtest-assets build ## Run a local control plane (etcd + kube-apiserver) with the CRD; prints how to start the roles.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(GO) run ./hack/localcluster --dir $(LOCALBIN)/local

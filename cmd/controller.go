@@ -101,9 +101,10 @@ func newControllerCommand() *cobra.Command {
 		Short: "Run the operator: FriendPolicy status and the FriendPolicy admission webhook",
 		Long: `controller is the friendgate operator. It compiles every FriendPolicy with the engine the
 webhook replicas use, resolves its ConfigMap lists and writes its status: the Ready
-condition (Enforced, Propagating, NoReplicas, Invalid or ListError), observedGeneration,
-counts, and how many live webhook replicas enforce the current generation (from their
-Leases in --namespace). Run two replicas: one writes status (leader election), both serve
+condition (Enforced, Propagating, NoReplicas, Invalid or ListError), observedGeneration
+and counts: Ready=True once every serving webhook replica enforces the current
+generation (from their Leases in --namespace). The serving replicas are listed in the
+ConfigMap friendgate-webhook-replicas in --namespace. Run two replicas: one writes status (leader election), both serve
 the validating admission webhook that refuses, at kubectl apply, a policy the engine does
 not compile (an invalid RE2 pattern, a when that is not a boolean CEL expression), with
 the field path.

@@ -68,9 +68,10 @@ atomically, and answers OpenIM (/openim) and Tencent Cloud Chat (/tencent) callb
 memory. /readyz fails until the first complete snapshot; when the API server is away the
 last snapshot keeps answering.
 
-Each replica renews a Lease (friendgate-webhook-<replica-id>) saying which policy changes
-it enforces, so the controller can report on each FriendPolicy how many replicas enforce
-its current generation. Run as many replicas as the load needs; none is a leader.`,
+Once its first snapshot is in force, each replica keeps a Lease
+(friendgate-webhook-<replica-id>) saying which policy changes it enforces, so the
+controller can report on each FriendPolicy whether every serving replica enforces its
+current generation. Run as many replicas as the load needs; none is a leader.`,
 		Example: `  friendgate webhook --tencent-tokens-dir /etc/friendgate/tencent --openim-allowed-cidrs 10.0.0.0/8`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -135,7 +136,8 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 			srv.store.Set(s)
 			reporter.SetWatermark(watermark)
 		},
-		OnInvalid: func(string, error) { srv.metrics.ReloadFailed("kubernetes") },
+		OnWatermark: reporter.SetWatermark,
+		OnInvalid:   func(string, error) { srv.metrics.ReloadFailed("kubernetes") },
 	}
 	for _, r := range []manager.Runnable{builder, reporter, runnable.OnEveryReplica(func(ctx context.Context) error { return srv.run(ctx, log) })} {
 		if err := mgr.Add(r); err != nil {

@@ -361,13 +361,13 @@ const ConditionStalled = "Stalled"
 
 // Reasons of the Ready condition.
 const (
-	// ReasonEnforced: the policy compiled and every live webhook replica enforces its
+	// ReasonEnforced: the policy compiled and every serving webhook replica enforces its
 	// current generation (Ready=True).
 	ReasonEnforced = "Enforced"
-	// ReasonPropagating: the policy compiled; some live webhook replicas still enforce an
-	// older generation.
+	// ReasonPropagating: the policy compiled; some serving webhook replicas still enforce
+	// an older generation.
 	ReasonPropagating = "Propagating"
-	// ReasonNoReplicas: the policy compiled, but no live webhook replica reports, so it is
+	// ReasonNoReplicas: the policy compiled, but no webhook replica serves, so it is
 	// enforced nowhere.
 	ReasonNoReplicas = "NoReplicas"
 	// ReasonInvalid: the spec does not compile (a pattern, CIDR or CEL expression the
@@ -376,6 +376,15 @@ const (
 	// ReasonListError: a list selected by configMapSelector cannot be used: a line is not
 	// a valid user ID, or the list is too large.
 	ReasonListError = "ListError"
+)
+
+// Values of status.enforced besides the "k/n" of a Propagating policy.
+const (
+	// EnforcedAll: every serving webhook replica enforces observedGeneration.
+	EnforcedAll = "all"
+	// EnforcedNone: no webhook replica enforces observedGeneration (NoReplicas, Invalid,
+	// ListError).
+	EnforcedNone = "none"
 )
 
 // FriendPolicyStatus is the observed state of a FriendPolicy.
@@ -406,16 +415,11 @@ type FriendPolicyStatus struct {
 	// +kubebuilder:validation:MaxItems=1024
 	ConfigMaps []string `json:"configMaps,omitempty"`
 
-	// replicas is the number of live webhook replicas.
-	// +optional
-	Replicas int32 `json:"replicas,omitempty"`
-
-	// enforcedReplicas is the number of live webhook replicas that enforce
-	// observedGeneration.
-	// +optional
-	EnforcedReplicas int32 `json:"enforcedReplicas,omitempty"`
-
-	// enforced is enforcedReplicas/replicas, for kubectl get.
+	// enforced says which serving webhook replicas enforce observedGeneration, for kubectl
+	// get: "all" (Ready=True), "k/n" while the generation propagates, "none" otherwise.
+	// It carries counts only while the policy is Propagating, so replicas joining and
+	// leaving do not rewrite every policy's status; the live replica count is in the
+	// controller's summary ConfigMap (docs/operator.md).
 	// +optional
 	Enforced string `json:"enforced,omitempty"`
 }

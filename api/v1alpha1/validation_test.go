@@ -581,12 +581,12 @@ func TestStatusSubresource(t *testing.T) {
 	}
 
 	fp.Status = v1alpha1.FriendPolicyStatus{ObservedGeneration: fp.Generation, Rules: 1, BlocklistEntries: 1,
-		Replicas: 2, EnforcedReplicas: 2, Enforced: "2/2"}
+		Enforced: v1alpha1.EnforcedAll}
 	meta.SetStatusCondition(&fp.Status.Conditions, metav1.Condition{
 		Type:               v1alpha1.ConditionReady,
 		Status:             metav1.ConditionTrue,
 		Reason:             v1alpha1.ReasonEnforced,
-		Message:            "2/2 webhook replicas enforce generation 1",
+		Message:            "every serving webhook replica enforces generation 1",
 		ObservedGeneration: fp.Generation,
 	})
 	fp.Spec.Priority = 42 // must be ignored by the status subresource
@@ -643,7 +643,7 @@ func TestStatusSubresource(t *testing.T) {
 	}
 	for col, want := range map[string]any{
 		"Name": "with-status", "Action": "Deny", "Priority": float64(0), "Rules": float64(1),
-		"Entries": float64(1), "Enforced": "2/2", "Ready": "True", "Reason": v1alpha1.ReasonEnforced,
+		"Entries": float64(1), "Enforced": v1alpha1.EnforcedAll, "Ready": "True", "Reason": v1alpha1.ReasonEnforced,
 	} {
 		if cells[col] != want {
 			t.Errorf("column %s = %#v, want %#v", col, cells[col], want)

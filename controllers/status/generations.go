@@ -1,12 +1,14 @@
 package status
 
 import (
+	"maps"
 	"slices"
 	"sync"
 
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/propagation"
 )
 
 // seenGenerations keeps, per policy, what a reconcile needs about the policy's current
@@ -15,6 +17,11 @@ import (
 type seenGenerations struct {
 	mu       sync.Mutex
 	policies map[types.NamespacedName]seenGeneration
+	// awaiting are the policies whose status a replica's watermark moving forward, or a
+	// replica leaving, can change: from just before a reconcile counts the replicas until
+	// one finds the current generation enforced everywhere or not enforceable. Watermark
+	// announcements re-evaluate these only.
+	awaiting map[types.NamespacedName]struct{}
 }
 
 // seenGeneration is what the controller keeps of one generation of a policy.
@@ -67,4 +74,48 @@ func (m *seenGenerations) forget(key types.NamespacedName) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(m.policies, key)
+	delete(m.awaiting, key)
+}
+
+// setAwaiting records whether the policy awaits replicas. A reconcile sets it before it
+// counts the replicas, so that a change announced while it runs enqueues the policy again
+// rather than being lost.
+func (m *seenGenerations) setAwaiting(key types.NamespacedName, awaiting bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !awaiting {
+		delete(m.awaiting, key)
+		return
+	}
+	if m.awaiting == nil {
+		m.awaiting = map[types.NamespacedName]struct{}{}
+	}
+	m.awaiting[key] = struct{}{}
+}
+
+// affectedBy returns the policies whose status a change of the serving replicas can
+// change, without reading any policy: every known policy when the first replica joins or
+// the last leaves (NoReplicas); otherwise the policies awaiting replicas and, when
+// replicas joined, the policies whose current generation a joiner's watermark does not
+// cover (changed since the joiner's snapshot).
+func (m *seenGenerations) affectedBy(c Change) []types.NamespacedName {
+	joined := c.Joined()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if c.CrossesZero() {
+		return slices.Collect(maps.Keys(m.policies))
+	}
+	keys := slices.Collect(maps.Keys(m.awaiting))
+	if len(joined) == 0 {
+		return keys
+	}
+	for key, g := range m.policies {
+		if _, ok := m.awaiting[key]; ok {
+			continue
+		}
+		if slices.ContainsFunc(joined, func(wm string) bool { return !(propagation.Status{Watermark: wm}).Enforces(g.firstReadAt) }) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }

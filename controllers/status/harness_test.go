@@ -3,6 +3,7 @@ package status_test
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/events"
 	clocktesting "k8s.io/utils/clock/testing"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +24,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/config"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/yaml"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
@@ -324,4 +327,87 @@ func (h *harness) waitForCache(fp *v1alpha1.FriendPolicy) {
 		}
 		return cached.ResourceVersion == fp.ResourceVersion, "resourceVersion " + cached.ResourceVersion
 	})
+}
+
+// waitForSummary waits until the summary ConfigMap names exactly these serving replicas.
+func (h *harness) waitForSummary(ids ...string) {
+	h.t.Helper()
+	want := ""
+	if len(ids) > 0 {
+		want = strings.Join(ids, "\n") + "\n"
+	}
+	testenv.Eventually(h.t, waitTimeout, "the summary to name "+strings.Join(ids, ", "), func() (bool, string) {
+		cm := &corev1.ConfigMap{}
+		if err := h.api.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: status.SummaryName}, cm); err != nil {
+			return false, err.Error()
+		}
+		got := cm.Data[status.SummaryKeyServing]
+		return got == want && cm.Data[status.SummaryKeyReplicas] == fmt.Sprint(len(ids)), fmt.Sprintf("%v", cm.Data)
+	})
+}
+
+// deleteReplica deletes the replica's Lease, as a replica does on graceful shutdown.
+func (h *harness) deleteReplica(id string) {
+	h.t.Helper()
+	l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: h.ns, Name: propagation.LeaseName(id)}}
+	if err := h.api.Delete(context.Background(), l); err != nil {
+		h.t.Fatalf("deleting the Lease of replica %s: %v", id, err)
+	}
+}
+
+// writeLog is every write of a FriendPolicy of the harness's namespace seen through a
+// watch, as "Ready status/reason", by policy name.
+type writeLog struct {
+	mu     sync.Mutex
+	writes map[string][]string
+}
+
+func (w *writeLog) of(name string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.writes[name])
+}
+
+// recordWrites watches the namespace's FriendPolicies from now until the test ends.
+func (h *harness) recordWrites() *writeLog {
+	h.t.Helper()
+	wc, err := client.NewWithWatch(env.Config, client.Options{Scheme: env.Scheme})
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	w, err := wc.Watch(context.Background(), &v1alpha1.FriendPolicyList{}, client.InNamespace(h.ns))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	log := &writeLog{writes: map[string][]string{}}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			fp, ok := ev.Object.(*v1alpha1.FriendPolicy)
+			if !ok || ev.Type != watch.Modified {
+				continue
+			}
+			state := "no Ready"
+			if c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady); c != nil {
+				state = string(c.Status) + "/" + c.Reason
+			}
+			log.mu.Lock()
+			log.writes[fp.Name] = append(log.writes[fp.Name], state)
+			log.mu.Unlock()
+		}
+	}()
+	h.t.Cleanup(func() { w.Stop(); <-done })
+	return log
+}
+
+// reconcileAll runs the reconciler once for each policy, as an announcement that
+// enqueued them would.
+func (h *harness) reconcileAll(policies ...*v1alpha1.FriendPolicy) {
+	h.t.Helper()
+	for _, fp := range policies {
+		if _, err := h.r.Reconcile(context.Background(), reconcile.Request{NamespacedName: client.ObjectKeyFromObject(fp)}); err != nil {
+			h.t.Fatalf("Reconcile %s: %v", fp.Name, err)
+		}
+	}
 }

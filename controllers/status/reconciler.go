@@ -32,8 +32,9 @@ const (
 	actionCountReplicas = "CountReplicas"
 )
 
-// Reconciler writes FriendPolicy status: Ready, counts, observedGeneration and how many
-// live webhook replicas enforce the current generation. It never writes spec.
+// Reconciler writes FriendPolicy status: Ready, counts, observedGeneration and whether
+// every serving webhook replica enforces the current generation. It never writes spec.
+// It also keeps the summary ConfigMap of the serving replicas (Summary).
 type Reconciler struct {
 	// Client reads through the manager's cache (restricted with CacheByObject) and writes status.
 	Client client.Client
@@ -48,6 +49,7 @@ type Reconciler struct {
 	Clock clock.PassiveClock
 
 	generations seenGenerations
+	summary     *summary
 }
 
 // +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies,verbs=get;list;watch
@@ -74,9 +76,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	res := classify(compiled, err)
 
 	seen := r.generations.current(fp)
+	r.generations.setAwaiting(req.NamespacedName, true)
 	now := r.now()
 	p := reachOf(r.Replicas.Live(now), seen.firstReadAt)
 	status := desiredStatus(fp, res, p, r.Replicas.Namespace(), now)
+	ready := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
+	r.generations.setAwaiting(req.NamespacedName, ready.Reason == v1alpha1.ReasonPropagating)
 
 	var oldReady *metav1.Condition
 	if c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady); c != nil {

@@ -7,7 +7,6 @@ import (
 	"slices"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/util/workqueue"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -30,10 +29,18 @@ const ControllerName = "friendpolicy-status"
 //     ours included, leave the generation alone, so they cannot loop;
 //   - a labelled ConfigMap that a policy's configMapSelector selects, before or after
 //     the change, being created, edited, relabelled or deleted;
-//   - the Tracker announcing a change among the live webhook replicas.
+//   - the Tracker announcing a change among the serving webhook replicas, for the policies
+//     it can affect only.
+//
+// It also runs, on the leader, the writer of the summary ConfigMap (SummaryName).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Client == nil || r.Recorder == nil || r.Replicas == nil {
 		return errors.New("status reconciler: Client, Recorder and Replicas are required")
+	}
+	registerMetrics()
+	r.summary = newSummary(mgr.GetClient(), r.Replicas.Namespace(), r.Replicas.clock, mgr.GetLogger().WithName("replica-summary"))
+	if err := mgr.Add(r.summary); err != nil {
+		return err
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named(ControllerName).
@@ -88,27 +95,17 @@ func (r *Reconciler) enqueueSelecting(ctx context.Context, q workqueue.TypedRate
 	}
 }
 
-// policiesForReplicaChange maps a Tracker announcement to the policies it may affect:
-// every policy when replicas joined or left, otherwise only those still propagating.
-func (r *Reconciler) policiesForReplicaChange(ctx context.Context, c Change) []reconcile.Request {
-	var list v1alpha1.FriendPolicyList
-	if err := r.Client.List(ctx, &list); err != nil {
-		log.FromContext(ctx).Error(err, "listing FriendPolicies for a webhook replica change")
-		return nil
+// policiesForReplicaChange maps a Tracker announcement to the policies it may affect
+// (seenGenerations.affectedBy), from memory: no policy is listed or read. It also passes
+// membership changes on to the summary ConfigMap.
+func (r *Reconciler) policiesForReplicaChange(_ context.Context, c Change) []reconcile.Request {
+	if c.MembershipChanged() {
+		r.summary.set(c)
 	}
-	var reqs []reconcile.Request
-	for i := range list.Items {
-		if fp := &list.Items[i]; c.AllPolicies || awaitsReplicas(fp) {
-			reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(fp)})
-		}
+	keys := r.generations.affectedBy(c)
+	reqs := make([]reconcile.Request, len(keys))
+	for i, key := range keys {
+		reqs[i] = reconcile.Request{NamespacedName: key}
 	}
 	return reqs
-}
-
-// awaitsReplicas reports whether a replica's watermark moving forward can change fp's
-// status: its current generation is not yet reported, or not yet enforced everywhere.
-// Invalid and ListError policies are enforced nowhere whatever the watermarks say.
-func awaitsReplicas(fp *v1alpha1.FriendPolicy) bool {
-	ready := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady)
-	return fp.Status.ObservedGeneration != fp.Generation || ready == nil || ready.Reason == v1alpha1.ReasonPropagating
 }

@@ -68,11 +68,15 @@ func classify(compiled *policy.Compiled, err error) compileResult {
 
 // desiredStatus is the status fp should have. Conditions other than Ready and Stalled are
 // kept, and a condition's lastTransitionTime only moves when its status changes.
+//
+// Only a Propagating status names replica counts: the status of a policy that every
+// serving replica enforces, or that no replica can enforce, does not change when replicas
+// join or leave, so it is not rewritten then.
 func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
 	st := v1alpha1.FriendPolicyStatus{
 		ObservedGeneration: fp.Generation,
 		Conditions:         slices.Clone(fp.Status.Conditions),
-		Replicas:           int32(p.live),
+		Enforced:           v1alpha1.EnforcedNone,
 	}
 	ready := metav1.Condition{
 		Type:               v1alpha1.ConditionReady,
@@ -89,13 +93,15 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseN
 		st.Rules = int32(c.Rules)
 		st.BlocklistEntries = c.BlocklistEntries
 		st.ConfigMaps = c.ConfigMaps[:min(len(c.ConfigMaps), v1alpha1.MaxStatusConfigMaps)]
-		st.EnforcedReplicas = int32(p.enforced())
 		ready.Reason, ready.Message = describePropagation(fp.Generation, p, leaseNamespace)
-		if ready.Reason == v1alpha1.ReasonEnforced {
+		switch ready.Reason {
+		case v1alpha1.ReasonEnforced:
 			ready.Status = metav1.ConditionTrue
+			st.Enforced = v1alpha1.EnforcedAll
+		case v1alpha1.ReasonPropagating:
+			st.Enforced = fmt.Sprintf("%d/%d", p.enforced(), p.live)
 		}
 	}
-	st.Enforced = fmt.Sprintf("%d/%d", st.EnforcedReplicas, st.Replicas)
 	meta.SetStatusCondition(&st.Conditions, ready)
 	if res.err != nil {
 		stalled := ready
@@ -107,20 +113,21 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseN
 	return st
 }
 
+// describePropagation gives Ready's reason and message. The Enforced message names no
+// count, so that it stays the same whichever replicas serve.
 func describePropagation(generation int64, p reach, leaseNamespace string) (reason, message string) {
 	if p.live == 0 {
 		return v1alpha1.ReasonNoReplicas, fmt.Sprintf(
-			"no live webhook replica reports in namespace %q: generation %d is enforced nowhere", leaseNamespace, generation)
+			"no webhook replica serves (no live replica Lease in namespace %q): generation %d is enforced nowhere", leaseNamespace, generation)
 	}
-	msg := fmt.Sprintf("%d/%d webhook replicas enforce generation %d", p.enforced(), p.live, generation)
 	if len(p.behind) == 0 {
-		return v1alpha1.ReasonEnforced, msg
+		return v1alpha1.ReasonEnforced, fmt.Sprintf("every serving webhook replica enforces generation %d", generation)
 	}
 	behind := strings.Join(p.behind[:min(len(p.behind), maxBehind)], ", ")
 	if more := len(p.behind) - maxBehind; more > 0 {
 		behind += fmt.Sprintf(" and %d more", more)
 	}
-	return v1alpha1.ReasonPropagating, msg + "; behind: " + behind
+	return v1alpha1.ReasonPropagating, fmt.Sprintf("%d/%d serving webhook replicas enforce generation %d; behind: %s", p.enforced(), p.live, generation, behind)
 }
 
 func describeFailure(res compileResult) string {

@@ -36,10 +36,10 @@ func TestDescribePropagation(t *testing.T) {
 		reason  string
 		message string
 	}{
-		{"no replica", reach{}, v1alpha1.ReasonNoReplicas, `no live webhook replica reports in namespace "friendgate-system": generation 3 is enforced nowhere`},
-		{"every replica", reach{live: 2}, v1alpha1.ReasonEnforced, "2/2 webhook replicas enforce generation 3"},
-		{"one behind", reach{live: 3, behind: []string{"pod-b"}}, v1alpha1.ReasonPropagating, "2/3 webhook replicas enforce generation 3; behind: pod-b"},
-		{"more behind than named", many, v1alpha1.ReasonPropagating, "1/8 webhook replicas enforce generation 3; behind: r1, r2, r3, r4, r5 and 2 more"},
+		{"no replica", reach{}, v1alpha1.ReasonNoReplicas, `no webhook replica serves (no live replica Lease in namespace "friendgate-system"): generation 3 is enforced nowhere`},
+		{"every replica", reach{live: 2}, v1alpha1.ReasonEnforced, "every serving webhook replica enforces generation 3"},
+		{"one behind", reach{live: 3, behind: []string{"pod-b"}}, v1alpha1.ReasonPropagating, "2/3 serving webhook replicas enforce generation 3; behind: pod-b"},
+		{"more behind than named", many, v1alpha1.ReasonPropagating, "1/8 serving webhook replicas enforce generation 3; behind: r1, r2, r3, r4, r5 and 2 more"},
 	} {
 		reason, message := describePropagation(3, tc.p, "friendgate-system")
 		if reason != tc.reason || message != tc.message {
@@ -110,8 +110,6 @@ func TestDesiredStatus(t *testing.T) {
 		p      reach
 		// want
 		ready, stalled      *metav1.Condition // Message is not compared: see TestDescribePropagation
-		enforcedReplicas    int32
-		replicas            int32
 		enforced            string
 		blocklistEntries    int64
 		configMaps          []string
@@ -120,36 +118,36 @@ func TestDesiredStatus(t *testing.T) {
 		name:   "enforced everywhere",
 		before: []metav1.Condition{other},
 		res:    enforced, p: reach{live: 2},
-		ready:            &metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonEnforced, LastTransitionTime: metav1.NewTime(t1)},
-		enforcedReplicas: 2, replicas: 2, enforced: "2/2", blocklistEntries: 3, configMaps: []string{"list-1"}, keepsOtherCondition: true,
+		ready:    &metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonEnforced, LastTransitionTime: metav1.NewTime(t1)},
+		enforced: v1alpha1.EnforcedAll, blocklistEntries: 3, configMaps: []string{"list-1"}, keepsOtherCondition: true,
 	}, {
 		name:   "still False: the transition time stays",
 		before: []metav1.Condition{condition(v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNoReplicas, t0)},
 		res:    enforced, p: reach{live: 2, behind: []string{"pod-b"}},
-		ready:            &metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonPropagating, LastTransitionTime: metav1.NewTime(t0)},
-		enforcedReplicas: 1, replicas: 2, enforced: "1/2", blocklistEntries: 3, configMaps: []string{"list-1"},
+		ready:    &metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonPropagating, LastTransitionTime: metav1.NewTime(t0)},
+		enforced: "1/2", blocklistEntries: 3, configMaps: []string{"list-1"},
 	}, {
 		name:   "invalid: Stalled, nothing enforced",
 		before: []metav1.Condition{condition(v1alpha1.ConditionReady, metav1.ConditionTrue, v1alpha1.ReasonEnforced, t0)},
 		res:    invalid, p: reach{live: 2},
 		ready:    &metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonInvalid, LastTransitionTime: metav1.NewTime(t1)},
 		stalled:  &metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonInvalid, LastTransitionTime: metav1.NewTime(t1)},
-		replicas: 2, enforced: "0/2",
+		enforced: v1alpha1.EnforcedNone,
 	}, {
 		name:   "fixed: Stalled goes",
 		before: []metav1.Condition{condition(v1alpha1.ConditionStalled, metav1.ConditionTrue, v1alpha1.ReasonInvalid, t0)},
 		res:    enforced, p: reach{},
 		ready:    &metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonNoReplicas, LastTransitionTime: metav1.NewTime(t1)},
-		enforced: "0/0", blocklistEntries: 3, configMaps: []string{"list-1"},
+		enforced: v1alpha1.EnforcedNone, blocklistEntries: 3, configMaps: []string{"list-1"},
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			fp := &v1alpha1.FriendPolicy{ObjectMeta: metav1.ObjectMeta{Namespace: "team", Name: "p", Generation: 3}}
 			fp.Status.Conditions = slices.Clone(tc.before)
 			st := desiredStatus(fp, tc.res, tc.p, "friendgate-system", t1)
-			if st.ObservedGeneration != 3 || st.EnforcedReplicas != tc.enforcedReplicas || st.Replicas != tc.replicas || st.Enforced != tc.enforced ||
+			if st.ObservedGeneration != 3 || st.Enforced != tc.enforced ||
 				st.BlocklistEntries != tc.blocklistEntries || !slices.Equal(st.ConfigMaps, tc.configMaps) {
-				t.Errorf("status %+v, want observedGeneration 3, %d/%d enforced (%q), %d entries, ConfigMaps %v",
-					st, tc.enforcedReplicas, tc.replicas, tc.enforced, tc.blocklistEntries, tc.configMaps)
+				t.Errorf("status %+v, want observedGeneration 3, enforced %q, %d entries, ConfigMaps %v",
+					st, tc.enforced, tc.blocklistEntries, tc.configMaps)
 			}
 			checkCondition(t, st.Conditions, v1alpha1.ConditionReady, tc.ready)
 			checkCondition(t, st.Conditions, v1alpha1.ConditionStalled, tc.stalled)

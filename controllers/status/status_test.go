@@ -52,30 +52,30 @@ func TestReplicaCount(t *testing.T) {
 	}{{
 		name:     "every replica enforces the policy",
 		replicas: func(rv string) []fakeReplica { return []fakeReplica{live("pod-a", rv), live("pod-b", caughtUp)} },
-		cond:     metav1.ConditionTrue, reason: v1alpha1.ReasonEnforced, enforced: "2/2",
-		message: "2/2 webhook replicas enforce generation 1",
+		cond:     metav1.ConditionTrue, reason: v1alpha1.ReasonEnforced, enforced: v1alpha1.EnforcedAll,
+		message: "every serving webhook replica enforces generation 1",
 	}, {
 		name:     "one replica behind",
 		replicas: func(rv string) []fakeReplica { return []fakeReplica{live("pod-a", rv), live("pod-b", "1")} },
 		cond:     metav1.ConditionFalse, reason: v1alpha1.ReasonPropagating, enforced: "1/2",
-		message: "1/2 webhook replicas enforce generation 1; behind: pod-b",
+		message: "1/2 serving webhook replicas enforce generation 1; behind: pod-b",
 	}, {
 		name:     "one replica before its first snapshot",
 		replicas: func(rv string) []fakeReplica { return []fakeReplica{live("pod-a", ""), live("pod-b", rv)} },
 		cond:     metav1.ConditionFalse, reason: v1alpha1.ReasonPropagating, enforced: "1/2",
-		message: "1/2 webhook replicas enforce generation 1; behind: pod-a",
+		message: "1/2 serving webhook replicas enforce generation 1; behind: pod-a",
 	}, {
 		name:     "no replica",
 		replicas: func(string) []fakeReplica { return nil },
-		cond:     metav1.ConditionFalse, reason: v1alpha1.ReasonNoReplicas, enforced: "0/0",
-		message: `no live webhook replica reports in namespace "%s": generation 1 is enforced nowhere`,
+		cond:     metav1.ConditionFalse, reason: v1alpha1.ReasonNoReplicas, enforced: v1alpha1.EnforcedNone,
+		message: `no webhook replica serves (no live replica Lease in namespace "%s"): generation 1 is enforced nowhere`,
 	}, {
 		name: "only an expired replica",
 		replicas: func(rv string) []fakeReplica {
 			return []fakeReplica{{id: "pod-a", watermark: rv, age: time.Minute, duration: 2 * time.Second}}
 		},
-		cond: metav1.ConditionFalse, reason: v1alpha1.ReasonNoReplicas, enforced: "0/0",
-		message: `no live webhook replica reports in namespace "%s": generation 1 is enforced nowhere`,
+		cond: metav1.ConditionFalse, reason: v1alpha1.ReasonNoReplicas, enforced: v1alpha1.EnforcedNone,
+		message: `no webhook replica serves (no live replica Lease in namespace "%s"): generation 1 is enforced nowhere`,
 	}} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -97,25 +97,28 @@ func TestReplicaCount(t *testing.T) {
 }
 
 // TestReplicaExpiry: a replica that stops renewing its Lease drops out of the count when
-// the Lease expires, with no Lease event to announce it.
+// the Lease expires, with no Lease event to announce it: a policy that waited only on it
+// is enforced, and the summary no longer names it.
 func TestReplicaExpiry(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	h.setReplica(live("pod-a", caughtUp))
-	h.setReplica(live("pod-b", caughtUp))
+	h.setReplica(live("pod-b", "1"))
 	fp := h.createPolicy("anti-spam", spammers)
-	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "2/2"))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "1/2"))
+	h.waitForSummary("pod-a", "pod-b")
 
 	// pod-b's last renewal, of a 2 s Lease. Once the Tracker holds it, time moves past its
 	// expiry with no Lease event to announce it.
-	h.setReplica(fakeReplica{id: "pod-b", watermark: caughtUp, duration: 2 * time.Second})
+	h.setReplica(fakeReplica{id: "pod-b", watermark: "1", duration: 2 * time.Second})
 	testenv.Eventually(t, waitTimeout, "the Tracker to read pod-b's last renewal", func() (bool, string) {
 		live := h.r.Replicas.Live(h.clock.Now().Add(2 * time.Second))
 		return len(live) == 1, fmt.Sprintf("%d replicas alive in 2 s", len(live))
 	})
 	h.clock.Step(2 * time.Second)
-	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"),
-		message("1/1 webhook replicas enforce generation 1"))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll),
+		message("every serving webhook replica enforces generation 1"))
+	h.waitForSummary("pod-a")
 }
 
 func TestGenerationTracking(t *testing.T) {
@@ -123,7 +126,7 @@ func TestGenerationTracking(t *testing.T) {
 	h := newHarness(t)
 	fp := h.createPolicy("anti-spam", spammers)
 	h.setReplica(live("pod-a", fp.ResourceVersion))
-	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
 
 	fp = h.updatePolicy(fp.Name, func(s *v1alpha1.FriendPolicySpec) {
 		s.Rules = []v1alpha1.Rule{{Name: "no-links", WordingPatterns: []string{`https?://`}}}
@@ -132,15 +135,15 @@ func TestGenerationTracking(t *testing.T) {
 		t.Fatalf("generation %d after the first spec update, want 2", fp.Generation)
 	}
 	got := h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "0/1"),
-		message("0/1 webhook replicas enforce generation 2; behind: pod-a"))
+		message("0/1 serving webhook replicas enforce generation 2; behind: pod-a"))
 	if got.Status.Rules != 1 {
 		t.Errorf("rules %d, want 1", got.Status.Rules)
 	}
 
 	// pod-a applies the update: its watermark moves to the policy's new resourceVersion.
 	h.setReplica(live("pod-a", fp.ResourceVersion))
-	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"),
-		message("1/1 webhook replicas enforce generation 2"))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll),
+		message("every serving webhook replica enforces generation 2"))
 
 	for _, e := range h.events.of(fp.Name) {
 		if e.Reason == v1alpha1.ReasonPropagating {
@@ -177,11 +180,11 @@ func TestInvalidSpec(t *testing.T) {
 			h := newHarness(t)
 			h.setReplica(live("pod-a", caughtUp))
 			fp := h.createPolicy("broken", tc.spec) // the schema lets it through
-			got := h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonInvalid, "0/1"),
+			got := h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonInvalid, v1alpha1.EnforcedNone),
 				message(append([]string{"the spec does not compile: "}, tc.want...)...))
-			if got.Status.Rules != 0 || got.Status.BlocklistEntries != 0 || got.Status.Replicas != 1 {
-				t.Errorf("rules %d blocklistEntries %d replicas %d, want 0, 0 and 1 (nothing is enforced)",
-					got.Status.Rules, got.Status.BlocklistEntries, got.Status.Replicas)
+			if got.Status.Rules != 0 || got.Status.BlocklistEntries != 0 {
+				t.Errorf("rules %d blocklistEntries %d, want 0 and 0 (nothing is enforced)",
+					got.Status.Rules, got.Status.BlocklistEntries)
 			}
 		})
 	}
@@ -193,12 +196,12 @@ func TestListError(t *testing.T) {
 	h.setReplica(live("pod-a", caughtUp))
 	h.createConfigMap("trust-safety-1", listLabels("trust-safety"), "spam_2", "has space")
 	fp := h.createPolicy("anti-spam", listSpec("trust-safety"))
-	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonListError, "0/1"),
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonListError, v1alpha1.EnforcedNone),
 		message("a ConfigMap list cannot be used: spec.blocklists[0].configMapSelector",
 			`ConfigMap trust-safety-1 key "users.txt" line 2: user ID "has space"`))
 
 	h.updateConfigMap("trust-safety-1", func(cm *corev1.ConfigMap) { cm.Data["users.txt"] = "spam_2\nspam_3\n" })
-	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(3, "trust-safety-1"))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll), entries(3, "trust-safety-1"))
 }
 
 // TestConfigMapFanIn: every change of a labelled ConfigMap reaches the policies that
@@ -209,8 +212,8 @@ func TestConfigMapFanIn(t *testing.T) {
 	h.setReplica(live("pod-a", caughtUp))
 	ts := h.createPolicy("trust-safety", listSpec("trust-safety"))
 	growth := h.createPolicy("growth", listSpec("growth"))
-	h.waitFor(ts.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(1))
-	h.waitFor(growth.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(1))
+	h.waitFor(ts.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll), entries(1))
+	h.waitFor(growth.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll), entries(1))
 
 	steps := []struct {
 		name         string
@@ -256,8 +259,8 @@ func TestConfigMapFanIn(t *testing.T) {
 	for _, s := range steps {
 		t.Log(s.name)
 		s.do()
-		h.waitFor(ts.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(s.ts, s.tsCMs...))
-		h.waitFor(growth.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(s.growth, s.grCMs...))
+		h.waitFor(ts.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll), entries(s.ts, s.tsCMs...))
+		h.waitFor(growth.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll), entries(s.growth, s.grCMs...))
 	}
 }
 
@@ -268,7 +271,7 @@ func TestStatusNotRewritten(t *testing.T) {
 	h.setReplica(live("pod-a", caughtUp))
 	h.createConfigMap("ts-1", listLabels("trust-safety"), "spam_2")
 	fp := h.waitFor(h.createPolicy("anti-spam", listSpec("trust-safety")).Name,
-		ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"), entries(2, "ts-1"))
+		ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll), entries(2, "ts-1"))
 	h.waitForCache(fp)
 	events := len(h.events.of(fp.Name))
 
@@ -297,11 +300,11 @@ func TestEvents(t *testing.T) {
 	t.Parallel()
 	h := newHarness(t)
 	fp := h.createPolicy("anti-spam", listSpec("trust-safety"))
-	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonNoReplicas, "0/0"))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonNoReplicas, v1alpha1.EnforcedNone))
 	h.setReplica(live("pod-a", caughtUp))
-	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, "1/1"))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
 	h.updatePolicy(fp.Name, func(s *v1alpha1.FriendPolicySpec) { s.Blocklists[0].Patterns = []string{`(?=bot)`} })
-	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonInvalid, "0/1"))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonInvalid, v1alpha1.EnforcedNone))
 
 	want := []struct{ Type, Reason string }{
 		{corev1.EventTypeWarning, v1alpha1.ReasonNoReplicas},
@@ -340,4 +343,102 @@ func TestEvents(t *testing.T) {
 		}
 		return true, ""
 	})
+}
+
+// TestJoiningReplicaFlipsNoReady: a replica joins with the watermark of its first
+// snapshot. The policies that snapshot holds stay Ready=True and are not even rewritten;
+// a policy changed after it waits for the joiner too.
+func TestJoiningReplicaFlipsNoReady(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	var unchanged []*v1alpha1.FriendPolicy
+	snapshotAt := ""
+	for _, name := range []string{"old-1", "old-2", "old-3"} {
+		fp := h.waitFor(h.createPolicy(name, spammers).Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+		unchanged = append(unchanged, fp)
+		snapshotAt = fp.ResourceVersion
+	}
+	changed := h.waitFor(h.createPolicy("changed", spammers).Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	h.waitForSummary("pod-a")
+	writes := h.recordWrites()
+
+	// pod-b's first snapshot holds the old policies, not the changed one.
+	h.setReplica(live("pod-b", snapshotAt))
+	h.waitFor(changed.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "1/2"), message("behind: pod-b"))
+	h.waitForSummary("pod-a", "pod-b")
+	h.setReplica(live("pod-b", caughtUp))
+	h.waitFor(changed.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	// A reconcile after the join finds nothing to write either.
+	h.reconcileAll(unchanged...)
+
+	for _, fp := range unchanged {
+		if w := writes.of(fp.Name); len(w) > 0 {
+			t.Errorf("%s, which pod-b's snapshot holds, was written %d times on the join: %v", fp.Name, len(w), w)
+		}
+	}
+	if w := writes.of(changed.Name); !slices.Equal(w, []string{"False/Propagating", "True/Enforced"}) {
+		t.Errorf("writes of %s: %v, want Propagating then Enforced", changed.Name, w)
+	}
+}
+
+// TestLeavingReplicaRewritesNoStatus: a replica leaving (its Lease deleted on SIGTERM)
+// rewrites only the statuses of the policies that waited on it.
+func TestLeavingReplicaRewritesNoStatus(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	h.setReplica(live("pod-a", caughtUp))
+	var unchanged []*v1alpha1.FriendPolicy
+	for _, name := range []string{"old-1", "old-2", "old-3"} {
+		unchanged = append(unchanged, h.waitFor(h.createPolicy(name, spammers).Name,
+			ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll)))
+	}
+	h.setReplica(live("pod-b", unchanged[len(unchanged)-1].ResourceVersion))
+	h.waitForSummary("pod-a", "pod-b")
+	// pod-b is stuck before this policy's creation.
+	waiting := h.waitFor(h.createPolicy("waiting", spammers).Name,
+		ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "1/2"), message("behind: pod-b"))
+	writes := h.recordWrites()
+
+	h.deleteReplica("pod-b")
+	h.waitFor(waiting.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	h.waitForSummary("pod-a")
+	// A policy created afterwards is reconciled after whatever the leave enqueued.
+	h.waitFor(h.createPolicy("sentinel", spammers).Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	h.reconcileAll(unchanged...)
+
+	for _, fp := range unchanged {
+		if w := writes.of(fp.Name); len(w) > 0 {
+			t.Errorf("%s, enforced everywhere, was written %d times on the leave: %v", fp.Name, len(w), w)
+		}
+	}
+	if w := writes.of(waiting.Name); !slices.Equal(w, []string{"True/Enforced"}) {
+		t.Errorf("writes of %s: %v, want one, to Enforced", waiting.Name, w)
+	}
+}
+
+// TestChangedPolicyWaitsForEveryReplica: kubectl wait --for=condition=Ready on a changed
+// policy returns only once every serving replica enforces the new generation.
+func TestChangedPolicyWaitsForEveryReplica(t *testing.T) {
+	t.Parallel()
+	h := newHarness(t)
+	fp := h.createPolicy("anti-spam", spammers)
+	h.setReplica(live("pod-a", caughtUp))
+	h.setReplica(live("pod-b", caughtUp))
+	h.setReplica(live("pod-c", caughtUp))
+	fp = h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll))
+	before := fp.ResourceVersion
+	h.setReplica(live("pod-a", before))
+	h.setReplica(live("pod-b", before))
+	h.setReplica(live("pod-c", before))
+
+	fp = h.updatePolicy(fp.Name, func(s *v1alpha1.FriendPolicySpec) { s.Blocklists[0].Users = []string{"spam_2"} })
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "0/3"), message("behind: pod-a, pod-b, pod-c"))
+	h.setReplica(live("pod-a", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "1/3"), message("behind: pod-b, pod-c"))
+	h.setReplica(live("pod-c", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "2/3"), message("behind: pod-b"))
+	h.setReplica(live("pod-b", fp.ResourceVersion))
+	h.waitFor(fp.Name, ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll),
+		message("every serving webhook replica enforces generation 2"))
 }

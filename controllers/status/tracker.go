@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -16,13 +17,49 @@ import (
 	"github.com/friendgate/friendgate/internal/propagation"
 )
 
-// Change is what the Tracker announces when the live replicas change.
+// Change is what the Tracker announces when the serving replicas change: which served
+// at the previous announcement and which serve now, by Lease name.
 type Change struct {
-	// AllPolicies is set when any policy's count may have changed: a replica joined, left
-	// or expired, or its watermark went back (it restarted under the same name). When it
-	// is not set, watermarks only moved forward, which can only complete the propagation of
-	// policies not yet enforced everywhere.
-	AllPolicies bool
+	// Before maps the Lease name of each replica that served at the previous announcement
+	// to its watermark then; it is nil at the first announcement.
+	Before map[string]string
+	// Now maps the Lease name of each replica serving now to its watermark.
+	Now map[string]string
+	// Initial marks the first announcement, the state the Tracker started with.
+	Initial bool
+}
+
+// Joined are the watermarks of the replicas that serve now and did not before, or whose
+// watermark went back (a replica restarted under the same name). Only policies whose
+// current generation such a watermark does not cover can have stopped being enforced
+// everywhere.
+func (c Change) Joined() []string {
+	var wms []string
+	for name, wm := range c.Now {
+		if prev, ok := c.Before[name]; !ok || propagation.Newer(prev, wm) {
+			wms = append(wms, wm)
+		}
+	}
+	return wms
+}
+
+// MembershipChanged reports whether replicas joined or left.
+func (c Change) MembershipChanged() bool {
+	if c.Initial || len(c.Before) != len(c.Now) {
+		return true
+	}
+	for name := range c.Now {
+		if _, ok := c.Before[name]; !ok {
+			return true
+		}
+	}
+	return false
+}
+
+// CrossesZero reports whether the first replica joined or the last one left: every
+// policy goes to or from NoReplicas.
+func (c Change) CrossesZero() bool {
+	return (len(c.Before) == 0) != (len(c.Now) == 0)
 }
 
 // Tracker follows the webhook replicas' Leases (internal/propagation) in one namespace and
@@ -120,15 +157,14 @@ func (t *Tracker) wake() {
 	}
 }
 
-// run announces changes of the live replicas until ctx ends. The state at its start is
-// the baseline: the controller reconciles every policy when it starts anyway.
+// run announces the live replicas when it starts, then every change of them, until ctx
+// ends.
 func (t *Tracker) run(ctx context.Context, announce func(Change)) {
-	_, _, next := t.refresh(t.clock.Now())
+	c, _, next := t.refresh(t.clock.Now())
+	c.Initial = true
+	announce(c)
 	for t.wait(ctx, next) {
-		var (
-			c       Change
-			changed bool
-		)
+		var changed bool
 		c, changed, next = t.refresh(t.clock.Now())
 		if changed {
 			announce(c)
@@ -158,8 +194,9 @@ func (t *Tracker) wait(ctx context.Context, next time.Time) bool {
 	return true
 }
 
-// refresh compares the replicas alive at now with those alive at the last refresh. next is the
-// earliest time one of them expires (zero when none is alive).
+// refresh compares the replicas alive at now with those alive at the last refresh. next is
+// the earliest time one of them expires (zero when none is alive). Renewals that change no
+// watermark are no change.
 func (t *Tracker) refresh(now time.Time) (c Change, changed bool, next time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -173,24 +210,7 @@ func (t *Tracker) refresh(now time.Time) (c Change, changed bool, next time.Time
 			next = s.Expires
 		}
 	}
-	c, changed = compare(t.lastLive, live)
+	c = Change{Before: t.lastLive, Now: live}
 	t.lastLive = live
-	return c, changed, next
-}
-
-// compare says how the live replicas changed from old to cur (Lease name → watermark).
-func compare(old, cur map[string]string) (c Change, changed bool) {
-	if len(old) != len(cur) {
-		return Change{AllPolicies: true}, true
-	}
-	for name, wm := range cur {
-		prev, ok := old[name]
-		switch {
-		case !ok, propagation.Newer(prev, wm):
-			return Change{AllPolicies: true}, true
-		case prev != wm:
-			changed = true
-		}
-	}
-	return Change{}, changed
+	return c, !maps.Equal(c.Before, c.Now), next
 }

@@ -2,6 +2,8 @@ package status
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -23,56 +25,66 @@ func replicaLease(id, watermark string, renewed time.Time, duration time.Duratio
 	return l
 }
 
+// summarize says what a Change tells the reconciler: whether replicas joined or left,
+// whether the count crossed zero, and the watermarks of the joiners.
+func summarize(c Change) string {
+	joined := c.Joined()
+	slices.Sort(joined)
+	return fmt.Sprintf("membership=%v zero=%v joined=%q", c.MembershipChanged(), c.CrossesZero(), joined)
+}
+
 // TestTrackerAnnouncements drives the Tracker's Lease handler and checks what each step
-// announces: membership changes and regressions concern every policy, forward watermarks
-// only the propagating ones, and renewals nothing.
+// announces: joins with the joiner's watermark, leaves, forward watermarks, regressions
+// (a restart under the same name counts as a join), and renewals nothing.
 func TestTrackerAnnouncements(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	type step struct {
 		name  string
 		at    time.Time
 		apply func(tr *Tracker)
-		want  *Change // nil: nothing announced
+		want  string // summarize of the announcement; "": nothing announced
 		next  time.Time
 	}
-	all, forward := &Change{AllPolicies: true}, &Change{}
+	const (
+		forward = `membership=false zero=false joined=[]`
+		left    = `membership=true zero=false joined=[]`
+	)
 	steps := []step{
-		{"pod-a joins", t0, func(tr *Tracker) { tr.set(replicaLease("pod-a", "10", t0, 30*time.Second)) }, all, t0.Add(30 * time.Second)},
-		{"pod-b joins before its first snapshot", t0, func(tr *Tracker) { tr.set(replicaLease("pod-b", "", t0, 10*time.Second)) }, all, t0.Add(10 * time.Second)},
-		{"pod-a renews", t0.Add(time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-a", "10", t0.Add(time.Second), 30*time.Second)) }, nil, t0.Add(10 * time.Second)},
-		{"pod-b loads its first snapshot", t0.Add(2 * time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-b", "12", t0, 10*time.Second)) }, forward, t0.Add(10 * time.Second)},
+		{"pod-a joins", t0, func(tr *Tracker) { tr.set(replicaLease("pod-a", "10", t0, 30*time.Second)) }, `membership=true zero=true joined=["10"]`, t0.Add(30 * time.Second)},
+		{"pod-b joins", t0, func(tr *Tracker) { tr.set(replicaLease("pod-b", "11", t0, 10*time.Second)) }, `membership=true zero=false joined=["11"]`, t0.Add(10 * time.Second)},
+		{"pod-a renews", t0.Add(time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-a", "10", t0.Add(time.Second), 30*time.Second)) }, "", t0.Add(10 * time.Second)},
+		{"pod-b moves forward", t0.Add(2 * time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-b", "12", t0, 10*time.Second)) }, forward, t0.Add(10 * time.Second)},
 		{"pod-a moves forward", t0.Add(2 * time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-a", "12", t0.Add(time.Second), 30*time.Second)) }, forward, t0.Add(10 * time.Second)},
-		{"pod-a restarts under its name", t0.Add(3 * time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-a", "", t0.Add(3*time.Second), 30*time.Second)) }, all, t0.Add(10 * time.Second)},
-		{"nothing happened", t0.Add(9 * time.Second), func(*Tracker) {}, nil, t0.Add(10 * time.Second)},
-		{"pod-b expires", t0.Add(10 * time.Second), func(*Tracker) {}, all, t0.Add(33 * time.Second)},
+		{"pod-a restarts under its name, behind", t0.Add(3 * time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-a", "9", t0.Add(3*time.Second), 30*time.Second)) }, `membership=false zero=false joined=["9"]`, t0.Add(10 * time.Second)},
+		{"nothing happened", t0.Add(9 * time.Second), func(*Tracker) {}, "", t0.Add(10 * time.Second)},
+		{"pod-b expires", t0.Add(10 * time.Second), func(*Tracker) {}, left, t0.Add(33 * time.Second)},
 		{"a Lease that is not a replica's", t0.Add(11 * time.Second), func(tr *Tracker) {
 			l := replicaLease("other", "12", t0.Add(11*time.Second), 30*time.Second)
 			l.Labels = nil
 			tr.set(l)
-		}, nil, t0.Add(33 * time.Second)},
+		}, "", t0.Add(33 * time.Second)},
 		{"a replica Lease in another namespace", t0.Add(11 * time.Second), func(tr *Tracker) {
 			l := replicaLease("elsewhere", "12", t0.Add(11*time.Second), 30*time.Second)
 			l.Namespace = "other"
 			tr.set(l)
-		}, nil, t0.Add(33 * time.Second)},
-		{"pod-b comes back", t0.Add(12 * time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-b", "12", t0.Add(12*time.Second), 10*time.Second)) }, all, t0.Add(22 * time.Second)},
+		}, "", t0.Add(33 * time.Second)},
+		{"pod-b comes back", t0.Add(12 * time.Second), func(tr *Tracker) { tr.set(replicaLease("pod-b", "12", t0.Add(12*time.Second), 10*time.Second)) }, `membership=true zero=false joined=["12"]`, t0.Add(22 * time.Second)},
 		{"pod-a deletes its Lease on shutdown", t0.Add(13 * time.Second), func(tr *Tracker) {
 			tr.remove(toolscache.DeletedFinalStateUnknown{Obj: replicaLease("pod-a", "", t0, time.Second)})
-		}, all, t0.Add(22 * time.Second)},
-		{"pod-b expires too", t0.Add(22 * time.Second), func(*Tracker) {}, all, time.Time{}},
+		}, left, t0.Add(22 * time.Second)},
+		{"pod-b expires too", t0.Add(22 * time.Second), func(*Tracker) {}, `membership=true zero=true joined=[]`, time.Time{}},
 	}
 
 	tr := NewTracker(nil, trackerNS, clock.RealClock{})
 	for _, s := range steps {
 		s.apply(tr)
 		c, changed, next := tr.refresh(s.at)
-		switch {
-		case s.want == nil && changed:
-			t.Errorf("%s: announced %+v, want nothing", s.name, c)
-		case s.want != nil && !changed:
-			t.Errorf("%s: announced nothing, want %+v", s.name, *s.want)
-		case s.want != nil && c != *s.want:
-			t.Errorf("%s: announced %+v, want %+v", s.name, c, *s.want)
+		got := ""
+		if changed {
+			got = summarize(c)
+		}
+		if got != s.want {
+			t.Errorf("%s: announced %q, want %q", s.name, got, s.want)
 		}
 		if !next.Equal(s.next) {
 			t.Errorf("%s: next expiry %v, want %v", s.name, next, s.next)
@@ -121,7 +133,13 @@ func TestTrackerNoticesExpiry(t *testing.T) {
 			return Change{}
 		}
 	}
-	all, forward := Change{AllPolicies: true}, Change{}
+	const (
+		forward = `membership=false zero=false joined=[]`
+		expired = `membership=true zero=true joined=[]`
+	)
+	if c := next("the state at the start"); !c.Initial || summarize(c) != `membership=true zero=true joined=["10"]` {
+		t.Fatalf("first announcement %+v, want the initial state with pod-a", c)
+	}
 
 	testenv.Eventually(t, 10*time.Second, "the Tracker to wait for pod-a's expiry", func() (bool, string) {
 		return clk.HasWaiters(), "no timer on the clock"
@@ -131,13 +149,13 @@ func TestTrackerNoticesExpiry(t *testing.T) {
 	// the next announcement, not an expiry.
 	clk.Step(time.Second)
 	tr.set(replicaLease("pod-a", "11", t0, 2*time.Second))
-	if c := next("pod-a moves forward"); c != forward {
-		t.Fatalf("pod-a moves forward a second before its expiry: announced %+v, want %+v", c, forward)
+	if c := next("pod-a moves forward"); summarize(c) != forward {
+		t.Fatalf("pod-a moves forward a second before its expiry: announced %s, want %s", summarize(c), forward)
 	}
 
 	clk.Step(time.Second)
-	if c := next("pod-a expires"); c != all {
-		t.Fatalf("pod-a expires: announced %+v, want %+v", c, all)
+	if c := next("pod-a expires"); summarize(c) != expired {
+		t.Fatalf("pod-a expires: announced %s, want %s", summarize(c), expired)
 	}
 	if live := tr.Live(clk.Now()); len(live) != 0 {
 		t.Errorf("Live after the expiry = %+v, want none", live)

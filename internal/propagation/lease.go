@@ -22,8 +22,10 @@ const (
 	ComponentLabel = "friendgate.io/component"
 	// ComponentWebhookReplica is the ComponentLabel value of replica Leases.
 	ComponentWebhookReplica = "webhook-replica"
-	// WatermarkAnnotation holds the replica's watermark: the highest resourceVersion among
-	// the FriendPolicies in its snapshot in force, empty before its first snapshot.
+	// WatermarkAnnotation holds the replica's watermark: the FriendPolicy resourceVersion up
+	// to which its snapshot in force has applied every change. A replica writes its Lease
+	// only once its first snapshot is in force (it serves); the watermark is empty only
+	// while it has seen no policy.
 	WatermarkAnnotation = "friendgate.io/policies-resource-version"
 	// DefaultLeaseDuration is how long a replica counts as alive after its last renewal
 	// when its Lease does not say.
@@ -42,8 +44,8 @@ func LeaseSelector() labels.Selector {
 type Report struct {
 	// ID is the replica's identity: the Lease's holderIdentity.
 	ID string
-	// Watermark is the highest resourceVersion among the FriendPolicies of the snapshot in
-	// force, "" before the first snapshot.
+	// Watermark is the FriendPolicy resourceVersion up to which the snapshot in force has
+	// applied every change, "" while the replica has seen no policy.
 	Watermark string
 	// Renewed is when the replica renewed; it counts as alive for Duration after it
 	// (whole seconds: the Lease's leaseDurationSeconds).
@@ -73,7 +75,7 @@ type Status struct {
 	ID string
 	// Expires is when the replica stops counting as alive unless it renews.
 	Expires time.Time
-	// Watermark is the replica's watermark, "" before its first snapshot.
+	// Watermark is the replica's watermark, "" while it has seen no policy.
 	Watermark string
 }
 
@@ -108,8 +110,8 @@ func (s Status) Enforces(rv string) bool {
 }
 
 // Newer reports whether resourceVersion a is later than b; an invalid or empty version is
-// older than any valid one. A watermark is the Newer-most resourceVersion of a snapshot's
-// policies.
+// older than any valid one. A watermark is the Newer-most resourceVersion of the
+// FriendPolicy changes a replica has applied.
 func Newer(a, b string) bool {
 	c, err := resourceversion.CompareResourceVersion(a, b)
 	if err == nil {

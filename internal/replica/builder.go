@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -26,6 +27,10 @@ import (
 // relist) into one build.
 const DefaultDebounce = 50 * time.Millisecond
 
+// maxQuiet bounds, in debounce periods, how long a steady stream of changes holds a build
+// back.
+const maxQuiet = 10
+
 // A webhook replica reads policies and lists, and writes nothing but its own Lease.
 // +kubebuilder:rbac:groups=friendgate.io,resources=friendpolicies,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;list;watch
@@ -40,8 +45,10 @@ func CacheOptions() cache.Options {
 	}
 }
 
-// Builder watches a cache and calls OnSnapshot with a new snapshot after every change. It
-// is a manager Runnable that runs on every replica, leader or not.
+// Builder watches a cache and calls OnSnapshot with a new snapshot after every change
+// that can change what a policy enforces, and OnWatermark after a change that cannot (a
+// status or metadata update of a FriendPolicy). It is a manager Runnable that runs on every
+// replica, leader or not.
 type Builder struct {
 	// Cache holds FriendPolicies and the ConfigMaps labelled v1alpha1.LabelList.
 	Cache cache.Cache
@@ -51,13 +58,59 @@ type Builder struct {
 	Log logr.Logger
 	// Debounce is the quiet time before a build; 0 means DefaultDebounce.
 	Debounce time.Duration
-	// OnSnapshot receives every snapshot with the highest resourceVersion among the
-	// FriendPolicies it was built from (its watermark, see internal/propagation).
+	// OnSnapshot receives every snapshot with its watermark (see internal/propagation):
+	// every FriendPolicy change up to it is applied.
 	OnSnapshot func(snap *policy.Snapshot, watermark string)
+	// OnWatermark, if set, receives a later watermark for the snapshot in force when only
+	// FriendPolicy changes that leave every spec as it was (status writes, labels) came
+	// after it: the snapshot applies them as it is, with no build.
+	OnWatermark func(watermark string)
 	// OnInvalid, if set, is called once per policy generation that does not compile.
 	OnInvalid func(key string, err error)
 
-	compiled map[string]*compilation
+	compiled  map[string]*compilation
+	watermark string
+	pending   pending
+}
+
+// pending is what the informers delivered since the last build. One lock orders it: a
+// FriendPolicy change delivered before a status-only one has set rebuild by the time the
+// status-only one is seen, so the watermark never passes a change not yet built.
+type pending struct {
+	mu      sync.Mutex
+	rebuild bool
+	// seen is the highest FriendPolicy resourceVersion delivered.
+	seen string
+	wake chan struct{}
+}
+
+func (p *pending) note(rv string, rebuild bool) {
+	p.mu.Lock()
+	if propagation.Newer(rv, p.seen) {
+		p.seen = rv
+	}
+	p.rebuild = p.rebuild || rebuild
+	p.mu.Unlock()
+	select {
+	case p.wake <- struct{}{}:
+	default:
+	}
+}
+
+// wantsRebuild reports whether a change delivered since the last take needs a build.
+func (p *pending) wantsRebuild() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.rebuild
+}
+
+// take returns what was delivered and starts afresh.
+func (p *pending) take() (rebuild bool, seen string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rebuild, seen = p.rebuild, p.seen
+	p.rebuild = false
+	return rebuild, seen
 }
 
 // compilation is a policy compiled, with the fingerprint of what it was compiled from, so a
@@ -71,31 +124,74 @@ type compilation struct {
 // NeedLeaderElection is false: every replica builds its own snapshot.
 func (b *Builder) NeedLeaderElection() bool { return false }
 
-// Start builds the first snapshot once the cache has synced, then rebuilds after changes
-// until ctx is done.
+// policyHandler notes FriendPolicy events: any change but one that keeps the UID and
+// generation (what a policy is compiled from, see fingerprint) asks for a build.
+func (b *Builder) policyHandler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(obj any) {
+			if fp, ok := obj.(*v1alpha1.FriendPolicy); ok {
+				b.pending.note(fp.ResourceVersion, true)
+			}
+		},
+		UpdateFunc: func(oldObj, newObj any) {
+			old, okOld := oldObj.(*v1alpha1.FriendPolicy)
+			cur, okCur := newObj.(*v1alpha1.FriendPolicy)
+			if !okOld || !okCur || old.ResourceVersion == cur.ResourceVersion {
+				return
+			}
+			b.pending.note(cur.ResourceVersion, old.UID != cur.UID || old.Generation != cur.Generation)
+		},
+		DeleteFunc: func(obj any) {
+			if tomb, ok := obj.(toolscache.DeletedFinalStateUnknown); ok {
+				obj = tomb.Obj
+			}
+			rv := ""
+			if fp, ok := obj.(*v1alpha1.FriendPolicy); ok {
+				rv = fp.ResourceVersion
+			}
+			b.pending.note(rv, true)
+		},
+	}
+}
+
+// configMapHandler asks for a build on any ConfigMap change but a resync.
+func (b *Builder) configMapHandler() toolscache.ResourceEventHandler {
+	return toolscache.ResourceEventHandlerFuncs{
+		AddFunc: func(any) { b.pending.note("", true) },
+		UpdateFunc: func(oldObj, newObj any) {
+			old, okOld := oldObj.(*corev1.ConfigMap)
+			cur, okCur := newObj.(*corev1.ConfigMap)
+			if okOld && okCur && old.ResourceVersion == cur.ResourceVersion {
+				return
+			}
+			b.pending.note("", true)
+		},
+		DeleteFunc: func(any) { b.pending.note("", true) },
+	}
+}
+
+// Start builds the first snapshot once the cache has synced, then rebuilds after changes,
+// or only moves the watermark on, until ctx is done.
 func (b *Builder) Start(ctx context.Context) error {
-	dirty := make(chan struct{}, 1)
-	mark := func() {
-		select {
-		case dirty <- struct{}{}:
-		default:
-		}
-	}
-	handler := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { mark() },
-		UpdateFunc: func(any, any) { mark() },
-		DeleteFunc: func(any) { mark() },
-	}
-	for _, obj := range []client.Object{&v1alpha1.FriendPolicy{}, &corev1.ConfigMap{}} {
+	b.pending.wake = make(chan struct{}, 1)
+	var synced []toolscache.InformerSynced
+	for obj, h := range map[client.Object]toolscache.ResourceEventHandler{
+		&v1alpha1.FriendPolicy{}: b.policyHandler(),
+		&corev1.ConfigMap{}:      b.configMapHandler(),
+	} {
 		inf, err := b.Cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("informer for %T: %w", obj, err)
 		}
-		if _, err := inf.AddEventHandler(handler); err != nil {
+		reg, err := inf.AddEventHandler(h)
+		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
+		synced = append(synced, reg.HasSynced)
 	}
-	if !b.Cache.WaitForCacheSync(ctx) {
+	// Once the handlers have seen every listed object, the first build covers them all and
+	// their events ask for no second one.
+	if !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
 		return ctx.Err()
 	}
 	debounce := b.Debounce
@@ -108,34 +204,77 @@ func (b *Builder) Start(ctx context.Context) error {
 			// Only a cache read can fail here; the next event retries.
 			b.Log.Error(err, "building the policy snapshot failed; the previous one stays in force")
 		}
-		select {
-		case <-ctx.Done():
+		if !b.waitForRebuild(ctx) || !b.quiet(ctx, debounce) {
 			return nil
-		case <-dirty:
-		}
-		timer := time.NewTimer(debounce)
-	quiet:
-		for {
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return nil
-			case <-dirty:
-				timer.Reset(debounce)
-			case <-timer.C:
-				break quiet
-			}
 		}
 	}
 }
 
+// waitForRebuild moves the watermark on after events that need no build, and returns
+// true once one does, false once ctx ended.
+func (b *Builder) waitForRebuild(ctx context.Context) bool {
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-b.pending.wake:
+		}
+		// take clears rebuild; the build lists the cache, which holds whatever asked for it.
+		rebuild, seen := b.pending.take()
+		if rebuild {
+			return true
+		}
+		b.advance(seen)
+	}
+}
+
+// quiet waits until no change that needs a build came for debounce, or maxQuiet passed;
+// false when ctx ended. Status-only updates do not hold the build back: the controller's
+// status writes for the very change being built would otherwise delay it.
+func (b *Builder) quiet(ctx context.Context, debounce time.Duration) bool {
+	timer := time.NewTimer(debounce)
+	defer timer.Stop()
+	limit := time.NewTimer(maxQuiet * debounce)
+	defer limit.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-b.pending.wake:
+			if b.pending.wantsRebuild() {
+				timer.Reset(debounce)
+			}
+		case <-timer.C:
+			return true
+		case <-limit.C:
+			return true
+		}
+	}
+}
+
+// advance moves the watermark of the snapshot in force to seen, when that is later.
+func (b *Builder) advance(seen string) {
+	if !propagation.Newer(seen, b.watermark) {
+		return
+	}
+	b.watermark = seen
+	b.Log.V(1).Info("watermark moved without a build", "watermark", seen)
+	if b.OnWatermark != nil {
+		b.OnWatermark(seen)
+	}
+}
+
 func (b *Builder) build(ctx context.Context) error {
+	// Everything delivered so far is in the cache the lists below read.
+	_, seen := b.pending.take()
+	// The cache's own objects, not copies: a build only reads them, and the cache replaces
+	// an object on change rather than modifying it.
 	var policies v1alpha1.FriendPolicyList
-	if err := b.Cache.List(ctx, &policies); err != nil {
+	if err := b.Cache.List(ctx, &policies, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	var cms corev1.ConfigMapList
-	if err := b.Cache.List(ctx, &cms); err != nil {
+	if err := b.Cache.List(ctx, &cms, client.UnsafeDisableDeepCopy); err != nil {
 		return err
 	}
 	byNamespace := map[string][]*corev1.ConfigMap{}
@@ -146,7 +285,11 @@ func (b *Builder) build(ctx context.Context) error {
 
 	next := make(map[string]*compilation, len(policies.Items))
 	compiled := make([]*policy.Compiled, 0, len(policies.Items))
-	watermark := ""
+	// The watermark never goes back: a deleted policy took the highest resourceVersion away.
+	watermark := b.watermark
+	if propagation.Newer(seen, watermark) {
+		watermark = seen
+	}
 	recompiled, invalid := 0, 0
 	for i := range policies.Items {
 		fp := &policies.Items[i]
@@ -176,6 +319,7 @@ func (b *Builder) build(ctx context.Context) error {
 		compiled = append(compiled, e.compiled)
 	}
 	b.compiled = next
+	b.watermark = watermark
 	snap := policy.NewSnapshot(compiled)
 	b.Log.V(1).Info("snapshot built", "policies", len(compiled), "invalid", invalid, "recompiled", recompiled, "watermark", watermark)
 	if b.OnSnapshot != nil {

@@ -49,10 +49,24 @@ func (l *latest) set(s *policy.Snapshot, wm string) {
 	l.builds++
 }
 
+// advance records a watermark moved on without a build.
+func (l *latest) advance(wm string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.watermark = wm
+}
+
 func (l *latest) get() (*policy.Snapshot, string) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.snap, l.watermark
+}
+
+// state returns the number of builds so far and the watermark in force.
+func (l *latest) state() (builds int, watermark string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.builds, l.watermark
 }
 
 // startReplica runs a Builder and a LeaseReporter on a manager configured as
@@ -73,6 +87,9 @@ func startReplica(t *testing.T, ns, id string, clk clock.WithTicker) (l *latest,
 	reporter := &LeaseReporter{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Namespace: ns, ID: id, Duration: 3 * time.Second, Clock: clk, Log: logr.Discard()}
 	builder := &Builder{Cache: mgr.GetCache(), Log: logr.Discard(), OnSnapshot: func(s *policy.Snapshot, wm string) {
 		l.set(s, wm)
+		reporter.SetWatermark(wm)
+	}, OnWatermark: func(wm string) {
+		l.advance(wm)
 		reporter.SetWatermark(wm)
 	}}
 	if err := mgr.Add(builder); err != nil {
@@ -244,6 +261,8 @@ func TestLeaseReporterPacing(t *testing.T) {
 	t0 := time.Now().Truncate(time.Second)
 	clk := clocktesting.NewFakeClock(t0)
 	reporter := &LeaseReporter{Client: env.Client, Reader: env.Client, Namespace: ns, ID: "replica-c", Duration: 30 * time.Second, Clock: clk, Log: logr.Discard()}
+	// The first snapshot is in force before the reporter starts.
+	reporter.SetWatermark("9")
 	runCtx, cancel := context.WithCancel(ctx)
 	stopped := make(chan error, 1)
 	go func() { stopped <- reporter.Start(runCtx) }()
@@ -277,7 +296,7 @@ func TestLeaseReporterPacing(t *testing.T) {
 		})
 	}
 
-	reported("the first write", "", t0)
+	reported("the first write", "9", t0)
 	waiting("the renewal ticker", 1)
 
 	reporter.SetWatermark("10")
@@ -288,7 +307,7 @@ func TestLeaseReporterPacing(t *testing.T) {
 	if err := env.Client.Get(ctx, key, &lease); err != nil {
 		t.Fatal(err)
 	}
-	if st, _ := propagation.FromLease(&lease); st.Watermark != "" {
+	if st, _ := propagation.FromLease(&lease); st.Watermark != "9" {
 		t.Fatalf("watermark %q written before minReportInterval passed", st.Watermark)
 	}
 	reporter.SetWatermark("11") // coalesces with the pending one
@@ -303,4 +322,101 @@ func TestLeaseReporterPacing(t *testing.T) {
 
 	clk.Step(10*time.Second - 2*minReportInterval)
 	reported("the renewal a third of the duration after the start", "11", t0.Add(10*time.Second))
+}
+
+// TestLeaseWaitsForFirstSnapshot: a replica writes no Lease before its first snapshot is
+// in force, so the controller never counts a joining replica that does not serve yet; the
+// Lease is created with that snapshot's watermark.
+func TestLeaseWaitsForFirstSnapshot(t *testing.T) {
+	ctx := context.Background()
+	ns := env.NewNamespace(t, "first")
+	t0 := time.Now().Truncate(time.Second)
+	clk := clocktesting.NewFakeClock(t0)
+	reporter := &LeaseReporter{Client: env.Client, Reader: env.Client, Namespace: ns, ID: "replica-d", Duration: 30 * time.Second, Clock: clk, Log: logr.Discard()}
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- reporter.Start(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-stopped; err != nil {
+			t.Error(err)
+		}
+	})
+
+	// Time passes (renewals would be due) while the replica builds its first snapshot.
+	clk.Step(20 * time.Second)
+	t1 := clk.Now()
+	reporter.SetWatermark("42")
+
+	key := client.ObjectKey{Namespace: ns, Name: propagation.LeaseName("replica-d")}
+	var lease coordinationv1.Lease
+	testenv.Eventually(t, 20*time.Second, "the Lease", func() (bool, string) {
+		err := env.Client.Get(ctx, key, &lease)
+		return err == nil, fmt.Sprint(err)
+	})
+	st, _ := propagation.FromLease(&lease)
+	if st.Watermark != "42" || lease.Spec.AcquireTime == nil || !lease.Spec.AcquireTime.Time.Equal(t1) {
+		t.Errorf("Lease created with watermark %q at %v, want 42 at %v (after the first snapshot)", st.Watermark, lease.Spec.AcquireTime, t1)
+	}
+}
+
+// TestStatusOnlyUpdatesDoNotRebuild: a FriendPolicy update that leaves its spec alone (the
+// controller's status writes, a label) moves the watermark on without a build; a spec
+// update builds.
+func TestStatusOnlyUpdatesDoNotRebuild(t *testing.T) {
+	ctx := context.Background()
+	ns := env.NewNamespace(t, "status-only")
+	var policies []*v1alpha1.FriendPolicy
+	for i := range 3 {
+		fp := &v1alpha1.FriendPolicy{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: fmt.Sprintf("p%d", i)},
+			Spec:       v1alpha1.FriendPolicySpec{Blocklists: []v1alpha1.Blocklist{{Name: "b", Users: []string{fmt.Sprintf("spam_%d", i)}}}},
+		}
+		if err := env.Client.Create(ctx, fp); err != nil {
+			t.Fatal(err)
+		}
+		policies = append(policies, fp)
+	}
+	l, _ := startReplica(t, ns, "replica-e", clock.RealClock{})
+	// covers waits until the replica's watermark covers rv, and returns its builds by then.
+	covers := func(what, rv string) int {
+		t.Helper()
+		var builds int
+		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
+			var wm string
+			builds, wm = l.state()
+			return wm != "" && !propagation.Newer(rv, wm), "watermark " + wm + ", want " + rv
+		})
+		return builds
+	}
+	if builds := covers("the first snapshot", policies[2].ResourceVersion); builds != 1 {
+		t.Fatalf("%d builds for the first snapshot, want 1", builds)
+	}
+
+	for i, fp := range policies {
+		fp.Status.Rules = int32(i + 1)
+		if err := env.Client.Status().Update(ctx, fp); err != nil {
+			t.Fatal(err)
+		}
+	}
+	labelled := policies[0].DeepCopy()
+	labelled.Labels = map[string]string{"team": "trust-safety"}
+	if err := env.Client.Update(ctx, labelled); err != nil {
+		t.Fatal(err)
+	}
+	if builds := covers("the status and label updates", labelled.ResourceVersion); builds != 1 {
+		t.Errorf("%d builds after status-only and label updates, want still 1", builds)
+	}
+
+	spec := policies[1].DeepCopy()
+	spec.Spec.Blocklists[0].Users = []string{"spam_new"}
+	if err := env.Client.Update(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	if builds := covers("the spec update", spec.ResourceVersion); builds != 2 {
+		t.Errorf("%d builds after a spec update, want 2", builds)
+	}
+	if got := decide(l, "spam_new"); got != ns+"/p1/blocklist/b" {
+		t.Errorf("spam_new after the spec update: %s", got)
+	}
 }

@@ -21,8 +21,9 @@ import (
 // replica, not one per change.
 const minReportInterval = time.Second
 
-// LeaseReporter keeps the replica's Lease: renewed every third of Duration, updated with
-// the watermark of the snapshot in force, deleted on shutdown. It is a manager Runnable
+// LeaseReporter keeps the replica's Lease: created once the first snapshot is in force,
+// renewed every third of Duration, updated with the watermark of the snapshot in force,
+// deleted on shutdown. It is a manager Runnable
 // that runs on every replica.
 type LeaseReporter struct {
 	// Client writes the Lease; Reader reads it (the manager's API reader: the replica
@@ -76,8 +77,8 @@ func (r *LeaseReporter) current() string {
 	return r.watermark
 }
 
-// Start writes the Lease until ctx is done, then deletes it so the controller stops
-// counting this replica at once rather than after the Lease expires.
+// Start writes the Lease from the first SetWatermark until ctx is done, then deletes it so
+// the controller stops counting this replica at once rather than after the Lease expires.
 func (r *LeaseReporter) Start(ctx context.Context) error {
 	if r.Duration <= 0 {
 		r.Duration = propagation.DefaultLeaseDuration
@@ -88,6 +89,14 @@ func (r *LeaseReporter) Start(ctx context.Context) error {
 	r.mu.Lock()
 	changed := r.signal()
 	r.mu.Unlock()
+	// A replica counts once it serves: the Lease is written first with the watermark of
+	// the first snapshot, the moment /readyz turns OK, so the controller never sees a
+	// joining replica behind on policies that did not change.
+	select {
+	case <-ctx.Done():
+		return nil
+	case <-changed:
+	}
 	renew := r.Clock.NewTicker(r.Duration / 3)
 	defer renew.Stop()
 	var last time.Time

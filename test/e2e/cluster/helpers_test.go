@@ -177,9 +177,16 @@ var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 // addFriend sends an OpenIM friend request from→bob to a replica and returns "allow" or
 // the deny's errDlt (the deciding policy/entry).
-func addFriend(port int, from string) (string, error) {
+func addFriend(port int, from string) (string, error) { return addFriendIn(port, "", from) }
+
+// addFriendIn is addFriend for an OpenIM app: its appID is a segment of the path.
+func addFriendIn(port int, app, from string) (string, error) {
 	body := fmt.Sprintf(`{"callbackCommand":"callbackBeforeAddFriendCommand","fromUserID":%q,"toUserID":"bob","reqMsg":"hi"}`, from)
-	resp, err := httpClient.Post("http://127.0.0.1:"+strconv.Itoa(port)+"/openim/callbackBeforeAddFriendCommand",
+	path := "/openim/callbackBeforeAddFriendCommand"
+	if app != "" {
+		path = "/openim/" + app + "/callbackBeforeAddFriendCommand"
+	}
+	resp, err := httpClient.Post("http://127.0.0.1:"+strconv.Itoa(port)+path,
 		"application/json; charset=utf-8", strings.NewReader(body))
 	if err != nil {
 		return "", err

@@ -11,6 +11,9 @@ import (
 	"path/filepath"
 	"testing"
 
+	"github.com/go-logr/logr"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
+
 	"github.com/friendgate/friendgate/internal/testenv"
 )
 
@@ -27,6 +30,9 @@ func TestMain(m *testing.M) {
 }
 
 func run(m *testing.M) int {
+	// The clients the tests create to watch log nothing worth showing; without a logger
+	// controller-runtime prints a warning with a stack trace.
+	ctrllog.SetLogger(logr.Discard())
 	dir, err := os.MkdirTemp("", "friendgate-cluster-e2e-")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "FAIL:", err)

@@ -12,6 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/controllers/status"
+	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/testenv"
 )
 
@@ -26,6 +29,7 @@ const (
 type cluster struct {
 	dir        string
 	admin      string // kubeconfig of a cluster admin, who applies policies
+	webhook    string // kubeconfig of the webhook replicas' ServiceAccount
 	controller *process
 	replicas   []*process
 	ports      []int
@@ -45,7 +49,7 @@ func install(t *testing.T, n int) *cluster {
 	mustKubectl(t, c.admin, "", "apply", "-k", filepath.Join(env.Root, "config", "rbac"))
 
 	controllerKubeconfig := serviceAccountKubeconfig(t, c.dir, systemNamespace, "friendgate-controller")
-	webhookKubeconfig := serviceAccountKubeconfig(t, c.dir, systemNamespace, "friendgate-webhook")
+	c.webhook = serviceAccountKubeconfig(t, c.dir, systemNamespace, "friendgate-webhook")
 
 	c.controller = start(t, "controller", "controller",
 		"--kubeconfig", controllerKubeconfig,
@@ -57,25 +61,47 @@ func install(t *testing.T, n int) *cluster {
 		"--cert-rotation=false",
 	)
 	for i := range n {
-		c.addReplica(t, fmt.Sprintf("replica-%d", i+1), webhookKubeconfig)
+		p, port := c.startReplica(t, fmt.Sprintf("replica-%d", i+1))
+		waitReady(t, p, port)
+		c.replicas = append(c.replicas, p)
+		c.ports = append(c.ports, port)
 	}
 	return c
 }
 
-func (c *cluster) addReplica(t *testing.T, id, kubeconfig string) {
+// startReplica starts a webhook replica and returns it with its callback port, before
+// it is ready.
+func (c *cluster) startReplica(t *testing.T, id string) (*process, int) {
 	t.Helper()
 	p := start(t, id, "webhook",
-		"--kubeconfig", kubeconfig,
+		"--kubeconfig", c.webhook,
 		"--namespace", systemNamespace,
 		"--replica-id", id,
 		"--replica-lease-duration", leaseDuration.String(),
 		"--addr", "127.0.0.1:0",
 		"--client-detail", "Full", // the tests read the deciding entry from errDlt
 	)
-	port := callbackPort(t, p)
-	waitReady(t, p, port)
-	c.replicas = append(c.replicas, p)
-	c.ports = append(c.ports, port)
+	return p, callbackPort(t, p)
+}
+
+// serving returns the webhook replicas the controller's summary ConfigMap in namespace
+// names, one a line.
+func (c *cluster) serving(namespace string) string {
+	out, err := kubectl(c.admin, "", "get", "configmap", status.SummaryName, "-n", namespace, "-o", "jsonpath={.data."+status.SummaryKeyServing+"}")
+	if err != nil {
+		return err.Error()
+	}
+	return out
+}
+
+// waitServing waits until the summary in namespace names exactly these replicas.
+func (c *cluster) waitServing(t *testing.T, namespace string, ids ...string) {
+	t.Helper()
+	want := strings.Join(ids, "\n") + "\n"
+	testenv.Eventually(t, 60*time.Second, "the summary to name "+strings.Join(ids, ", "), func() (bool, string) {
+		got := c.serving(namespace)
+		return got == want, got
+	})
 }
 
 func (c *cluster) apply(t *testing.T, manifest string) {
@@ -139,13 +165,14 @@ func TestOperator(t *testing.T) {
 	t.Run("apply a policy and wait until both replicas enforce it", func(t *testing.T) {
 		c.apply(t, policyManifest("spam_1"))
 		c.waitReady(t, "anti-spam")
-		if got := c.status("anti-spam", ".status.enforced"); got != "2/2" {
-			t.Fatalf("status.enforced = %q, want 2/2", got)
+		if got := c.status("anti-spam", ".status.enforced"); got != v1alpha1.EnforcedAll {
+			t.Fatalf("status.enforced = %q, want %s", got, v1alpha1.EnforcedAll)
 		}
 		out := mustKubectl(t, c.admin, "", "get", "fp", "-n", policyNamespace)
-		if !strings.Contains(out, "2/2") || !strings.Contains(out, "True") {
+		if !strings.Contains(out, v1alpha1.EnforcedAll) || !strings.Contains(out, "True") {
 			t.Fatalf("kubectl get fp:\n%s", out)
 		}
+		c.waitServing(t, systemNamespace, "replica-1", "replica-2")
 		// Ready means enforced: no waiting on the replicas here.
 		if ok, state := decisionsAre(c.ports, "spam_1", spammers); !ok {
 			t.Fatalf("right after Ready: %s", state)
@@ -249,12 +276,40 @@ spec:
 		c.waitReady(t, "anti-spam")
 	})
 
-	t.Run("a killed replica drops out of the status", func(t *testing.T) {
+	t.Run("a replica joins and leaves without a status write", func(t *testing.T) {
+		c.waitReady(t, "anti-spam")
+		anti := c.policy(t, "anti-spam")
+		writes := watchWrites(t, policyNamespace)
+		leases := watchLeases(t, systemNamespace)
+
+		p, port := c.startReplica(t, "replica-3")
+		waitReady(t, p, port)
+		c.waitServing(t, systemNamespace, "replica-1", "replica-2", "replica-3")
+		// The joiner counts only once it serves: its Lease is created with the watermark
+		// of its first snapshot, which holds anti-spam as it is.
+		first, ok := leases.first(propagation.LeaseName("replica-3"))
+		if !ok || !first.Enforces(anti.ResourceVersion) {
+			t.Errorf("replica-3's Lease was created with watermark %q (found: %v), want one covering anti-spam at %s",
+				first.Watermark, ok, anti.ResourceVersion)
+		}
+		if ok, state := decisionsAre([]int{port}, "spam_1", spammers); !ok {
+			t.Errorf("replica-3 once ready: %s", state)
+		}
+
+		p.signal(syscall.SIGTERM)
+		c.waitServing(t, systemNamespace, "replica-1", "replica-2")
+		// A policy applied afterwards is reconciled after whatever the join and the leave
+		// enqueued.
+		c.apply(t, strings.ReplaceAll(policyManifest("spam_sentinel"), "anti-spam", "sentinel"))
+		c.waitReady(t, "sentinel")
+		if w := writes.of("anti-spam"); len(w) > 0 {
+			t.Errorf("anti-spam was written %d times while a replica joined and left: %v", len(w), w)
+		}
+	})
+
+	t.Run("a killed replica drops out of the summary", func(t *testing.T) {
 		c.replicas[1].kill(t)
-		testenv.Eventually(t, 60*time.Second, "status.enforced to be 1/1", func() (bool, string) {
-			got := c.status("anti-spam", ".status.enforced")
-			return got == "1/1", got
-		})
+		c.waitServing(t, systemNamespace, "replica-1")
 		c.waitReady(t, "anti-spam")
 		if ok, state := decisionsAre(c.ports[:1], "spam_1", spammers); !ok {
 			t.Fatalf("the surviving replica: %s", state)
