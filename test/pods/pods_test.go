@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/controllers/status"
 )
 
 const (
@@ -145,9 +146,10 @@ func TestPods(t *testing.T) {
 	})
 
 	var target string
-	step("a FriendPolicy turns Ready 2/2 and callbacks through the Service get its decisions", func(t *testing.T) {
+	step("a FriendPolicy turns Ready on both replicas and callbacks through the Service get its decisions", func(t *testing.T) {
 		mustKubectl(ctx, t, policyManifest("spam_1"), "apply", "-f", "-")
-		waitPolicy(ctx, t, c, "2/2")
+		waitPolicy(ctx, t, c)
+		waitServing(ctx, t, c, 2)
 		svc := &corev1.Service{}
 		if err := c.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: callbackService}, svc); err != nil {
 			t.Fatal(err)
@@ -214,29 +216,42 @@ func TestPods(t *testing.T) {
 		report(t, "leader failover (leader pod deleted → Lease held by the other replica): %s", time.Since(begin).Round(100*time.Millisecond))
 		// The new leader writes status for a new generation.
 		mustKubectl(ctx, t, policyManifest("spam_1", "spam_2"), "apply", "-f", "-")
-		waitPolicy(ctx, t, c, "2/2")
+		waitPolicy(ctx, t, c)
 		got, err := addFriend(ctx, newHTTPClient(), target, "spam_2")
 		if err != nil || got != spammers {
 			t.Errorf("spam_2 after the new generation: got %q (%v), want %q", got, err, spammers)
 		}
 	})
 
-	step("deleting a webhook pod: Enforced drops and recovers", func(t *testing.T) {
+	// Replicas joining and leaving show in the summary ConfigMap, not in policy statuses:
+	// an unchanged policy stays Ready throughout (docs/operator.md).
+	step("deleting a webhook pod: the serving count drops and recovers, the policy stays Ready", func(t *testing.T) {
+		fp := &v1alpha1.FriendPolicy{}
+		if err := c.Get(ctx, client.ObjectKey{Namespace: policyNamespace, Name: policyName}, fp); err != nil {
+			t.Fatal(err)
+		}
+		statusVersion := fp.ResourceVersion
 		pods := podNames(ctx, t, c, "webhook")
 		mustKubectl(ctx, t, "", "delete", "pod", pods[0], "-n", systemNamespace, "--wait=false")
 		var seen []string
-		fp := &v1alpha1.FriendPolicy{}
-		waitFor(ctx, t, 3*time.Minute, "Enforced to drop and come back to 2/2", func() (bool, string) {
-			if err := c.Get(ctx, client.ObjectKey{Namespace: policyNamespace, Name: policyName}, fp); err != nil {
+		waitFor(ctx, t, 3*time.Minute, "the serving replicas to lose the deleted pod and come back to 2", func() (bool, string) {
+			ids, err := servingReplicas(ctx, c)
+			if err != nil {
 				return false, err.Error()
 			}
-			e := fp.Status.Enforced
-			if len(seen) == 0 || seen[len(seen)-1] != e {
-				seen = append(seen, e)
+			state := strings.Join(ids, ",")
+			if len(seen) == 0 || seen[len(seen)-1] != state {
+				seen = append(seen, state)
 			}
-			return len(seen) > 1 && e == "2/2" && policyReady(fp), strings.Join(seen, " → ")
+			return len(ids) == 2 && !slices.Contains(ids, pods[0]), strings.Join(seen, " → ")
 		})
-		t.Logf("status.enforced went %s", strings.Join(seen, " → "))
+		t.Logf("serving replicas went %s", strings.Join(seen, " → "))
+		if err := c.Get(ctx, client.ObjectKey{Namespace: policyNamespace, Name: policyName}, fp); err != nil {
+			t.Fatal(err)
+		}
+		if fp.ResourceVersion != statusVersion || !policyReady(fp) || fp.Status.Enforced != v1alpha1.EnforcedAll {
+			t.Errorf("the unchanged policy was rewritten or left Ready: resourceVersion %s → %s, status %+v", statusVersion, fp.ResourceVersion, fp.Status)
+		}
 	})
 
 	step("the admission webhook refuses an invalid policy through its Service and certificate", func(t *testing.T) {
@@ -299,16 +314,39 @@ func policyReady(fp *v1alpha1.FriendPolicy) bool {
 	return ready != nil && ready.Status == "True" && ready.ObservedGeneration == fp.Generation && fp.Status.ObservedGeneration == fp.Generation
 }
 
-// waitPolicy waits until the policy is Ready for its generation with enforced.
-func waitPolicy(ctx context.Context, t *testing.T, c client.Client, enforced string) {
+// waitPolicy waits until the policy is Ready for its generation: every serving replica
+// enforces it.
+func waitPolicy(ctx context.Context, t *testing.T, c client.Client) {
 	t.Helper()
 	fp := &v1alpha1.FriendPolicy{}
-	waitFor(ctx, t, 2*time.Minute, "the policy to be Ready "+enforced, func() (bool, string) {
+	waitFor(ctx, t, 2*time.Minute, "the policy to be Ready", func() (bool, string) {
 		if err := c.Get(ctx, client.ObjectKey{Namespace: policyNamespace, Name: policyName}, fp); err != nil {
 			return false, err.Error()
 		}
-		return policyReady(fp) && fp.Status.Enforced == enforced, fmt.Sprintf("generation %d, status %+v", fp.Generation, fp.Status)
+		return policyReady(fp) && fp.Status.Enforced == v1alpha1.EnforcedAll, fmt.Sprintf("generation %d, status %+v", fp.Generation, fp.Status)
 	})
+}
+
+// waitServing waits until the controller's summary counts n serving webhook replicas.
+func waitServing(ctx context.Context, t *testing.T, c client.Client, n int) {
+	t.Helper()
+	waitFor(ctx, t, 2*time.Minute, fmt.Sprintf("%d serving webhook replicas in the summary", n), func() (bool, string) {
+		ids, err := servingReplicas(ctx, c)
+		if err != nil {
+			return false, err.Error()
+		}
+		return len(ids) == n, strings.Join(ids, ",")
+	})
+}
+
+// servingReplicas reads the IDs of the serving webhook replicas from the controller's
+// summary ConfigMap.
+func servingReplicas(ctx context.Context, c client.Client) ([]string, error) {
+	cm := &corev1.ConfigMap{}
+	if err := c.Get(ctx, client.ObjectKey{Namespace: systemNamespace, Name: status.SummaryName}, cm); err != nil {
+		return nil, err
+	}
+	return strings.Fields(cm.Data[status.SummaryKeyServing]), nil
 }
 
 // podNames lists the pods of a component of the release, terminating ones included.
