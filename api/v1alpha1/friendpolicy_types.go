@@ -135,6 +135,39 @@ const (
 	MaxWhenLength = 2048
 	// MaxStatusConfigMaps bounds status.configMaps.
 	MaxStatusConfigMaps = 1024
+	// MaxKeywordWords bounds a rule's inline keywords.words; larger dictionaries belong in
+	// ConfigMaps (keywords.configMapSelector), which hold up to a million entries.
+	MaxKeywordWords = 1000
+	// MaxKeywordLength bounds each keyword as written, inline and in ConfigMaps (the
+	// matcher's keywords.MaxEntryBytes).
+	MaxKeywordLength = 256
+	// MaxKeywordInputs bounds keywords.in: each text at most once.
+	MaxKeywordInputs = len(KeywordInputs)
+)
+
+// KeywordInput is a request text a keyword dictionary reads.
+// +kubebuilder:validation:Enum=Wording;Remark
+type KeywordInput string
+
+const (
+	// KeywordInputWording is the greeting or answer text.
+	KeywordInputWording KeywordInput = "Wording"
+	// KeywordInputRemark is the remark the user gives the friend.
+	KeywordInputRemark KeywordInput = "Remark"
+)
+
+// KeywordInputs are every keyword input, as the Enum marker above lists them.
+var KeywordInputs = [...]KeywordInput{KeywordInputWording, KeywordInputRemark}
+
+// DefaultKeywordInputs are the texts a dictionary reads when keywords.in is empty; the
+// default marker on Keywords.In spells them out too.
+var DefaultKeywordInputs = []KeywordInput{KeywordInputWording}
+
+// Defaults of the keyword normalisations that are on unless switched off; the default
+// markers on Keywords spell them out too.
+const (
+	DefaultKeywordFoldCase          = true
+	DefaultKeywordFoldCompatibility = true
 )
 
 // FriendPolicySpec declares who may befriend whom.
@@ -280,7 +313,7 @@ type Blocklist struct {
 
 // Rule refuses requests for which all of its conditions hold. A list-valued condition holds
 // when any of its elements matches.
-// +kubebuilder:validation:XValidation:rule="(has(self.platforms) && size(self.platforms) > 0) || (has(self.addSources) && size(self.addSources) > 0) || (has(self.clientCIDRs) && size(self.clientCIDRs) > 0) || (has(self.wordingPatterns) && size(self.wordingPatterns) > 0) || (has(self.when) && size(self.when) > 0)",message="a rule needs at least one condition: platforms, addSources, clientCIDRs, wordingPatterns or when"
+// +kubebuilder:validation:XValidation:rule="(has(self.platforms) && size(self.platforms) > 0) || (has(self.addSources) && size(self.addSources) > 0) || (has(self.clientCIDRs) && size(self.clientCIDRs) > 0) || (has(self.wordingPatterns) && size(self.wordingPatterns) > 0) || has(self.keywords) || (has(self.when) && size(self.when) > 0)",message="a rule needs at least one condition: platforms, addSources, clientCIDRs, wordingPatterns, keywords or when"
 type Rule struct {
 	// name identifies the rule in answers, logs and metrics. A DNS label, unique in the policy.
 	// +kubebuilder:validation:MinLength=1
@@ -330,6 +363,11 @@ type Rule struct {
 	// +kubebuilder:validation:items:MaxLength=256
 	WordingPatterns []string `json:"wordingPatterns,omitempty"`
 
+	// keywords holds when the wording (and, if chosen, the remark) contains a word or
+	// phrase of a dictionary, matched in one pass whatever the dictionary's size.
+	// +optional
+	Keywords *Keywords `json:"keywords,omitempty"`
+
 	// when is a CEL expression over `request` that must evaluate to true, for example
 	// "request.from.startsWith('guest_') && !request.forceAdd". request has the fields
 	// event, appID, from, to, wording, remark, groupName, addSource, addType, forceAdd,
@@ -349,6 +387,67 @@ type Rule struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=256
 	Message string `json:"message,omitempty"`
+}
+
+// Keywords is a keyword dictionary: inline words and words from labelled ConfigMaps, with
+// the normalisation a moderator chooses. Case and Unicode compatibility folding are on by
+// default: they undo what costs a spammer nothing (VIA, ｖｉａ) and hardly ever join two
+// words a moderator meant apart. Ignoring separators, confusables and whole-word matching
+// are off by default, as each changes what a word means: without separators "buy now"
+// also matches "buynow" and text across word gaps, confusables read digits as letters
+// (2024 as "2o2a"), and whole words miss words glued into others ("viagra123").
+// +kubebuilder:validation:XValidation:rule="(has(self.words) && size(self.words) > 0) || has(self.configMapSelector)",message="keywords need words or a configMapSelector"
+type Keywords struct {
+	// words are the dictionary's inline words and phrases.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MinLength=1
+	// +kubebuilder:validation:items:MaxLength=256
+	Words []string `json:"words,omitempty"`
+
+	// configMapSelector selects ConfigMaps in the policy's namespace whose data values list
+	// more words, one per line; blank lines and lines starting with # are ignored. It must
+	// select on the label friendgate.io/list, as a blocklist's configMapSelector must.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="(has(self.matchLabels) && 'friendgate.io/list' in self.matchLabels) || (has(self.matchExpressions) && size(self.matchExpressions) > 0)",message="configMapSelector must select on the label friendgate.io/list, which replicas read lists by: add matchLabels: {friendgate.io/list: <list name>} (and that label to the ConfigMaps)"
+	ConfigMapSelector *metav1.LabelSelector `json:"configMapSelector,omitempty"`
+
+	// in are the texts the dictionary reads: Wording (the greeting or answer text) and/or
+	// Remark. The condition holds when any of them contains a word.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=2
+	// +kubebuilder:default={Wording}
+	In []KeywordInput `json:"in,omitempty"`
+
+	// foldCase ignores case: VIA and Via match via.
+	// +optional
+	// +kubebuilder:default=true
+	FoldCase *bool `json:"foldCase,omitempty"`
+
+	// foldCompatibility folds Unicode compatibility forms (NFKC): fullwidth, circled and
+	// mathematical letters and digits match the plain ones (ｖｉａ matches via).
+	// +optional
+	// +kubebuilder:default=true
+	FoldCompatibility *bool `json:"foldCompatibility,omitempty"`
+
+	// ignoreSeparators drops white space, punctuation and symbols such as + | ~ ^ from
+	// words and text alike: V.I.A and v i a match via, and buy now matches buynow.
+	// +optional
+	IgnoreSeparators bool `json:"ignoreSeparators,omitempty"`
+
+	// foldConfusables reads leetspeak (0 as o, 1 as i, 3 as e, 4 as a, 5 as s, 7 as t, @
+	// as a, $ as s) and Cyrillic and Greek look-alikes as Latin letters: v1a and vіа
+	// (Cyrillic і, а) match via. Meant for dictionaries of Latin-script words.
+	// +optional
+	FoldConfusables bool `json:"foldConfusables,omitempty"`
+
+	// wholeWords matches a word only where it neither starts nor ends inside a word of the
+	// text: via matches "buy via me", not "trivial". Off, a word matches anywhere.
+	// Chinese, Japanese, Korean, Thai and similar scripts match anywhere either way.
+	// +optional
+	WholeWords bool `json:"wholeWords,omitempty"`
 }
 
 // ConditionReady is the kstatus condition that says whether the policy is valid and enforced.
@@ -409,7 +508,8 @@ type FriendPolicyStatus struct {
 	// +optional
 	BlocklistEntries int64 `json:"blocklistEntries,omitempty"`
 
-	// configMaps are the names of the ConfigMaps the blocklists were read from.
+	// configMaps are the names of the ConfigMaps the blocklists and keyword dictionaries
+	// were read from.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=1024

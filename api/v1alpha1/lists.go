@@ -8,7 +8,7 @@ import (
 	"k8s.io/apimachinery/pkg/selection"
 )
 
-// LabelList is the label a ConfigMap must carry for blocklists to read it: webhook
+// LabelList is the label a ConfigMap must carry for blocklists and keyword dictionaries to read it: webhook
 // replicas and the controller watch only ConfigMaps that have it, whatever its value, so
 // the API server filters and neither holds the cluster's other ConfigMaps. A
 // configMapSelector selects among those.
@@ -31,23 +31,42 @@ func ListSelector() labels.Selector { return labels.NewSelector().Add(listRequir
 // blocklist reads no ConfigMap, and an error when configMapSelector is not a valid
 // selector.
 func (b *Blocklist) ListSelector() (labels.Selector, error) {
-	if b.ConfigMapSelector == nil {
+	return listSelector(b.ConfigMapSelector)
+}
+
+// ListSelector returns which ConfigMaps of its policy's namespace the keyword dictionary
+// reads, as Blocklist.ListSelector does: nil when it reads none.
+func (k *Keywords) ListSelector() (labels.Selector, error) {
+	return listSelector(k.ConfigMapSelector)
+}
+
+func listSelector(s *metav1.LabelSelector) (labels.Selector, error) {
+	if s == nil {
 		return nil, nil
 	}
-	sel, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector)
+	sel, err := metav1.LabelSelectorAsSelector(s)
 	if err != nil {
 		return nil, err
 	}
 	return sel.Add(listRequirement), nil
 }
 
-// ListSelectors returns the ListSelector of every blocklist that reads ConfigMaps. A
-// blocklist whose configMapSelector is invalid reads none: the policy does not compile.
+// ListSelectors returns the ListSelector of every blocklist and keyword dictionary that
+// reads ConfigMaps. One whose configMapSelector is invalid reads none: the policy does
+// not compile.
 func (s *FriendPolicySpec) ListSelectors() []labels.Selector {
 	var out []labels.Selector
-	for i := range s.Blocklists {
-		if sel, err := s.Blocklists[i].ListSelector(); sel != nil && err == nil {
+	add := func(sel labels.Selector, err error) {
+		if sel != nil && err == nil {
 			out = append(out, sel)
+		}
+	}
+	for i := range s.Blocklists {
+		add(s.Blocklists[i].ListSelector())
+	}
+	for i := range s.Rules {
+		if k := s.Rules[i].Keywords; k != nil {
+			add(k.ListSelector())
 		}
 	}
 	return out

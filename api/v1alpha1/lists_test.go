@@ -53,3 +53,27 @@ func TestListSelection(t *testing.T) {
 		}
 	}
 }
+
+func TestListSelectorsIncludeKeywordDictionaries(t *testing.T) {
+	words := &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "spam-words"}}
+	spec := v1alpha1.FriendPolicySpec{Rules: []v1alpha1.Rule{
+		{Name: "inline", Keywords: &v1alpha1.Keywords{Words: []string{"via"}}},
+		{Name: "no-keywords", When: "true"},
+		{Name: "words", Keywords: &v1alpha1.Keywords{ConfigMapSelector: words}},
+	}}
+	selectors := spec.ListSelectors()
+	if len(selectors) != 1 {
+		t.Fatalf("%d selectors, want 1 (the words rule's)", len(selectors))
+	}
+	for _, tc := range []struct {
+		labels map[string]string
+		want   bool
+	}{
+		{map[string]string{v1alpha1.LabelList: "spam-words"}, true},
+		{map[string]string{v1alpha1.LabelList: "other"}, false},
+	} {
+		if got := v1alpha1.SelectsList(selectors, tc.labels); got != tc.want {
+			t.Errorf("SelectsList(%v) = %v, want %v", tc.labels, got, tc.want)
+		}
+	}
+}
