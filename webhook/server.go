@@ -499,8 +499,7 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 		d := snap.Decide(item)
 		for _, v := range d.WouldDeny {
 			m.wouldByPolicy.get(v.Policy).Inc()
-			h.logItem("would deny (dry run)", protocol, cmd, operationID, item,
-				"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message)
+			h.logItem("would deny (dry run)", protocol, cmd, operationID, item, verdictFields(&d, v)...)
 		}
 		if len(d.Errors) > 0 {
 			h.opts.Metrics.ruleErrors.Add(float64(len(d.Errors)))
@@ -516,12 +515,10 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 				if c.reference == "" {
 					c.reference = newReference()
 				}
-				h.logItem("denied", protocol, cmd, operationID, item,
-					"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message, "reference", c.reference)
+				h.logItem("denied", protocol, cmd, operationID, item, append(verdictFields(&d, v), "reference", c.reference)...)
 				continue
 			}
-			h.logItem("denied", protocol, cmd, operationID, item,
-				"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message)
+			h.logItem("denied", protocol, cmd, operationID, item, verdictFields(&d, v)...)
 			continue
 		}
 		m.allow.Inc()
@@ -530,6 +527,16 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 		}
 	}
 	return denied
+}
+
+// verdictFields are the log fields of a verdict: which policy entry decided and, for a
+// keyword rule, which dictionary entry matched (the log's, never the user's to see).
+func verdictFields(d *policy.Decision, v *policy.Verdict) []any {
+	kv := []any{"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message}
+	if m, ok := d.Keyword(v); ok {
+		kv = append(kv, "keyword", m.Entry, "keywordSource", m.Source)
+	}
+	return kv
 }
 
 // logItem logs one decision. It builds its key/value list only when called, so the

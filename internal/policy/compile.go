@@ -76,6 +76,7 @@ type compiledRule struct {
 	addSources []string
 	cidrs      []netip.Prefix
 	wording    []*pattern
+	keywords   *keywordCond
 	when       *whenProgram
 	verdict    *Verdict
 }
@@ -124,6 +125,33 @@ func Compile(fp *v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, opts Opt
 		// The list holds the inline users too.
 		b.set.users, b.set.list = nil, list
 		c.BlocklistEntries += int64(list.len() - len(spec.Users))
+	}
+	for i := range c.rules {
+		k := c.rules[i].keywords
+		if k == nil || k.selector == nil {
+			continue
+		}
+		spec := fp.Spec.Rules[i].Keywords
+		path := field.NewPath("spec", "rules").Index(i).Child("keywords", "configMapSelector")
+		var selected []*corev1.ConfigMap
+		for _, cm := range sortedConfigMaps(configMaps) {
+			if isList(cm, fp.Namespace) && k.selector.Matches(labels.Set(cm.Labels)) {
+				selected = append(selected, cm)
+				usedCMs[cm.Name] = true
+			}
+		}
+		if len(selected) == 0 {
+			c.Warnings = append(c.Warnings, fmt.Sprintf("%s: selects no ConfigMap labelled %s in namespace %q", path, v1alpha1.LabelList, fp.Namespace))
+		}
+		dict, err := k.withConfigMaps(selected)
+		if err != nil {
+			errs = append(errs, field.Invalid(path, metav1.FormatLabelSelector(spec.ConfigMapSelector), err.Error()))
+			continue
+		}
+		// The compiled rule is this compilation's own: the dictionary can be replaced.
+		withCMs := *k
+		withCMs.dict = dict
+		c.rules[i].keywords = &withCMs
 	}
 	if len(errs) > 0 {
 		return nil, newCompileError(fp, v1alpha1.ReasonListError, errs)
@@ -224,6 +252,11 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 				}
 				cr.wording = append(cr.wording, cp)
 			}
+		}
+		if k := r.Keywords; k != nil && keywordsCompilable(k) {
+			cond, kErrs := compileKeywords(k, p.Child("keywords"))
+			errs = append(errs, kErrs...)
+			cr.keywords = cond
 		}
 		if r.When != "" && len(r.When) <= v1alpha1.MaxWhenLength {
 			w, err := internWhen(r.When)

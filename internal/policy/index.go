@@ -9,6 +9,7 @@ import (
 	"github.com/gaissmai/bart"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/keywords"
 )
 
 // The cross-policy index. A decision first asks the index which policy entries can hold
@@ -69,6 +70,14 @@ type scopeIndex struct {
 	idLiterals literalIndex
 	idAlways   []uint32
 	rules      ruleIndex
+	// keywords are the distinct dictionaries (by snapshot id) of rules filed under them.
+	keywords []scopeDict
+}
+
+// scopeDict is a dictionary (by snapshot id) and the rules filed under it.
+type scopeDict struct {
+	id   uint32
+	refs []ruleRef
 }
 
 type listRef struct {
@@ -119,6 +128,8 @@ type scratch struct {
 	touched []uint32
 	// memo caches a pattern's result per input: memo[id*numInputs+input].
 	memo []memoEntry
+	// kwMemo caches a dictionary's match per text: kwMemo[id*numKeywordInputs+input].
+	kwMemo []kwMemoEntry
 	// scanEpoch and seen dedupe literals within one pass of a literalIndex.
 	scanEpoch uint32
 	seen      []uint32
@@ -144,11 +155,18 @@ type memoEntry struct {
 	match bool
 }
 
+type kwMemoEntry struct {
+	epoch uint32
+	ok    bool
+	m     keywords.Match
+}
+
 func (s *Snapshot) newScratch() *scratch {
 	return &scratch{
-		hits: make([]policyHit, len(s.policies)),
-		memo: make([]memoEntry, len(s.patterns)*numInputs),
-		seen: make([]uint32, s.maxLiterals),
+		hits:   make([]policyHit, len(s.policies)),
+		memo:   make([]memoEntry, len(s.patterns)*numInputs),
+		kwMemo: make([]kwMemoEntry, len(s.dicts)*numKeywordInputs),
+		seen:   make([]uint32, s.maxLiterals),
 	}
 }
 
@@ -157,6 +175,7 @@ func (sc *scratch) begin(r *Request) {
 	if sc.epoch == 0 {
 		clear(sc.hits)
 		clear(sc.memo)
+		clear(sc.kwMemo)
 		sc.epoch = 1
 	}
 	sc.touched = sc.touched[:0]
@@ -246,6 +265,39 @@ func (s *Snapshot) matches(sc *scratch, id uint32, input int, text string) bool 
 	return m.match
 }
 
+// dictMatch runs dictionary id on one text of the request, once per decision.
+func (s *Snapshot) dictMatch(sc *scratch, id uint32, input int) *kwMemoEntry {
+	m := &sc.kwMemo[int(id)*numKeywordInputs+input]
+	if m.epoch != sc.epoch {
+		k := s.dicts[id]
+		m.epoch = sc.epoch
+		m.m, m.ok = k.dict.Match(k.text(sc.act.r, input))
+	}
+	return m
+}
+
+// dictHolds reports whether dictionary id matches one of the texts it reads.
+func (s *Snapshot) dictHolds(sc *scratch, id uint32) bool {
+	for input := range numKeywordInputs {
+		if s.dicts[id].inputs&(1<<input) != 0 && s.dictMatch(sc, id, input).ok {
+			return true
+		}
+	}
+	return false
+}
+
+// keywordMatch reports the match of dictionary id that made v's rule hold.
+func (s *Snapshot) keywordMatch(sc *scratch, id uint32, v *Verdict) KeywordMatch {
+	for input := range numKeywordInputs {
+		if s.dicts[id].inputs&(1<<input) != 0 {
+			if m := s.dictMatch(sc, id, input); m.ok {
+				return *newKeywordMatch(v, input, m.m)
+			}
+		}
+	}
+	return KeywordMatch{Verdict: v}
+}
+
 // collect marks every entry of the scope that can hold for r.
 func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 	ids := [2]string{inputFrom: r.From, inputTo: r.To}
@@ -296,26 +348,32 @@ func (s *Snapshot) collect(x *scopeIndex, sc *scratch, r *Request, ei int) {
 	if ri.always != nil {
 		sc.markRules(ri.always[ei])
 	}
+	for i := range x.keywords {
+		if k := &x.keywords[i]; s.dictHolds(sc, k.id) {
+			sc.markRules(k.refs)
+		}
+	}
 }
 
-// verdict confirms the candidates of policy p in the order docs/policy.md gives: exemptions, blocklists
-// in order, rules in order.
-func (s *Snapshot) verdict(sc *scratch, p uint32, r *Request, ei int, errs *[]error) *Verdict {
+// verdict confirms the candidates of policy p in the order docs/policy.md gives: exemptions,
+// blocklists in order, rules in order. rule is the deciding rule's index, -1 when none
+// decides.
+func (s *Snapshot) verdict(sc *scratch, p uint32, r *Request, ei int, errs *[]error) (v *Verdict, rule int) {
 	h := &sc.hits[p]
 	c := s.policies[p]
 	if h.exempt {
-		return nil
+		return nil, -1
 	}
 	if h.blocks != 0 {
-		return c.blocklists[bits.TrailingZeros16(h.blocks)].verdict
+		return c.blocklists[bits.TrailingZeros16(h.blocks)].verdict, -1
 	}
 	for m := h.rules; m != 0; m &= m - 1 {
 		i := bits.TrailingZeros64(m)
 		if s.ruleHolds(sc, p, i, r, ei, errs) {
-			return c.rules[i].verdict
+			return c.rules[i].verdict, i
 		}
 	}
-	return nil
+	return nil, -1
 }
 
 func (s *Snapshot) ruleHolds(sc *scratch, p uint32, i int, r *Request, ei int, errs *[]error) bool {
@@ -344,6 +402,9 @@ func (s *Snapshot) ruleHolds(sc *scratch, p uint32, i int, r *Request, ei int, e
 			return false
 		}
 	}
+	if id := s.ruleDict[s.ruleBase[p]+uint32(i)]; id != 0 && !s.dictHolds(sc, id-1) {
+		return false
+	}
 	if rule.when != nil {
 		ok, err := rule.when.eval(&sc.act, sc.fitsFastCEL())
 		if err != nil {
@@ -368,6 +429,7 @@ type indexBuilder struct {
 	guards      [numStringFields]*guardBuilder
 	addSources  keyed[ruleRef]
 	cidrs       map[netip.Prefix][]ruleRef
+	dicts       map[uint32]int
 }
 
 type guardBuilder struct {
@@ -375,7 +437,7 @@ type guardBuilder struct {
 }
 
 func newIndexBuilder(s *Snapshot) *indexBuilder {
-	return &indexBuilder{s: s, x: &scopeIndex{}, idPats: map[uint32]int{}, wordingLits: map[string][]ruleRef{}, cidrs: map[netip.Prefix][]ruleRef{}}
+	return &indexBuilder{s: s, x: &scopeIndex{}, idPats: map[uint32]int{}, wordingLits: map[string][]ruleRef{}, cidrs: map[netip.Prefix][]ruleRef{}, dicts: map[uint32]int{}}
 }
 
 // add files policy p (its ordinal in the snapshot) in the scope.
@@ -447,6 +509,18 @@ func (b *indexBuilder) addRule(c *Compiled, ref ruleRef) {
 		for _, pfx := range rule.cidrs {
 			b.cidrs[pfx] = append(b.cidrs[pfx], ref)
 		}
+	case rule.keywords != nil:
+		// One pass of the dictionary over the text (memoised per decision) decides for
+		// every rule that shares it; cheaper conditions above are preferred, since the
+		// dictionary then runs only for the requests they let through.
+		id := b.s.ruleDict[b.s.ruleBase[ref.policy]+uint32(ref.rule)] - 1
+		k, ok := b.dicts[id]
+		if !ok {
+			k = len(b.x.keywords)
+			b.dicts[id] = k
+			b.x.keywords = append(b.x.keywords, scopeDict{id: id})
+		}
+		b.x.keywords[k].refs = append(b.x.keywords[k].refs, ref)
 	case rule.platforms != 0:
 		ri := &b.x.rules
 		if ri.platforms == nil {

@@ -80,6 +80,10 @@ type Decision struct {
 	// Errors are runtime failures of `when` expressions; a rule whose expression fails does
 	// not match.
 	Errors []error
+	// Keywords say, for Deny and each WouldDeny verdict given by a rule with a keyword
+	// condition, which dictionary entry matched (see Keyword). Verdicts are shared, so the
+	// match is kept here. For logs and tooling, never for the user who sent the request.
+	Keywords []KeywordMatch
 }
 
 // Denied reports whether the request is refused.

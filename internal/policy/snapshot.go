@@ -8,6 +8,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"github.com/friendgate/friendgate/internal/keywords"
 )
 
 // Snapshot is an immutable set of compiled policies with their cross-policy index (see
@@ -26,6 +28,12 @@ type Snapshot struct {
 	// ruleWording[ruleBase[p]+i] are the pattern ids of rule i of policy p's wording.
 	ruleBase    []uint32
 	ruleWording [][]uint32
+	// dicts are the distinct keyword dictionaries of the snapshot, by id; ruleDict[ruleBase[p]+i]
+	// is the id+1 of rule i of policy p's dictionary, 0 when it has none.
+	dicts    []*keywordCond
+	dictIDs  map[*keywordCond]uint32
+	byDict   map[dictUse]uint32
+	ruleDict []uint32
 	// maxLiterals sizes the scratch's literal stamps.
 	maxLiterals int
 	scratch     sync.Pool
@@ -44,7 +52,7 @@ func NewSnapshot(compiled []*Compiled) *Snapshot {
 	}
 	sort.Slice(policies, func(i, j int) bool { return before(policies[i], policies[j]) })
 
-	s := &Snapshot{policies: policies, patternIDs: map[*pattern]uint32{}}
+	s := &Snapshot{policies: policies, patternIDs: map[*pattern]uint32{}, byDict: map[dictUse]uint32{}}
 	s.ruleBase = make([]uint32, len(policies))
 	for p, c := range policies {
 		s.ruleBase[p] = uint32(len(s.ruleWording))
@@ -54,6 +62,11 @@ func NewSnapshot(compiled []*Compiled) *Snapshot {
 				ids = append(ids, s.patternID(wp))
 			}
 			s.ruleWording = append(s.ruleWording, ids)
+			var dict uint32
+			if k := c.rules[i].keywords; k != nil {
+				dict = s.dictID(k) + 1
+			}
+			s.ruleDict = append(s.ruleDict, dict)
 		}
 	}
 
@@ -92,7 +105,7 @@ func NewSnapshot(compiled []*Compiled) *Snapshot {
 			}
 		}
 	}
-	s.patternIDs = nil
+	s.patternIDs, s.byDict = nil, nil
 	s.scratch.New = func() any { return s.newScratch() }
 	return s
 }
@@ -110,6 +123,25 @@ func (s *Snapshot) patternID(p *pattern) uint32 {
 		id = uint32(len(s.patterns))
 		s.patterns = append(s.patterns, p)
 		s.patternIDs[p] = id
+	}
+	return id
+}
+
+// dictUse is a dictionary and the texts it reads: rules sharing both share one id, so the
+// dictionary runs at most once per text and request.
+type dictUse struct {
+	dict   *keywords.Dictionary
+	inputs uint8
+}
+
+// dictID numbers the distinct dictionary uses while the snapshot is built.
+func (s *Snapshot) dictID(k *keywordCond) uint32 {
+	u := dictUse{k.dict, k.inputs}
+	id, ok := s.byDict[u]
+	if !ok {
+		id = uint32(len(s.dicts))
+		s.dicts = append(s.dicts, k)
+		s.byDict[u] = id
 	}
 	return id
 }
@@ -149,7 +181,12 @@ func (s *Snapshot) Decide(r *Request) Decision {
 		if c.events&(1<<ei) == 0 || (d.Deny != nil && !c.DryRun) {
 			continue
 		}
-		v := s.verdict(sc, p, r, ei, &d.Errors)
+		v, rule := s.verdict(sc, p, r, ei, &d.Errors)
+		if v != nil && rule >= 0 {
+			if id := s.ruleDict[s.ruleBase[p]+uint32(rule)]; id != 0 {
+				d.Keywords = append(d.Keywords, s.keywordMatch(sc, id-1, v))
+			}
+		}
 		switch {
 		case v == nil:
 		case c.DryRun:
@@ -162,16 +199,17 @@ func (s *Snapshot) Decide(r *Request) Decision {
 	return d
 }
 
-// evaluate returns the policy's verdict for r, or nil when the policy says nothing. It
-// walks the policy without the index, for explanations.
-func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) *Verdict {
+// evaluate returns the policy's verdict for r, or nil when the policy says nothing, and the
+// keyword match that made the deciding rule hold, if it has a keyword condition. It walks
+// the policy without the index, for explanations.
+func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) (*Verdict, *KeywordMatch) {
 	if c.exempt.contains(r.From) || c.exempt.contains(r.To) {
-		return nil
+		return nil, nil
 	}
 	for i := range c.blocklists {
 		b := &c.blocklists[i]
 		if (b.from && b.set.contains(r.From)) || (b.to && b.set.contains(r.To)) {
-			return b.verdict
+			return b.verdict, nil
 		}
 	}
 	var ip netip.Addr
@@ -199,6 +237,13 @@ func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) *Verdict {
 		if len(rule.wording) > 0 && !slices.ContainsFunc(rule.wording, func(p *pattern) bool { return p.re.MatchString(r.Wording) }) {
 			continue
 		}
+		var kw *KeywordMatch
+		if rule.keywords != nil {
+			var ok bool
+			if kw, ok = rule.keywords.match(r, rule.verdict); !ok {
+				continue
+			}
+		}
 		if rule.when != nil {
 			var act celActivation
 			act.reset(r)
@@ -210,9 +255,9 @@ func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) *Verdict {
 				continue
 			}
 		}
-		return rule.verdict
+		return rule.verdict, kw
 	}
-	return nil
+	return nil, nil
 }
 
 func whenError(v *Verdict, err error) error {
@@ -241,6 +286,9 @@ type Trace struct {
 	Verdict *Verdict
 	// Reason says in words why the policy decided as it did.
 	Reason string
+	// Keyword is the dictionary entry that made the deciding rule hold, nil when the
+	// verdict did not come from a keyword condition.
+	Keyword *KeywordMatch
 }
 
 // Explain reports what every policy in the snapshot made of r, in decision order. It is
@@ -263,10 +311,14 @@ func (s *Snapshot) Explain(r *Request) []Trace {
 			t.Reason = fmt.Sprintf("exempts to %q (%s)", r.To, c.exempt.describe(r.To))
 		default:
 			var errs []error
-			t.Verdict = c.evaluate(r, ei, &errs)
-			if t.Verdict != nil {
+			t.Verdict, t.Keyword = c.evaluate(r, ei, &errs)
+			switch {
+			case t.Keyword != nil:
+				m := t.Keyword
+				t.Reason = fmt.Sprintf("%s %s matches: %s %q", t.Verdict.Kind, t.Verdict.Name, m, keywordInputText(r, m.Input)[m.Start:m.End])
+			case t.Verdict != nil:
 				t.Reason = fmt.Sprintf("%s %s matches", t.Verdict.Kind, t.Verdict.Name)
-			} else {
+			default:
 				t.Reason = "no blocklist or rule matches"
 			}
 			for _, err := range errs {

@@ -121,8 +121,11 @@ func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.Error
 		if len(r.When) > v1alpha1.MaxWhenLength {
 			errs = append(errs, field.TooLong(p.Child("when"), "", v1alpha1.MaxWhenLength))
 		}
-		if len(r.Platforms) == 0 && len(r.AddSources) == 0 && len(r.ClientCIDRs) == 0 && len(r.WordingPatterns) == 0 && r.When == "" {
-			errs = append(errs, field.Required(p, "a rule needs at least one condition: platforms, addSources, clientCIDRs, wordingPatterns or when"))
+		if r.Keywords != nil {
+			errs = append(errs, validateKeywords(r.Keywords, p.Child("keywords"))...)
+		}
+		if len(r.Platforms) == 0 && len(r.AddSources) == 0 && len(r.ClientCIDRs) == 0 && len(r.WordingPatterns) == 0 && r.Keywords == nil && r.When == "" {
+			errs = append(errs, field.Required(p, "a rule needs at least one condition: platforms, addSources, clientCIDRs, wordingPatterns, keywords or when"))
 		}
 		errs = append(errs, validateCodeMessage(r.Code, r.Message, p)...)
 	}
@@ -139,19 +142,64 @@ func validateBlocklist(b *v1alpha1.Blocklist, p *field.Path, names map[string]bo
 	errs = append(errs, validateStrings(b.Users, p.Child("users"), v1alpha1.MaxUsers, v1alpha1.MaxUserIDLength, ValidateUserID)...)
 	errs = append(errs, validateStrings(b.Prefixes, p.Child("prefixes"), v1alpha1.MaxPrefixes, v1alpha1.MaxUserIDLength, ValidateUserID)...)
 	errs = append(errs, validateStrings(b.Patterns, p.Child("patterns"), v1alpha1.MaxPatterns, v1alpha1.MaxPatternLength, nil)...)
-	if b.ConfigMapSelector != nil {
-		if _, err := metav1.LabelSelectorAsSelector(b.ConfigMapSelector); err != nil {
-			errs = append(errs, field.Invalid(p.Child("configMapSelector"), b.ConfigMapSelector, err.Error()))
-		} else if !selectsListLabel(b.ConfigMapSelector) {
-			errs = append(errs, field.Invalid(p.Child("configMapSelector"), metav1.FormatLabelSelector(b.ConfigMapSelector),
-				"configMapSelector must select on the label "+v1alpha1.LabelList+", which replicas read lists by: add matchLabels: {"+v1alpha1.LabelList+": <list name>} (and that label to the ConfigMaps)"))
-		}
-	}
+	errs = append(errs, validateSelector(b.ConfigMapSelector, p.Child("configMapSelector"))...)
 	if len(b.Users) == 0 && len(b.Prefixes) == 0 && len(b.Patterns) == 0 && b.ConfigMapSelector == nil {
 		errs = append(errs, field.Required(p, "a blocklist needs at least one of users, prefixes, patterns or configMapSelector"))
 	}
 	errs = append(errs, validateCodeMessage(b.Code, b.Message, p)...)
 	return errs
+}
+
+// validateSelector checks a configMapSelector (nil is fine).
+func validateSelector(s *metav1.LabelSelector, path *field.Path) field.ErrorList {
+	if s == nil {
+		return nil
+	}
+	if _, err := metav1.LabelSelectorAsSelector(s); err != nil {
+		return field.ErrorList{field.Invalid(path, s, err.Error())}
+	}
+	if !selectsListLabel(s) {
+		return field.ErrorList{field.Invalid(path, metav1.FormatLabelSelector(s),
+			"configMapSelector must select on the label "+v1alpha1.LabelList+", which replicas read lists by: add matchLabels: {"+v1alpha1.LabelList+": <list name>} (and that label to the ConfigMaps)")}
+	}
+	return nil
+}
+
+// validateKeywords checks a rule's keywords at p, except what only compiling the
+// dictionary finds (words empty or too long after normalisation).
+func validateKeywords(k *v1alpha1.Keywords, p *field.Path) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateStrings(k.Words, p.Child("words"), v1alpha1.MaxKeywordWords, v1alpha1.MaxKeywordLength, nil)...)
+	path := p.Child("in")
+	if len(k.In) > v1alpha1.MaxKeywordInputs {
+		errs = append(errs, field.TooMany(path, len(k.In), v1alpha1.MaxKeywordInputs))
+	}
+	for i, in := range k.In {
+		if !slices.Contains(v1alpha1.KeywordInputs[:], in) {
+			errs = append(errs, field.NotSupported(path.Index(i), in, v1alpha1.KeywordInputs[:]))
+		} else if slices.Contains(k.In[:i], in) {
+			errs = append(errs, field.Duplicate(path.Index(i), in))
+		}
+	}
+	errs = append(errs, validateSelector(k.ConfigMapSelector, p.Child("configMapSelector"))...)
+	if len(k.Words) == 0 && k.ConfigMapSelector == nil {
+		errs = append(errs, field.Required(p, "keywords need words or a configMapSelector"))
+	}
+	return errs
+}
+
+// keywordsCompilable reports whether validateKeywords found the inline words fit to build
+// a dictionary from, so that compiling it reports no error twice.
+func keywordsCompilable(k *v1alpha1.Keywords) bool {
+	if len(k.Words) > v1alpha1.MaxKeywordWords {
+		return false
+	}
+	for _, w := range k.Words {
+		if w == "" || len(w) > v1alpha1.MaxKeywordLength {
+			return false
+		}
+	}
+	return true
 }
 
 func validateName(name string, path *field.Path, seen map[string]bool) field.ErrorList {

@@ -123,6 +123,9 @@ func runCase(snap *policy.Snapshot, c *Case) CaseResult {
 		if want.Entry != "" && want.Entry != v.Name {
 			problems = append(problems, fmt.Sprintf("expected entry %s, got %s %s", want.Entry, v.Kind, v.Name))
 		}
+		if m, _ := d.Keyword(v); want.Keyword != "" && want.Keyword != m.Entry {
+			problems = append(problems, fmt.Sprintf("expected keyword %q, got %q", want.Keyword, m.Entry))
+		}
 	}
 	if want.WouldDeny != nil {
 		got := make([]string, 0, len(d.WouldDeny))
@@ -147,11 +150,17 @@ func describe(d *policy.Decision) string {
 	var b strings.Builder
 	if v := d.Deny; v != nil {
 		fmt.Fprintf(&b, "deny %d by %s %s %s", v.Code, v.Policy, v.Kind, v.Name)
+		if m, ok := d.Keyword(v); ok {
+			fmt.Fprintf(&b, " (keyword %q)", m.Entry)
+		}
 	} else {
 		b.WriteString("allow")
 	}
 	for _, v := range d.WouldDeny {
 		fmt.Fprintf(&b, "; would deny by %s %s %s", v.Policy, v.Kind, v.Name)
+		if m, ok := d.Keyword(v); ok {
+			fmt.Fprintf(&b, " (keyword %q)", m.Entry)
+		}
 	}
 	return b.String()
 }

@@ -66,6 +66,9 @@ type Expect struct {
 	Policy string `json:"policy,omitempty"`
 	// Entry is the deciding blocklist's or rule's name (policy.Verdict.Name).
 	Entry string `json:"entry,omitempty"`
+	// Keyword is the dictionary entry, as written, that made the deciding rule's keyword
+	// condition hold.
+	Keyword string `json:"keyword,omitempty"`
 	// WouldDeny lists, as namespace/name, every DryRun policy expected to flag the request;
 	// an explicit empty list expects none.
 	WouldDeny *[]string `json:"wouldDeny,omitempty"`
