@@ -21,7 +21,8 @@ var (
 	diffPrefixes  = []string{"bot_", "b", "bo", "staff_", "guest_", "1", "sp", "SPAM", "ab"}
 	diffIDRes     = []string{`[0-9]{11}`, `bot_[0-9]+`, `u[12]`, `(?i)spam_.*`, `g.*9`, `.*`, `a|b`, `ab?c`, `(?i)k`, `staff_(x|y)`}
 	diffWordRes   = []string{`https?://`, `(?i)www\.`, `v[i1]a`, `[0-9]{5}`, `(?i)skype`, `hello`, `^$`, `x*`, `(?i)ſ`, `wh(at|o)`, `(?i)加微信|CAFÉ`}
-	diffWordings  = []string{"hello there", "see http://x", "WWW.spam", "via", "v1a 12345", "SKYPE me", "", "ſkype", "\u212a", "who", "\xff\xfe", "请加微信", "café"}
+	diffWordings  = []string{"hello there", "see http://x", "WWW.spam", "via", "v1a 12345", "SKYPE me", "", "ſkype", "\u212a", "who", "\xff\xfe", "请加微信", "café", "V.I.A", "ｖｉａ now", "buy  now trivial", "vіа", "hot🍆"}
+	diffKeywords  = []string{"via", "skype", "buy now", "加微信", "café", "hello", "k", "🍆", "ВИА", "12345"}
 	diffPlatforms = []string{"Web", "Android", "iOS", "Mac", "macOS", "IOS", "Linux", ""}
 	diffSources   = []string{"AddSource_Type_Search", "AddSource_Type_QR", "AddSource_Type_X"}
 	diffCIDRs     = []string{"10.0.0.0/8", "10.1.0.0/16", "203.0.113.0/24", "2001:db8::/32", "0.0.0.0/0", "10.1.2.3/32"}
@@ -141,7 +142,10 @@ func (g *diffGen) policies() ([]*v1alpha1.FriendPolicy, []*corev1.ConfigMap) {
 			if g.n(2) == 0 {
 				r.When = diffWhens[g.n(len(diffWhens))]
 			}
-			if len(r.Platforms)+len(r.AddSources)+len(r.ClientCIDRs)+len(r.WordingPatterns) == 0 && r.When == "" {
+			if g.n(3) == 0 {
+				r.Keywords, cms = g.keywords(name+"-"+r.Name, cms)
+			}
+			if len(r.Platforms)+len(r.AddSources)+len(r.ClientCIDRs)+len(r.WordingPatterns) == 0 && r.Keywords == nil && r.When == "" {
 				r.When = diffWhens[g.n(len(diffWhens))]
 			}
 			s.Rules = append(s.Rules, r)
@@ -149,6 +153,36 @@ func (g *diffGen) policies() ([]*v1alpha1.FriendPolicy, []*corev1.ConfigMap) {
 		policies = append(policies, fp("ns", name, s))
 	}
 	return policies, cms
+}
+
+// keywords draws a keyword condition, its words inline or in a ConfigMap of its own.
+func (g *diffGen) keywords(list string, cms []*corev1.ConfigMap) (*v1alpha1.Keywords, []*corev1.ConfigMap) {
+	k := &v1alpha1.Keywords{
+		Words:            some(g, diffKeywords, 3),
+		In:               [][]v1alpha1.KeywordInput{nil, {"Wording"}, {"Remark"}, {"Remark", "Wording"}}[g.n(4)],
+		IgnoreSeparators: g.bool(),
+		FoldConfusables:  g.bool(),
+		WholeWords:       g.bool(),
+	}
+	if g.n(4) == 0 {
+		k.FoldCase = new(bool)
+	}
+	if g.n(4) == 0 {
+		k.FoldCompatibility = new(bool)
+	}
+	if g.n(3) == 0 {
+		list = "words-" + list
+		k.ConfigMapSelector = &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: list}}
+		data := "# words\n"
+		for _, w := range some(g, diffKeywords, 4) {
+			data += " " + w + "\n"
+		}
+		cms = append(cms, configMap("ns", list, map[string]string{v1alpha1.LabelList: list}, map[string]string{"words": data}))
+	}
+	if len(k.Words) == 0 && k.ConfigMapSelector == nil {
+		k.Words = []string{diffKeywords[g.n(len(diffKeywords))]}
+	}
+	return k, cms
 }
 
 func (g *diffGen) request() Request {
@@ -194,7 +228,7 @@ func FuzzDecideMatchesReference(f *testing.F) {
 		for range 1 + g.n(8) {
 			req := g.request()
 			want := refDecide(ref, &req)
-			if got := outcome(s.Decide(&req)); got != want {
+			if got := keywordOutcome(s.Decide(&req)); got != want {
 				t.Fatalf("request %+v\npolicies %s\ngot  %s\nwant %s", req, describePolicies(policies), got, want)
 			}
 			// Explanations walk each policy without the index; they must agree too.
@@ -202,10 +236,13 @@ func FuzzDecideMatchesReference(f *testing.F) {
 				got, want := "none", "none"
 				if tr.Verdict != nil {
 					got = tr.Verdict.Detail
+					if tr.Keyword != nil {
+						got += refKeyword(tr.Keyword.Entry)
+					}
 				}
 				for _, p := range ref {
 					if v := p.evaluate(&req); p.key == tr.Policy && v != nil {
-						want = v.detail()
+						want = v.detail() + refKeyword(v.keyword)
 					}
 				}
 				if got != want {
@@ -214,6 +251,23 @@ func FuzzDecideMatchesReference(f *testing.F) {
 			}
 		}
 	})
+}
+
+// keywordOutcome is outcome with the keyword that made each verdict hold, as refDecide
+// writes it.
+func keywordOutcome(d Decision) string {
+	s := "allow"
+	kw := func(v *Verdict) string {
+		m, _ := d.Keyword(v)
+		return refKeyword(m.Entry)
+	}
+	if d.Deny != nil {
+		s = "deny " + d.Deny.Detail + " " + strconv.Itoa(int(d.Deny.Code)) + kw(d.Deny)
+	}
+	for _, v := range d.WouldDeny {
+		s += " +dry " + v.Detail + kw(v)
+	}
+	return s
 }
 
 func describePolicies(policies []*v1alpha1.FriendPolicy) string {

@@ -147,11 +147,12 @@ func TestDecideAllocatesNothing(t *testing.T) {
 				{Name: "search", AddSources: []string{"AddSource_Type_Search"}},
 				{Name: "web", Platforms: []string{"Web"}},
 				{Name: "net", ClientCIDRs: []string{"203.0.113.0/24", "2001:db8::/32"}},
+				{Name: "words", Keywords: &v1alpha1.Keywords{Words: []string{"via", "加微信"}, In: []v1alpha1.KeywordInput{"Wording", "Remark"}, IgnoreSeparators: true, FoldConfusables: true}},
 			},
 		}),
 		fp("ns", "scoped", spec{AppIDs: []string{"app"}, Rules: []v1alpha1.Rule{{Name: "net", ClientCIDRs: []string{"10.0.0.0/8"}}}}),
 	})
-	allowed := Request{Event: "FriendRequest", AppID: "app", From: "alice", To: "bob", Wording: "hello there",
+	allowed := Request{Event: "FriendRequest", AppID: "app", From: "alice", To: "bob", Wording: "hello there", Remark: "ｆｒｉｅｎｄ",
 		AddSource: "AddSource_Type_QR", Platform: "Android", ClientIP: "198.51.100.7"}
 	denied := allowed
 	denied.To = "spam"

@@ -18,6 +18,7 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/keywords"
 )
 
 // The reference evaluator is the engine's first evaluate loop, kept as the straightforward
@@ -69,6 +70,8 @@ type refRule struct {
 	addSources []string
 	cidrs      []netip.Prefix
 	wording    *regexp.Regexp
+	keywords   *keywords.Dictionary
+	kwInputs   []v1alpha1.KeywordInput
 	when       cel.Program
 	code       int32
 }
@@ -135,9 +138,76 @@ func refCompile(t testing.TB, fp *v1alpha1.FriendPolicy, cms []*corev1.ConfigMap
 		if r.When != "" {
 			rr.when = refCompileWhen(t, r.When)
 		}
+		if k := r.Keywords; k != nil {
+			rr.keywords, rr.kwInputs = refCompileKeywords(t, fp.Namespace, k, cms), k.In
+			if len(rr.kwInputs) == 0 {
+				rr.kwInputs = []v1alpha1.KeywordInput{v1alpha1.KeywordInputWording}
+			}
+		}
 		p.rules = append(p.rules, rr)
 	}
 	return p
+}
+
+// refCompileKeywords compiles a dictionary straight from its words and the lines of the
+// ConfigMaps it selects, with the API's defaults spelt out.
+func refCompileKeywords(t testing.TB, namespace string, k *v1alpha1.Keywords, cms []*corev1.ConfigMap) *keywords.Dictionary {
+	t.Helper()
+	opts := keywords.Options{
+		FoldCase:          k.FoldCase == nil || *k.FoldCase,
+		FoldCompatibility: k.FoldCompatibility == nil || *k.FoldCompatibility,
+		IgnoreSeparators:  k.IgnoreSeparators,
+		FoldConfusables:   k.FoldConfusables,
+		WholeWords:        k.WholeWords,
+	}
+	words := append([]string(nil), k.Words...)
+	if k.ConfigMapSelector != nil {
+		sel, err := metav1.LabelSelectorAsSelector(k.ConfigMapSelector)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sorted := append([]*corev1.ConfigMap(nil), cms...)
+		sort.Slice(sorted, func(i, j int) bool { return sorted[i].Name < sorted[j].Name })
+		for _, cm := range sorted {
+			if _, ok := cm.Labels[v1alpha1.LabelList]; !ok || cm.Namespace != namespace || !sel.Matches(labels.Set(cm.Labels)) {
+				continue
+			}
+			keys := make([]string, 0, len(cm.Data))
+			for key := range cm.Data {
+				keys = append(keys, key)
+			}
+			sort.Strings(keys)
+			for _, key := range keys {
+				for _, line := range strings.Split(cm.Data[key], "\n") {
+					if line = strings.TrimSpace(line); line != "" && line[0] != '#' {
+						words = append(words, line)
+					}
+				}
+			}
+		}
+	}
+	d, err := keywords.Compile(opts, words...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+// keyword is the entry of the first of the rule's texts the dictionary matches.
+func (r *refRule) keyword(req *Request) (string, bool) {
+	for _, in := range v1alpha1.KeywordInputs {
+		if !refContains(r.kwInputs, in) {
+			continue
+		}
+		text := req.Wording
+		if in == v1alpha1.KeywordInputRemark {
+			text = req.Remark
+		}
+		if m, ok := r.keywords.Match(text); ok {
+			return m.Entry, true
+		}
+	}
+	return "", false
 }
 
 func refNewSet(users, prefixes, patterns []string) refSet {
@@ -209,6 +279,8 @@ type refVerdict struct {
 	kind   Kind
 	entry  string
 	code   int32
+	// keyword is the dictionary entry that made a keyword rule hold.
+	keyword string
 }
 
 func (p *refPolicy) evaluate(r *Request) *refVerdict {
@@ -220,7 +292,7 @@ func (p *refPolicy) evaluate(r *Request) *refVerdict {
 	}
 	for _, b := range p.blocklists {
 		if (b.from && b.set.contains(r.From)) || (b.to && b.set.contains(r.To)) {
-			return &refVerdict{p.key, KindBlocklist, b.name, refCode(b.code)}
+			return &refVerdict{p.key, KindBlocklist, b.name, refCode(b.code), ""}
 		}
 	}
 	ip, _ := netip.ParseAddr(r.ClientIP)
@@ -254,13 +326,20 @@ rules:
 		if rule.wording != nil && !rule.wording.MatchString(r.Wording) {
 			continue
 		}
+		var keyword string
+		if rule.keywords != nil {
+			var ok bool
+			if keyword, ok = rule.keyword(r); !ok {
+				continue
+			}
+		}
 		if rule.when != nil {
 			out, _, err := rule.when.Eval(refActivation{r})
 			if err != nil || out.Value() != true {
 				continue rules
 			}
 		}
-		return &refVerdict{p.key, KindRule, rule.name, refCode(rule.code)}
+		return &refVerdict{p.key, KindRule, rule.name, refCode(rule.code), keyword}
 	}
 	return nil
 }
@@ -282,7 +361,7 @@ func refCode(c int32) int32 {
 	return c
 }
 
-func refContains(list []string, s string) bool {
+func refContains[S ~string](list []S, s S) bool {
 	for _, x := range list {
 		if x == s {
 			return true
@@ -315,12 +394,19 @@ func refDecide(policies []*refPolicy, r *Request) string {
 	}
 	s := "allow"
 	if deny != nil {
-		s = "deny " + deny.detail() + " " + strconv.Itoa(int(deny.code))
+		s = "deny " + deny.detail() + " " + strconv.Itoa(int(deny.code)) + refKeyword(deny.keyword)
 	}
 	for _, v := range dry {
-		s += " +dry " + v.detail()
+		s += " +dry " + v.detail() + refKeyword(v.keyword)
 	}
 	return s
+}
+
+func refKeyword(entry string) string {
+	if entry == "" {
+		return ""
+	}
+	return " keyword=" + strconv.Quote(entry)
 }
 
 func (v *refVerdict) detail() string { return v.policy + "/" + string(v.kind) + "/" + v.entry }
