@@ -473,6 +473,30 @@ func TestClientDetail(t *testing.T) {
 	}
 }
 
+// TestKeywordLogged: a keyword rule's denial logs which dictionary entry matched; the
+// answer does not say.
+func TestKeywordLogged(t *testing.T) {
+	var lines []string
+	log := funcr.New(func(_, args string) { lines = append(lines, args) }, funcr.Options{})
+	s := newTestServer(t, Options{Logger: log}, true)
+	rec := s.do("POST", "/openim/shop/callbackBeforeAddFriendCommand", `{"fromUserID":"alice","toUserID":"bob","reqMsg":"my t.e.l.e.g.r.a.m: @x"}`)
+	var a openIMAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil || a.ErrCode == nil || *a.ErrCode != 38011 {
+		t.Fatalf("answer %s: %v", rec.Body, err)
+	}
+	if strings.Contains(rec.Body.String(), "telegram") {
+		t.Errorf("the answer reveals the keyword: %s", rec.Body)
+	}
+	if len(lines) != 1 {
+		t.Fatalf("logged %d lines, want 1: %q", len(lines), lines)
+	}
+	for _, want := range []string{`"entry"="im/shop/rule/contact-bait"`, `"keyword"="telegram"`, `"keywordSource"="words"`} {
+		if !strings.Contains(lines[0], want) {
+			t.Errorf("log line %s lacks %s", lines[0], want)
+		}
+	}
+}
+
 func TestRequireClientCert(t *testing.T) {
 	s := newTestServer(t, Options{RequireClientCert: true}, true)
 	rec := s.do("POST", "/openim/callbackBeforeAddFriendCommand", `{"fromUserID":"a","toUserID":"b"}`)

@@ -17,7 +17,7 @@ import (
 )
 
 // testPolicies cover every decision path the adapters map: a blocklist on each side, a
-// wording rule, an app-scoped policy and a DryRun policy.
+// wording rule, an app-scoped policy with a keyword rule and a DryRun policy.
 func testPolicies() []*v1alpha1.FriendPolicy {
 	return []*v1alpha1.FriendPolicy{
 		{
@@ -38,6 +38,7 @@ func testPolicies() []*v1alpha1.FriendPolicy {
 			Spec: v1alpha1.FriendPolicySpec{
 				AppIDs:     []string{"1400000001", "shop"},
 				Blocklists: []v1alpha1.Blocklist{{Name: "competitors", Prefixes: []string{"rival_"}, Code: 38010, Message: "no rivals"}},
+				Rules:      []v1alpha1.Rule{{Name: "contact-bait", Keywords: &v1alpha1.Keywords{Words: []string{"telegram"}, IgnoreSeparators: true}, Code: 38011, Message: "no bait"}},
 			},
 		},
 		{
