@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -129,7 +130,10 @@ func TestDefaults(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "minimal"},
 		Spec: v1alpha1.FriendPolicySpec{
 			Blocklists: []v1alpha1.Blocklist{{Name: "spammers", Users: []string{"spam_1"}}},
-			Rules:      []v1alpha1.Rule{{Name: "guests", When: "request.from.startsWith('guest_')"}},
+			Rules: []v1alpha1.Rule{
+				{Name: "guests", When: "request.from.startsWith('guest_')"},
+				{Name: "bait", Keywords: &v1alpha1.Keywords{Words: []string{"via"}}},
+			},
 		},
 	}
 	if err := env.Client.Create(ctx, fp); err != nil {
@@ -144,6 +148,7 @@ func TestDefaults(t *testing.T) {
 	}
 	blocklist := u.Object["spec"].(map[string]any)["blocklists"].([]any)[0].(map[string]any)
 	rule := u.Object["spec"].(map[string]any)["rules"].([]any)[0].(map[string]any)
+	keywords := u.Object["spec"].(map[string]any)["rules"].([]any)[1].(map[string]any)["keywords"].(map[string]any)
 	for _, c := range []struct {
 		field string
 		obj   map[string]any
@@ -155,13 +160,16 @@ func TestDefaults(t *testing.T) {
 		{"spec.blocklists[0].subject", blocklist, []string{"subject"}, "Either"},
 		{"spec.blocklists[0].code", blocklist, []string{"code"}, int64(v1alpha1.DefaultCode)},
 		{"spec.rules[0].code", rule, []string{"code"}, int64(v1alpha1.DefaultCode)},
+		{"spec.rules[1].keywords.in", keywords, []string{"in"}, []any{string(v1alpha1.DefaultKeywordInputs[0])}},
+		{"spec.rules[1].keywords.foldCase", keywords, []string{"foldCase"}, v1alpha1.DefaultKeywordFoldCase},
+		{"spec.rules[1].keywords.foldCompatibility", keywords, []string{"foldCompatibility"}, v1alpha1.DefaultKeywordFoldCompatibility},
 	} {
 		got, found, err := unstructured.NestedFieldNoCopy(c.obj, c.path...)
 		if err != nil || !found {
 			t.Errorf("%s: not set by the API server (found %v, err %v)", c.field, found, err)
 			continue
 		}
-		if got != c.want {
+		if !reflect.DeepEqual(got, c.want) {
 			t.Errorf("%s = %#v, want %#v", c.field, got, c.want)
 		}
 	}
@@ -404,6 +412,49 @@ func TestValidation(t *testing.T) {
 			mutate: func(s *v1alpha1.FriendPolicySpec) { s.Rules[0].AddSources = []string{"AddSource_Type_QR-Code"} },
 			field:  "spec.rules[0].addSources[0]", msg: "should match",
 		},
+		{
+			name:  "keywords without words or configMapSelector",
+			yaml:  `rules: [{name: bait, keywords: {in: [Remark]}}]`,
+			field: "spec.rules[0].keywords", msg: "keywords need words or a configMapSelector",
+		},
+		{
+			name:  "keywords with an explicitly empty word list",
+			yaml:  `rules: [{name: bait, keywords: {words: []}}]`,
+			field: "spec.rules[0].keywords", msg: "keywords need words or a configMapSelector",
+		},
+		{
+			name:  "keywords configMapSelector not on the list label",
+			yaml:  `rules: [{name: bait, keywords: {configMapSelector: {matchLabels: {list: words}}}}]`,
+			field: "spec.rules[0].keywords.configMapSelector", msg: "configMapSelector must select on the label friendgate.io/list",
+		},
+		{
+			name:  "keywords reading an unknown text",
+			yaml:  `rules: [{name: bait, keywords: {words: [via], in: [GroupName]}}]`,
+			field: "spec.rules[0].keywords.in[0]", msg: "Unsupported value",
+		},
+		{
+			name:  "empty keyword",
+			yaml:  `rules: [{name: bait, keywords: {words: [via, ""]}}]`,
+			field: "spec.rules[0].keywords.words[1]", msg: "at least 1 chars long",
+		},
+		{
+			name: "keyword longer than 256",
+			mutate: func(s *v1alpha1.FriendPolicySpec) {
+				s.Rules[0].Keywords = &v1alpha1.Keywords{Words: []string{strings.Repeat("w", 257)}}
+			},
+			field: "spec.rules[0].keywords.words[0]", msg: "Too long",
+		},
+		{
+			name: "more than 1000 inline keywords",
+			mutate: func(s *v1alpha1.FriendPolicySpec) {
+				words := make([]string, v1alpha1.MaxKeywordWords+1)
+				for i := range words {
+					words[i] = fmt.Sprintf("w%d", i)
+				}
+				s.Rules[0].Keywords = &v1alpha1.Keywords{Words: words}
+			},
+			field: "spec.rules[0].keywords.words", msg: "Too many",
+		},
 
 		// Accepted.
 		{
@@ -411,6 +462,14 @@ func TestValidation(t *testing.T) {
 			mutate: func(s *v1alpha1.FriendPolicySpec) {
 				s.Rules[0].Platforms = []string{"ios", "MACOS", "Mac", "iPad", "RESTAPI"}
 			},
+		},
+		{
+			name: "rule with only keywords",
+			yaml: `rules: [{name: bait, keywords: {words: [via, "加微信"], in: [Wording, Remark], foldCase: false, ignoreSeparators: true, foldConfusables: true, wholeWords: true}}]`,
+		},
+		{
+			name: "keywords from ConfigMaps only",
+			yaml: `rules: [{name: bait, keywords: {configMapSelector: {matchLabels: {friendgate.io/list: spam-words}}}}]`,
 		},
 		{
 			name: "rule with only when",
