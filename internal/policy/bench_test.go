@@ -2,12 +2,14 @@ package policy
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"testing"
+	"unicode/utf8"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -255,5 +257,84 @@ func BenchmarkBuildScopedPolicies(b *testing.B) {
 		}
 		b.ReportMetric(float64(liveHeap()-before)/n, "heap-B/policy")
 		runtime.KeepAlive(s)
+	}
+}
+
+// keywordWords makes n distinct dictionary entries, seeded: 85% Latin words of 4 to 10
+// letters, 5% two-word phrases, 10% Han words of 2 or 3 characters (as the matcher's own
+// benchmarks do).
+func keywordWords(n int) []string {
+	rng := rand.New(rand.NewPCG(1, uint64(n)))
+	const letters = "bcdfghjklmnpqrstvwxzaeiouy"
+	latin := func() string {
+		var b strings.Builder
+		for range 4 + rng.IntN(7) {
+			b.WriteByte(letters[rng.IntN(len(letters))])
+		}
+		return b.String()
+	}
+	seen := make(map[string]bool, n)
+	words := make([]string, 0, n)
+	for len(words) < n {
+		var w string
+		switch p := rng.IntN(100); {
+		case p < 85:
+			w = latin()
+		case p < 90:
+			w = latin() + " " + latin()
+		default:
+			var b strings.Builder
+			for range 2 + rng.IntN(2) {
+				b.WriteRune(rune(0x4E00 + rng.IntN(0x5000)))
+			}
+			w = b.String()
+		}
+		if !seen[w] {
+			seen[w] = true
+			words = append(words, w)
+		}
+	}
+	return words
+}
+
+// keywordWording is a 256-byte greeting in Latin, Chinese and fullwidth letters that matches
+// none of keywordWords: a passing request reads all of it.
+const keywordWording = "Hi! I saw your profile in the hiking group and would love to be friends. " +
+	"I'm Anna, 28, from Lyon, I work as a nurse. 你好，很高兴认识你！ Message me any " +
+	"time, I'm usually online in the evening after my work. ｈａｐｐｙ weekend :) see you!!!!"
+
+// BenchmarkDecideKeywords measures a decision by a rule whose dictionary (from a ConfigMap)
+// holds 100 to 100,000 words, every normalisation on, against a 256-byte wording: allow
+// reads the whole wording; deny finds a word, disguised, at its end.
+func BenchmarkDecideKeywords(b *testing.B) {
+	if len(keywordWording) != 256 {
+		b.Fatalf("the wording is %d bytes, want 256", len(keywordWording))
+	}
+	for _, n := range []int{100, 100_000} {
+		words := keywordWords(n)
+		cm := configMap("bench", "words", map[string]string{v1alpha1.LabelList: "words"}, map[string]string{"words.txt": strings.Join(words, "\n")})
+		// Its own version per size: compiled dictionaries are cached by ConfigMap version.
+		cm.UID, cm.ResourceVersion = "words", strconv.Itoa(n)
+		p := fp("bench", "keywords", v1alpha1.FriendPolicySpec{Rules: []v1alpha1.Rule{{Name: "words", Keywords: &v1alpha1.Keywords{
+			ConfigMapSelector: &metav1.LabelSelector{MatchLabels: map[string]string{v1alpha1.LabelList: "words"}},
+			IgnoreSeparators:  true, FoldConfusables: true, WholeWords: true,
+		}}}})
+		s := mustBuild(b, []*v1alpha1.FriendPolicy{p}, cm)
+		if got := s.dicts[0].dict.Len(); got != n {
+			b.Fatalf("the dictionary holds %d words, want %d", got, n)
+		}
+		allow := Request{Event: "FriendRequest", From: "alice", To: "bob", Wording: keywordWording}
+		b.Run(fmt.Sprintf("words=%d/allow", n), func(b *testing.B) { benchDecide(b, s, allow, false) })
+		// The last Latin word, upper-cased and dotted, in place of the wording's last word.
+		var last string
+		for _, w := range slices.Backward(words) {
+			if w[0] < utf8.RuneSelf && !strings.Contains(w, " ") {
+				last = w
+				break
+			}
+		}
+		deny := allow
+		deny.Wording = keywordWording[:len(keywordWording)-len("see you")] + strings.ToUpper(strings.Join(strings.Split(last, ""), "."))
+		b.Run(fmt.Sprintf("words=%d/deny", n), func(b *testing.B) { benchDecide(b, s, deny, true) })
 	}
 }
