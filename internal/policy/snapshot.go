@@ -31,7 +31,6 @@ type Snapshot struct {
 	// dicts are the distinct keyword dictionaries of the snapshot, by id; ruleDict[ruleBase[p]+i]
 	// is the id+1 of rule i of policy p's dictionary, 0 when it has none.
 	dicts    []*keywordCond
-	dictIDs  map[*keywordCond]uint32
 	byDict   map[dictUse]uint32
 	ruleDict []uint32
 	// maxLiterals sizes the scratch's literal stamps.

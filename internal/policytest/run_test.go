@@ -18,9 +18,9 @@ func TestRunFileNotesUnguardedWhen(t *testing.T) {
 		t.Fatal(res.Err)
 	}
 	notes := strings.Join(res.Notes, "\n")
-	for _, policy := range []string{"default/audit-empty-greetings: spec.rules[0].when", "default/clean-remarks: spec.rules[0].when"} {
-		if !strings.Contains(notes, policy+": when has no indexable guard") {
-			t.Errorf("no note for %s in:\n%s", policy, notes)
+	for _, key := range []string{"default/audit-empty-greetings: spec.rules[0].when", "default/clean-remarks: spec.rules[0].when"} {
+		if !strings.Contains(notes, key+": when has no indexable guard") {
+			t.Errorf("no note for %s in:\n%s", key, notes)
 		}
 	}
 	if strings.Contains(notes, "default/anti-spam") {
