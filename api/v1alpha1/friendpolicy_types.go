@@ -472,8 +472,8 @@ const (
 	// ReasonInvalid: the spec does not compile (a pattern, CIDR or CEL expression the
 	// schema could not check).
 	ReasonInvalid = "Invalid"
-	// ReasonListError: a list selected by configMapSelector cannot be used: a line is not
-	// a valid user ID, or the list is too large.
+	// ReasonListError: a list or keyword dictionary selected by configMapSelector cannot be
+	// used: a line is not a valid user ID or keyword, or the list is too large.
 	ReasonListError = "ListError"
 )
 

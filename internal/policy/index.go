@@ -23,8 +23,10 @@ import (
 //     once per distinct pattern however many policies share it);
 //   - each rule under one of its conditions, the most selective it has: literals of its
 //     wording patterns (one multi-literal pass over the wording), the guard of its `when`,
-//     its add sources, its client CIDRs (one prefix table), its platforms. A rule with none
-//     of these is a candidate for every request of its events.
+//     its add sources, its client CIDRs (one prefix table), its keyword dictionary (each
+//     distinct dictionary runs once per text and decision, for every rule filed under it
+//     and every rule confirming it), its platforms. A rule with none of these is a
+//     candidate for every request of its events.
 //
 // Lists read from ConfigMaps are not copied: their sets are probed one by one.
 //
