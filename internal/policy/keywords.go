@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strconv"
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
@@ -143,8 +144,10 @@ func dictKey(opts keywords.Options, words []string) string {
 			b.WriteByte('0')
 		}
 	}
+	// Length-prefixed, so that no word's content can make two lists look alike.
 	for _, w := range words {
-		b.WriteByte(0)
+		b.WriteString(strconv.Itoa(len(w)))
+		b.WriteByte(':')
 		b.WriteString(w)
 	}
 	return b.String()

@@ -239,6 +239,13 @@ func TestKeywordDictionariesShared(t *testing.T) {
 	if compiled[0].rules[0].keywords.dict == compiled[2].rules[0].keywords.dict {
 		t.Error("keywords with other options share a dictionary")
 	}
+	glued, err := Compile(fp("ns", "d", spec{Rules: []v1alpha1.Rule{kwRule("glued", v1alpha1.Keywords{Words: []string{"via\x00skype"}, IgnoreSeparators: true})}}), nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if glued.rules[0].keywords.dict == compiled[0].rules[0].keywords.dict {
+		t.Error("a word holding a NUL shares the dictionary of the two words it joins")
+	}
 	// One id per distinct dictionary: it runs once per request, whatever rules use it.
 	if len(s.dicts) != 2 {
 		t.Errorf("%d dictionaries in the snapshot, want 2", len(s.dicts))
