@@ -53,4 +53,10 @@ func TestSamples(t *testing.T) {
 			wantStatus: http.StatusOK, wantBody: openIMContinue})
 		s.waitLog(t, map[string]string{"msg": "would deny (dry run)", "to": "quiet_target", "policy": "default/audit-empty-greetings", "code": "38020"})
 	})
+	t.Run("keyword dictionary from a ConfigMap, logged but not told", func(t *testing.T) {
+		t.Parallel()
+		s.check(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: openIMAddFriend("alice", "kw_target", "add my S.K.Y.P.E: x"),
+			wantStatus: http.StatusOK, wantBody: openIMDeny(38004, "this greeting looks like spam", "default/anti-spam/rule/contact-bait")})
+		s.waitLog(t, map[string]string{"msg": "denied", "to": "kw_target", "keyword": "skype", "keywordSource": "ConfigMap spam-words key words.txt"})
+	})
 }
