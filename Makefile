@@ -71,6 +71,12 @@ measure: envtest-assets ## Measure propagation (20 applies) and webhook memory w
 	  $(GO) test ./test/e2e/cluster/ -count=1 -v -timeout 20m
 	cat $(MEASURE_REPORT)
 
+.PHONY: measure-load
+measure-load: build ## Callbacks per server CPU-second over loopback, friendgate vs a no-op net/http handler (wrk; server and wrk on separate cores); see docs/benchmarks.md.
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	$(GO) build -o $(LOCALBIN)/noopserver ./hack/noopserver
+	$(GO) run ./hack/loadbench --friendgate $(LOCALBIN)/friendgate --noop $(LOCALBIN)/noopserver --samples config/samples
+
 HOSTILE_REPORT ?= $(LOCALBIN)/measure-hostile.txt
 .PHONY: measure-hostile
 measure-hostile: ## Measure one replica's memory under 4 rounds of 1,000 slow 1 MiB bodies, and honest callbacks' latency meanwhile; see docs/benchmarks.md.
