@@ -54,6 +54,7 @@ Cloud Chat's at http://HOST:8080/tencent. /readyz turns ready once the policies 
 				Log:     log.WithName("policies"),
 				OnSnapshot: func(s *policy.Snapshot, _ []*policy.Compiled) {
 					srv.store.Set(s)
+					releaseBuildMemory()
 				},
 				OnError: func(error) { srv.metrics.ReloadFailed("files") },
 			}

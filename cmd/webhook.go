@@ -135,6 +135,7 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		OnSnapshot: func(s *policy.Snapshot, watermark string) {
 			srv.store.Set(s)
 			reporter.SetWatermark(watermark)
+			releaseBuildMemory()
 		},
 		OnWatermark: reporter.SetWatermark,
 		OnInvalid:   func(string, error) { srv.metrics.ReloadFailed("kubernetes") },
