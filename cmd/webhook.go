@@ -133,9 +133,9 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		Options: policy.Options{MaxListEntries: flags.maxLists},
 		Log:     log.WithName("snapshot"),
 		OnSnapshot: func(s *policy.Snapshot, watermark string) {
+			releaseBuildMemory()
 			srv.store.Set(s)
 			reporter.SetWatermark(watermark)
-			releaseBuildMemory()
 		},
 		OnWatermark: reporter.SetWatermark,
 		OnInvalid:   func(string, error) { srv.metrics.ReloadFailed("kubernetes") },
