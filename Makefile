@@ -65,11 +65,19 @@ e2e: envtest-assets ## Run the end-to-end tests: serve over HTTP, and the operat
 
 MEASURE_REPORT ?= $(LOCALBIN)/measure.txt
 .PHONY: measure
-measure: envtest-assets ## Measure propagation (20 applies) and webhook memory with a 1,000,000-entry list; see docs/operator.md.
+measure: envtest-assets ## Measure propagation (20 applies); replica and serve memory with 1,000,000 and 10,000,000 list entries and with 10,000 scoped policies; see docs/operator.md and docs/benchmarks.md.
 	rm -f $(MEASURE_REPORT)
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" FRIENDGATE_E2E_MEMORY=1 FRIENDGATE_E2E_REPORT=$(MEASURE_REPORT) \
-	  $(GO) test ./test/e2e/cluster/ -count=1 -v -timeout 20m
+	  $(GO) test ./test/e2e/cluster/ -count=1 -v -timeout 30m
+	FRIENDGATE_E2E_MEMORY=1 FRIENDGATE_E2E_REPORT=$(MEASURE_REPORT) \
+	  $(GO) test ./test/e2e/ -run '^TestMeasure(ServeLists|ScopedPolicies)$$' -count=1 -v -timeout 30m
 	cat $(MEASURE_REPORT)
+
+.PHONY: measure-load
+measure-load: build ## Callbacks per server CPU-second over loopback, friendgate vs a no-op net/http handler (wrk; server and wrk on separate cores); see docs/benchmarks.md.
+	@command -v wrk >/dev/null || { apt-get update && apt-get install -y wrk; }
+	$(GO) build -o $(LOCALBIN)/noopserver ./hack/noopserver
+	$(GO) run ./hack/loadbench --friendgate $(LOCALBIN)/friendgate --noop $(LOCALBIN)/noopserver --samples config/samples
 
 HOSTILE_REPORT ?= $(LOCALBIN)/measure-hostile.txt
 .PHONY: measure-hostile

@@ -431,7 +431,7 @@ func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 	if r.Method != http.MethodPost {
 		return undecided(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: callbacks are POST")
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" {
+	if ct := r.Header.Get("Content-Type"); ct != "" && !commonJSONType(ct) {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !jsonMediaType(mt) {
 			return undecided(http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", text.Truncate(ct, 64)))
@@ -468,6 +468,12 @@ func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 			return undecided(http.StatusBadRequest, "reading the body: "+err.Error())
 		}
 	}
+}
+
+// commonJSONType tells the content types IM servers send from those worth parsing:
+// mime.ParseMediaType allocates a map of parameters for every callback.
+func commonJSONType(ct string) bool {
+	return strings.EqualFold(ct, "application/json; charset=utf-8") || strings.EqualFold(ct, "application/json")
 }
 
 // jsonMediaType accepts JSON and, because neither IM server documents the header and a

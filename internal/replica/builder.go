@@ -37,12 +37,24 @@ const maxQuiet = 10
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;create;update;delete,namespace=friendgate-system
 
 // CacheOptions configure a replica's cache for the Builder: FriendPolicies, and only the
-// ConfigMaps labelled friendgate.io/list, without managedFields.
+// ConfigMaps labelled friendgate.io/list, without managedFields; of those ConfigMaps the
+// cache keeps only what compiling needs (see trimList).
 func CacheOptions() cache.Options {
 	return cache.Options{
-		ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: v1alpha1.ListSelector()}},
+		ByObject:         map[client.Object]cache.ByObject{&corev1.ConfigMap{}: {Label: v1alpha1.ListSelector(), Transform: trimList}},
 		DefaultTransform: cache.TransformStripManagedFields(),
 	}
+}
+
+// trimList drops from a list ConfigMap what the compiler never reads and what would double
+// a large list's memory: annotations (kubectl's last-applied-configuration holds the data
+// again), binaryData and managedFields. It keeps name, namespace, labels, data, and the UID
+// and resourceVersion that key the compiled lists.
+func trimList(obj any) (any, error) {
+	if cm, ok := obj.(*corev1.ConfigMap); ok {
+		cm.Annotations, cm.BinaryData, cm.ManagedFields = nil, nil, nil
+	}
+	return obj, nil
 }
 
 // Builder watches a cache and calls OnSnapshot with a new snapshot after every change

@@ -1,0 +1,318 @@
+// Command loadbench is `make measure-load`: it measures the callback path over loopback as
+// callbacks per server CPU-second, for friendgate serve and, in the same invocation, for a
+// no-op net/http handler (hack/noopserver) given the same requests. The server runs pinned
+// to one core and wrk to another (taskset); the server's CPU time comes from
+// /proc/PID/stat before and after each run, so the figure does not depend on what else the
+// machine is doing, only on what the server spends per callback.
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// userHZ is the unit of utime and stime in /proc/PID/stat (USER_HZ, 100 on Linux).
+const userHZ = 100
+
+type request struct {
+	name, target, body string
+}
+
+var (
+	openIM = request{"OpenIM 1 item", "/openim/callbackBeforeAddFriendCommand",
+		`{"callbackCommand":"callbackBeforeAddFriendCommand","fromUserID":"alice_12345","toUserID":"bob_67890","reqMsg":"hello, we met at the conference yesterday","ex":""}`}
+	tencent1 = request{"Tencent 1 item", "/tencent?SdkAppid=1400000001&CallbackCommand=Sns.CallbackPrevFriendAdd&contenttype=json&ClientIP=198.51.100.7&OptPlatform=Android",
+		`{"CallbackCommand":"Sns.CallbackPrevFriendAdd","Requester_Account":"alice_12345","From_Account":"alice_12345","FriendItem":[{"To_Account":"bob_67890","Remark":"Bob","GroupName":"work","AddSource":"AddSource_Type_QR","AddWording":"hello, we met at the conference yesterday"}],"AddType":"Add_Type_Both","ForceAddFlags":0,"EventTime":1669872112000}`}
+	tencent10 = request{"Tencent 10 items", tencent1.target,
+		`{"CallbackCommand":"Sns.CallbackPrevFriendAdd","Requester_Account":"alice_12345","From_Account":"alice_12345","FriendItem":[` +
+			`{"To_Account":"u_0","AddWording":"hi"},{"To_Account":"u_1","AddWording":"hi"},{"To_Account":"u_2","AddWording":"hi"},{"To_Account":"u_3","AddWording":"hi"},{"To_Account":"u_4","AddWording":"hi"},` +
+			`{"To_Account":"u_5","AddWording":"hi"},{"To_Account":"u_6","AddWording":"hi"},{"To_Account":"u_7","AddWording":"hi"},{"To_Account":"u_8","AddWording":"hi"},{"To_Account":"u_9","AddWording":"hi"}],` +
+			`"AddType":"Add_Type_Both","ForceAddFlags":0,"EventTime":1669872112000}`}
+)
+
+type options struct {
+	friendgate, noop, wrk, samples string
+	duration, warmup               time.Duration
+	serverCPU, clientCPU           int
+	connections, rounds            int
+}
+
+func main() {
+	var o options
+	flag.StringVar(&o.friendgate, "friendgate", "bin/friendgate", "friendgate binary")
+	flag.StringVar(&o.noop, "noop", "bin/noopserver", "no-op server binary (hack/noopserver)")
+	flag.StringVar(&o.wrk, "wrk", "wrk", "wrk binary")
+	flag.StringVar(&o.samples, "samples", "config/samples", "directory of the sample FriendPolicies")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per case")
+	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each case")
+	flag.IntVar(&o.serverCPU, "server-cpu", 0, "core the server is pinned to")
+	flag.IntVar(&o.clientCPU, "client-cpu", 1, "core wrk is pinned to")
+	flag.IntVar(&o.connections, "connections", 16, "wrk's keep-alive connections")
+	flag.IntVar(&o.rounds, "rounds", 3, "runs of each case (the machine's noise: the report gives medians)")
+	flag.Parse()
+	if err := run(o); err != nil {
+		fmt.Fprintln(os.Stderr, "loadbench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(o options) error {
+	dir, err := os.MkdirTemp("", "loadbench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	sets := []struct {
+		name   string
+		global int
+	}{{"samples", 0}, {"samples + 10 global", 10}, {"samples + 1,000 global", 1000}}
+	cases := []struct {
+		set    int
+		req    request
+		target float64
+	}{
+		{0, openIM, 0.8}, {0, tencent1, 0.8}, {0, tencent10, 0.5},
+		{1, openIM, 0.8}, {1, tencent1, 0.8},
+		{2, openIM, 0.8}, {2, tencent1, 0.8},
+	}
+
+	fmt.Printf("loadbench: %s per run after %s warm-up, server on core %d, wrk on core %d (-t1 -c%d), %d rounds\n",
+		o.duration, o.warmup, o.serverCPU, o.clientCPU, o.connections, o.rounds)
+	fmt.Println("Each round runs the no-op server and then friendgate on the same requests; the figures are medians over the rounds.")
+	fmt.Println()
+	fmt.Println("| policies | callback | friendgate callbacks/CPU-s | no-op callbacks/CPU-s | ratio (median, range) | target |")
+	fmt.Println("|---|---|---:|---:|---:|---:|")
+	for _, c := range cases {
+		set := sets[c.set]
+		policies := filepath.Join(dir, fmt.Sprintf("policies-%d", set.global))
+		if err := writePolicies(policies, o.samples, set.global); err != nil {
+			return err
+		}
+		var fg, noop, ratios []float64
+		for range o.rounds {
+			n, err := measure(o, dir, c.req, o.noop)
+			if err != nil {
+				return fmt.Errorf("no-op server, %s: %w", c.req.name, err)
+			}
+			f, err := measure(o, dir, c.req, o.friendgate, "serve", "--policies", policies)
+			if err != nil {
+				return fmt.Errorf("friendgate, %s, %s: %w", set.name, c.req.name, err)
+			}
+			fg, noop, ratios = append(fg, f), append(noop, n), append(ratios, f/n)
+		}
+		slices.Sort(ratios)
+		fmt.Printf("| %s | %s | %.0f | %.0f | %.2f (%.2f–%.2f) | ≥ %.1f |\n", set.name, c.req.name, median(fg), median(noop),
+			median(ratios), ratios[0], ratios[len(ratios)-1], c.target)
+	}
+	return nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Sorted(slices.Values(v))
+	return s[len(s)/2]
+}
+
+// measure starts a server (args after bin) pinned to the server core, loads it with req
+// from wrk pinned to the client core, and returns the callbacks it answered per CPU-second
+// it used during the measured run.
+func measure(o options, dir string, req request, bin string, args ...string) (float64, error) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	args = append(args, "--addr", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", strconv.Itoa(o.serverCPU), bin}, args...)...)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return 0, err
+	}
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		return 0, err
+	}
+	defer func() {
+		cancel()
+		_ = cmd.Wait()
+	}()
+	addr, err := listenAddr(out)
+	if err != nil {
+		return 0, err
+	}
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	base := "http://" + addr
+	if err := waitReady(base, bin == o.noop); err != nil {
+		return 0, err
+	}
+	if err := check(base, req); err != nil {
+		return 0, err
+	}
+	script := filepath.Join(dir, "post.lua")
+	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json; charset=utf-8\"\nwrk.body = [==[%s]==]\n", req.body)
+	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
+		return 0, err
+	}
+	if _, err := load(o, script, base+req.target, o.warmup); err != nil {
+		return 0, err
+	}
+	before, err := cpuTicks(cmd.Process.Pid)
+	if err != nil {
+		return 0, err
+	}
+	n, err := load(o, script, base+req.target, o.duration)
+	if err != nil {
+		return 0, err
+	}
+	after, err := cpuTicks(cmd.Process.Pid)
+	if err != nil {
+		return 0, err
+	}
+	if after == before {
+		return 0, errors.New("the server used no measurable CPU time")
+	}
+	return float64(n) / (float64(after-before) / userHZ), nil
+}
+
+// listenAddr reads the address a server listens on from its output: noopserver prints it,
+// friendgate logs it ("serving callbacks").
+func listenAddr(r io.Reader) (string, error) {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	logged := regexp.MustCompile(`"msg":"serving callbacks".*"addr":"([^"]+)"`)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "127.0.0.1:") {
+			return line, nil
+		}
+		if m := logged.FindStringSubmatch(line); m != nil {
+			return m[1], nil
+		}
+	}
+	return "", fmt.Errorf("the server exited before listening: %v", sc.Err())
+}
+
+func waitReady(base string, noop bool) error {
+	if noop {
+		return nil
+	}
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		resp, err := http.Get(base + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return errors.New("not ready within a minute")
+}
+
+// check sends req once: a case that answers an error would measure the wrong path.
+func check(base string, req request) error {
+	resp, err := http.Post(base+req.target, "application/json; charset=utf-8", strings.NewReader(req.body))
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %d: %s", req.target, resp.StatusCode, body)
+	}
+	return nil
+}
+
+var wrkRequests = regexp.MustCompile(`(\d+) requests in`)
+
+// load runs wrk for d and returns how many requests it completed; any non-2xx answer or
+// socket error is an error.
+func load(o options, script, url string, d time.Duration) (int64, error) {
+	out, err := exec.Command("taskset", "-c", strconv.Itoa(o.clientCPU), o.wrk, "-t1", "-c"+strconv.Itoa(o.connections),
+		"-d"+strconv.Itoa(int(d.Seconds()))+"s", "-s", script, url).CombinedOutput()
+	if err != nil {
+		return 0, fmt.Errorf("wrk: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "Non-2xx") || strings.Contains(string(out), "Socket errors") {
+		return 0, fmt.Errorf("wrk saw errors:\n%s", out)
+	}
+	m := wrkRequests.FindSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("no request count in wrk's output:\n%s", out)
+	}
+	return strconv.ParseInt(string(m[1]), 10, 64)
+}
+
+// cpuTicks is a process's user + system CPU time in USER_HZ ticks, from /proc/PID/stat.
+func cpuTicks(pid int) (int64, error) {
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The fields after the command name (which may hold spaces) start with the state,
+	// field 3; utime and stime are fields 14 and 15.
+	_, rest, ok := strings.Cut(string(data), ") ")
+	fields := strings.Fields(rest)
+	if !ok || len(fields) < 13 {
+		return 0, fmt.Errorf("unexpected /proc/%d/stat: %q", pid, data)
+	}
+	utime, err := strconv.ParseInt(fields[11], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	stime, err := strconv.ParseInt(fields[12], 10, 64)
+	if err != nil {
+		return 0, err
+	}
+	return utime + stime, nil
+}
+
+// writePolicies writes the sample FriendPolicies to dir, and n global policies that
+// apply to every request, each with its own users, prefix, whole-ID pattern, wording
+// pattern and guarded CEL rule (as the engine's BenchmarkDecideGlobalPolicies).
+func writePolicies(dir, samples string, n int) error {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	files, err := filepath.Glob(filepath.Join(samples, "friendgate_v1alpha1_friendpolicy_*.yaml"))
+	if err != nil {
+		return err
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, filepath.Base(f)), data, 0o600); err != nil {
+			return err
+		}
+	}
+	var sb strings.Builder
+	for i := range n {
+		fmt.Fprintf(&sb, `---
+apiVersion: friendgate.io/v1alpha1
+kind: FriendPolicy
+metadata: {name: global-%[1]d, namespace: load}
+spec:
+  blocklists:
+  - {name: spammers, users: [spammer_%[1]d_1, spammer_%[1]d_2], prefixes: [bot%[1]d_], patterns: ['camp%[1]d_[0-9]+']}
+  rules:
+  - {name: links, wordingPatterns: ['promo%[1]d\.example']}
+  - {name: guests, when: "request.from.startsWith('guest%[1]d_') && !request.forceAdd"}
+`, i)
+	}
+	return os.WriteFile(filepath.Join(dir, "global.yaml"), []byte(sb.String()), 0o600)
+}
