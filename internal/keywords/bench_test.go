@@ -2,9 +2,8 @@ package keywords
 
 import (
 	"fmt"
-	"math/rand/v2"
+	"github.com/friendgate/friendgate/internal/keywords/keywordstest"
 	"runtime"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -32,42 +31,6 @@ func loopMatch(b *testing.B, d *Dictionary, text string) {
 		d.Match(text)
 	}
 	b.ReportMetric(float64(cpuTime(b)-start)/float64(b.N), "cpu-ns/op")
-}
-
-// benchWords makes n distinct dictionary entries, seeded: 85% Latin words of 4 to 10
-// letters, 5% two-word phrases, 10% Han words of 2 or 3 characters.
-func benchWords(n int) []string {
-	rng := rand.New(rand.NewPCG(1, uint64(n)))
-	const letters = "bcdfghjklmnpqrstvwxzaeiouy"
-	latin := func() string {
-		var b strings.Builder
-		for range 4 + rng.IntN(7) {
-			b.WriteByte(letters[rng.IntN(len(letters))])
-		}
-		return b.String()
-	}
-	seen := make(map[string]bool, n)
-	words := make([]string, 0, n)
-	for len(words) < n {
-		var w string
-		switch p := rng.IntN(100); {
-		case p < 85:
-			w = latin()
-		case p < 90:
-			w = latin() + " " + latin()
-		default:
-			var b strings.Builder
-			for range 2 + rng.IntN(2) {
-				b.WriteRune(rune(0x4E00 + rng.IntN(0x5000)))
-			}
-			w = b.String()
-		}
-		if !seen[w] {
-			seen[w] = true
-			words = append(words, w)
-		}
-	}
-	return words
 }
 
 // wordings are 256-byte friend-request wordings that match none of benchWords: the cost of
@@ -98,7 +61,7 @@ func wording(name string) string {
 }
 
 func benchDictionary(b *testing.B, n int) *Dictionary {
-	d, err := Compile(all, benchWords(n)...)
+	d, err := Compile(all, keywordstest.Words(n)...)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -130,7 +93,7 @@ func BenchmarkMatchWording(b *testing.B) {
 func BenchmarkBuild(b *testing.B) {
 	for _, n := range []int{1000, 100000} {
 		b.Run(fmt.Sprintf("words=%d", n), func(b *testing.B) {
-			words := benchWords(n)
+			words := keywordstest.Words(n)
 			var before, after runtime.MemStats
 			runtime.GC()
 			runtime.ReadMemStats(&before)

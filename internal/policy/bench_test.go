@@ -2,7 +2,7 @@ package policy
 
 import (
 	"fmt"
-	"math/rand/v2"
+	"github.com/friendgate/friendgate/internal/keywords/keywordstest"
 	"runtime"
 	"slices"
 	"strconv"
@@ -260,43 +260,6 @@ func BenchmarkBuildScopedPolicies(b *testing.B) {
 	}
 }
 
-// keywordWords makes n distinct dictionary entries, seeded: 85% Latin words of 4 to 10
-// letters, 5% two-word phrases, 10% Han words of 2 or 3 characters (as the matcher's own
-// benchmarks do).
-func keywordWords(n int) []string {
-	rng := rand.New(rand.NewPCG(1, uint64(n)))
-	const letters = "bcdfghjklmnpqrstvwxzaeiouy"
-	latin := func() string {
-		var b strings.Builder
-		for range 4 + rng.IntN(7) {
-			b.WriteByte(letters[rng.IntN(len(letters))])
-		}
-		return b.String()
-	}
-	seen := make(map[string]bool, n)
-	words := make([]string, 0, n)
-	for len(words) < n {
-		var w string
-		switch p := rng.IntN(100); {
-		case p < 85:
-			w = latin()
-		case p < 90:
-			w = latin() + " " + latin()
-		default:
-			var b strings.Builder
-			for range 2 + rng.IntN(2) {
-				b.WriteRune(rune(0x4E00 + rng.IntN(0x5000)))
-			}
-			w = b.String()
-		}
-		if !seen[w] {
-			seen[w] = true
-			words = append(words, w)
-		}
-	}
-	return words
-}
-
 // keywordWording is a 256-byte greeting in Latin, Chinese and fullwidth letters that matches
 // none of keywordWords: a passing request reads all of it.
 const keywordWording = "Hi! I saw your profile in the hiking group and would love to be friends. " +
@@ -311,7 +274,7 @@ func BenchmarkDecideKeywords(b *testing.B) {
 		b.Fatalf("the wording is %d bytes, want 256", len(keywordWording))
 	}
 	for _, n := range []int{100, 100_000} {
-		words := keywordWords(n)
+		words := keywordstest.Words(n)
 		cm := configMap("bench", "words", map[string]string{v1alpha1.LabelList: "words"}, map[string]string{"words.txt": strings.Join(words, "\n")})
 		// Its own version per size: compiled dictionaries are cached by ConfigMap version.
 		cm.UID, cm.ResourceVersion = "words", strconv.Itoa(n)
