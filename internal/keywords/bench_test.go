@@ -2,12 +2,13 @@ package keywords
 
 import (
 	"fmt"
-	"github.com/friendgate/friendgate/internal/keywords/keywordstest"
 	"runtime"
 	"syscall"
 	"testing"
 	"time"
 	"unicode/utf8"
+
+	"github.com/friendgate/friendgate/internal/keywords/keywordstest"
 )
 
 // cpuTime is the CPU time this process has used. Benchmarks report it per operation

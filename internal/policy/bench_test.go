@@ -2,7 +2,6 @@ package policy
 
 import (
 	"fmt"
-	"github.com/friendgate/friendgate/internal/keywords/keywordstest"
 	"runtime"
 	"slices"
 	"strconv"
@@ -10,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/friendgate/friendgate/internal/keywords/keywordstest"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
