@@ -8,11 +8,9 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"io"
 	"math/big"
 	"net/http"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 )
@@ -103,23 +101,7 @@ func TestClientCertificate(t *testing.T) {
 	}
 	good, bad := ca.clientCert(t, "openim"), other.clientCert(t, "openim")
 	imServer, anonymous, impostor := clientWith(&good), clientWith(nil), clientWith(&bad)
-	post := func(c *http.Client, path, body string) (int, string, error) {
-		resp, err := c.Post("https://"+s.addr+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(data), err
-	}
-	s.eventually(t, startTimeout, "the server is ready, probed without a client certificate", func() (bool, string) {
-		resp, err := anonymous.Get("https://" + s.addr + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	s.waitHTTPSReady(t, anonymous, "the server is ready, probed without a client certificate")
 
 	openIM := openIMPath("callbackBeforeAddFriendCommand")
 	tencent := tencentPath(vendorApp, "Sns.CallbackPrevFriendAdd")
@@ -141,7 +123,7 @@ func TestClientCertificate(t *testing.T) {
 		{"OpenIM with another CA's certificate", impostor, openIM, openIMAddFriend("alice", "bob", "hi"), 0, "", true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			status, body, err := post(c.client, c.path, c.body)
+			status, body, err := s.postHTTPS(c.client, c.path, c.body)
 			if c.handshakeErr {
 				if err == nil {
 					t.Fatalf("got %d %s, want the TLS handshake refused", status, body)

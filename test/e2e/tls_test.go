@@ -77,29 +77,13 @@ func TestTLS(t *testing.T) {
 			return nil
 		},
 	}, DisableKeepAlives: true}}
-	post := func(path, body string) (int, string, error) {
-		resp, err := httpsClient.Post("https://"+s.addr+path, "application/json", strings.NewReader(body))
-		if err != nil {
-			return 0, "", err
-		}
-		defer resp.Body.Close()
-		data, err := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(data), err
-	}
-	s.eventually(t, startTimeout, "the HTTPS server is ready", func() (bool, string) {
-		resp, err := httpsClient.Get("https://" + s.addr + "/readyz")
-		if err != nil {
-			return false, err.Error()
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status
-	})
+	s.waitHTTPSReady(t, httpsClient, "the HTTPS server is ready")
 
 	for _, c := range []struct{ path, body, want string }{
 		{openIMPath("callbackBeforeAddFriendCommand"), openIMAddFriend("spam_1", "bob", "hi"), `"nextCode":1`},
 		{tencentPath("1400000001", "Sns.CallbackPrevFriendAdd"), friendAdd("alice", "bob"), `"ResultCode":0`},
 	} {
-		status, body, err := post(c.path, c.body)
+		status, body, err := s.postHTTPS(httpsClient, c.path, c.body)
 		if err != nil || status != http.StatusOK || !strings.Contains(body, c.want) {
 			t.Fatalf("POST https://%s%s: %d %s %v, want 200 with %s", s.addr, c.path, status, body, err, c.want)
 		}
@@ -114,9 +98,33 @@ func TestTLS(t *testing.T) {
 	second := writeCert(t, dir, 2)
 	trust.AddCert(second)
 	s.eventually(t, 10*time.Second, "the renewed certificate is served", func() (bool, string) {
-		if _, _, err := post(openIMPath("callbackAfterAddFriendCommand"), "{}"); err != nil {
+		if _, _, err := s.postHTTPS(httpsClient, openIMPath("callbackAfterAddFriendCommand"), "{}"); err != nil {
 			return false, err.Error()
 		}
 		return served.SerialNumber.Int64() == 2, fmt.Sprintf("serial %d", served.SerialNumber)
+	})
+}
+
+// postHTTPS posts a JSON body to the server over HTTPS with c.
+func (s *server) postHTTPS(c *http.Client, path, body string) (int, string, error) {
+	resp, err := c.Post("https://"+s.addr+path, "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	data, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(data), err
+}
+
+// waitHTTPSReady waits until /readyz answers 200 over HTTPS with c.
+func (s *server) waitHTTPSReady(t *testing.T, c *http.Client, what string) {
+	t.Helper()
+	s.eventually(t, startTimeout, what, func() (bool, string) {
+		resp, err := c.Get("https://" + s.addr + "/readyz")
+		if err != nil {
+			return false, err.Error()
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK, resp.Status
 	})
 }
