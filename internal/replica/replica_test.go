@@ -263,15 +263,7 @@ func TestLeaseReporterPacing(t *testing.T) {
 	reporter := &LeaseReporter{Client: env.Client, Reader: env.Client, Namespace: ns, ID: "replica-c", Duration: 30 * time.Second, Clock: clk, Log: logr.Discard()}
 	// The first snapshot is in force before the reporter starts.
 	reporter.SetWatermark("9")
-	runCtx, cancel := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- reporter.Start(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-stopped; err != nil {
-			t.Error(err)
-		}
-	})
+	startUntilCleanup(ctx, t, reporter)
 
 	key := client.ObjectKey{Namespace: ns, Name: propagation.LeaseName("replica-c")}
 	// reported waits until the Lease says watermark, renewed at renewed.
@@ -333,15 +325,7 @@ func TestLeaseWaitsForFirstSnapshot(t *testing.T) {
 	t0 := time.Now().Truncate(time.Second)
 	clk := clocktesting.NewFakeClock(t0)
 	reporter := &LeaseReporter{Client: env.Client, Reader: env.Client, Namespace: ns, ID: "replica-d", Duration: 30 * time.Second, Clock: clk, Log: logr.Discard()}
-	runCtx, cancel := context.WithCancel(ctx)
-	stopped := make(chan error, 1)
-	go func() { stopped <- reporter.Start(runCtx) }()
-	t.Cleanup(func() {
-		cancel()
-		if err := <-stopped; err != nil {
-			t.Error(err)
-		}
-	})
+	startUntilCleanup(ctx, t, reporter)
 
 	// Time passes (renewals would be due) while the replica builds its first snapshot.
 	clk.Step(20 * time.Second)
@@ -419,4 +403,17 @@ func TestStatusOnlyUpdatesDoNotRebuild(t *testing.T) {
 	if got := decide(l, "spam_new"); got != ns+"/p1/blocklist/b" {
 		t.Errorf("spam_new after the spec update: %s", got)
 	}
+}
+
+// startUntilCleanup runs r until the test ends, and fails the test if r returns an error.
+func startUntilCleanup(ctx context.Context, t *testing.T, r interface{ Start(context.Context) error }) {
+	runCtx, cancel := context.WithCancel(ctx)
+	stopped := make(chan error, 1)
+	go func() { stopped <- r.Start(runCtx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-stopped; err != nil {
+			t.Error(err)
+		}
+	})
 }
