@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"bytes"
 	"fmt"
 	"unsafe"
 
@@ -30,80 +29,11 @@ type tooLarge struct{ reason string }
 
 func (e *tooLarge) Error() string { return e.reason }
 
-// elementCount decodes a JSON array as the number of its elements, allocating nothing.
-type elementCount int
-
-func (n *elementCount) UnmarshalJSON(data []byte) error {
-	*n = elementCount(countElements(data))
-	return nil
-}
-
-// upToItems reports whether body certainly holds at most limit items: every item holds at
-// least perItem bytes equal to mark (a '{' per Tencent item, two '"' per user ID), so
-// counting them, which is fast and allocates nothing, bounds the items from above. Only a
-// body that could be over the limit is then counted exactly (see elementCount), so many
-// tiny items cannot make the server allocate far more than it received.
-func upToItems(body []byte, mark []byte, perItem, limit int) bool {
-	return bytes.Count(body, mark)/perItem <= limit
-}
-
 func itemsOver(n, limit int, what string) error {
 	if n > limit {
 		return &tooLarge{fmt.Sprintf("%d %s in one request, more than the limit of %d", n, what, limit)}
 	}
 	return nil
-}
-
-var (
-	openBrace = []byte("{")
-	quote     = []byte(`"`)
-)
-
-// countElements counts the elements of a JSON array, given as valid JSON (encoding/json
-// validates a whole body before it hands a part to an Unmarshaler). null counts 0.
-func countElements(data []byte) int {
-	depth, n := 0, 0
-	inString, escaped, element := false, false, false
-	for _, c := range data {
-		if inString {
-			switch {
-			case escaped:
-				escaped = false
-			case c == '\\':
-				escaped = true
-			case c == '"':
-				inString = false
-			}
-			continue
-		}
-		switch c {
-		case ' ', '\t', '\n', '\r':
-			continue
-		case '[', '{':
-			depth++
-			if depth == 2 {
-				element = true
-			}
-			continue
-		case ']', '}':
-			depth--
-			continue
-		case ',':
-			if depth == 1 {
-				n++
-			}
-			continue
-		case '"':
-			inString = true
-		}
-		if depth == 1 {
-			element = true
-		}
-	}
-	if element {
-		n++
-	}
-	return n
 }
 
 // checkUserIDs refuses a batch holding a user ID longer than maxUserIDBytes.

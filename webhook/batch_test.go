@@ -7,25 +7,6 @@ import (
 	"testing"
 )
 
-func TestCountElements(t *testing.T) {
-	for data, want := range map[string]int{
-		`null`:                          0,
-		`[]`:                            0,
-		`[ ]`:                           0,
-		`["a"]`:                         1,
-		`["a","b" , "c"]`:               3,
-		`[",",",\",","[,]"]`:            3,
-		`[{"a":[1,2,3]},{"b":{"c":1}}]`: 2,
-		`[[],[[]],{}]`:                  3,
-		`[1,true,null,-2.5e3]`:          4,
-		`["\\", ","]`:                   2,
-	} {
-		if got := countElements([]byte(data)); got != want {
-			t.Errorf("countElements(%s) = %d, want %d", data, got, want)
-		}
-	}
-}
-
 func ids(prefix string, n int) string {
 	out := make([]string, n)
 	for i := range out {

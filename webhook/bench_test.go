@@ -53,14 +53,17 @@ func BenchmarkHandler(b *testing.B) {
 		if check.Code != 200 || bytes.Contains(check.Body.Bytes(), []byte(`38`)) != bc.deny {
 			b.Fatalf("%s: unexpected answer %d %s", bc.name, check.Code, check.Body)
 		}
+		data := []byte(bc.body)
 		b.Run(bc.name, func(b *testing.B) {
 			req, w, body := benchRequest(bc.target, bc.body)
 			b.ReportAllocs()
+			cpu := processCPU()
 			for b.Loop() {
-				body.Reset([]byte(bc.body))
+				body.Reset(data)
 				w.status = 0
 				s.handler.ServeHTTP(w, req)
 			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 		b.Run(bc.name+"/parallel", func(b *testing.B) {
@@ -68,7 +71,7 @@ func BenchmarkHandler(b *testing.B) {
 			b.RunParallel(func(pb *testing.PB) {
 				req, w, body := benchRequest(bc.target, bc.body)
 				for pb.Next() {
-					body.Reset([]byte(bc.body))
+					body.Reset(data)
 					s.handler.ServeHTTP(w, req)
 				}
 			})

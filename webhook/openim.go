@@ -2,7 +2,6 @@ package webhook
 
 import (
 	"cmp"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"time"
@@ -29,8 +28,8 @@ var openIMCommands = map[string]commandKind{
 	"callbackAfterRemoveBlackCommand":      kindNotify,
 }
 
-// openIMRequest is the union of the friend callbacks' bodies. encoding/json matches keys
-// case-insensitively, which also covers servers that spell HandleMsg handleMsg.
+// openIMRequest is the union of the friend callbacks' bodies (see decodeOpenIM). Keys
+// match case-insensitively, which also covers servers that spell HandleMsg handleMsg.
 type openIMRequest struct {
 	CallbackCommand string   `json:"callbackCommand"`
 	FromUserID      string   `json:"fromUserID"`
@@ -51,18 +50,16 @@ func (r *openIMRequest) reset() {
 	*r = openIMRequest{FriendUserIDs: ids[:0]}
 }
 
-// checkOpenIMItems refuses an import of more than limit friends (see upToItems).
-func checkOpenIMItems(body []byte, limit int) error {
-	if upToItems(body, quote, 2, limit) {
-		return nil
+// operationIDHeader is OpenIM's trace header, operationID, in the canonical form
+// net/http stores it under: Header.Get would canonicalise the name, an allocation, on
+// every callback.
+var operationIDHeader = http.CanonicalHeaderKey("operationID")
+
+func operationID(r *http.Request) string {
+	if v := r.Header[operationIDHeader]; len(v) > 0 {
+		return v[0]
 	}
-	var n struct {
-		FriendUserIDs elementCount `json:"friendUserIDs"`
-	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return err
-	}
-	return itemsOver(int(n.FriendUserIDs), limit, "friend IDs")
+	return ""
 }
 
 // openIMRoute reads the app and command from the request URL: /openim/<command> (v3.4.2
@@ -113,7 +110,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 	start := time.Now()
 	c := h.getCall()
 	defer h.putCall(c)
-	traceID := r.Header.Get("operationID")
+	traceID := operationID(r)
 
 	appID, name, ok := openIMRoute(path, r)
 	cmd := h.openIMCommand(name)
@@ -150,11 +147,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 	}
 	if name == "" || cmd.kind != kindNotify {
 		c.openIMBody.reset()
-		err := checkOpenIMItems(c.body, h.opts.MaxBatchItems)
-		if err == nil {
-			err = json.Unmarshal(c.body, &c.openIMBody)
-		}
-		if err != nil {
+		if err := decodeOpenIM(c.body, h.opts.MaxBatchItems, &c.openIMBody); err != nil {
 			h.failOpenIM(w, c, cmd, continues, traceID, decodeRefusal(err))
 			return
 		}

@@ -310,7 +310,7 @@ func (h *Handler) unroutable(w http.ResponseWriter, r *http.Request, urlPath str
 		h.failTencent(w, c, h.tencentOther, rf, false)
 		return
 	}
-	h.failOpenIM(w, c, h.openIMOther, false, r.Header.Get("operationID"), rf)
+	h.failOpenIM(w, c, h.openIMOther, false, operationID(r), rf)
 }
 
 // call is the per-request scratch space, pooled so a steady stream of callbacks reuses

@@ -1,7 +1,6 @@
 package webhook
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/url"
 	"strings"
@@ -50,25 +49,9 @@ type tencentResponseItem struct {
 
 func (r *tencentRequest) reset() {
 	fi, ri := r.FriendItem, r.ResponseFriendItem
-	// encoding/json decodes into reused slice elements without zeroing absent keys.
 	clear(fi[:cap(fi)])
 	clear(ri[:cap(ri)])
 	*r = tencentRequest{FriendItem: fi[:0], ResponseFriendItem: ri[:0]}
-}
-
-// checkTencentItems refuses a batch of more than limit items (see upToItems).
-func checkTencentItems(body []byte, limit int) error {
-	if upToItems(body, openBrace, 1, limit) {
-		return nil
-	}
-	var n struct {
-		FriendItem         elementCount `json:"FriendItem"`
-		ResponseFriendItem elementCount `json:"ResponseFriendItem"`
-	}
-	if err := json.Unmarshal(body, &n); err != nil {
-		return err
-	}
-	return itemsOver(int(max(n.FriendItem, n.ResponseFriendItem)), limit, "items")
 }
 
 // tencentQuery holds the query parameters Tencent sends with every callback.
@@ -150,11 +133,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		return
 	}
 	c.tencentBody.reset()
-	err := checkTencentItems(c.body, h.opts.MaxBatchItems)
-	if err == nil {
-		err = json.Unmarshal(c.body, &c.tencentBody)
-	}
-	if err != nil {
+	if err := decodeTencent(c.body, h.opts.MaxBatchItems, &c.tencentBody); err != nil {
 		h.failTencent(w, c, cmd, decodeRefusal(err), false)
 		return
 	}

@@ -1,0 +1,759 @@
+package webhook
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// The two callback bodies are read by a scanner written for their shapes rather than by
+// encoding/json: reflection, its validity pre-scan of the whole body and a string
+// allocation per field were most of a callback's CPU time (docs/benchmarks.md). It
+// accepts and refuses what encoding/json does for these structs (FuzzDecodeMatchesStdlib
+// checks it): keys match exactly or else case-insensitively, unknown keys are skipped
+// after checking their values, null leaves a field as it is, invalid UTF-8 in a string
+// becomes U+FFFD, nesting deeper than encoding/json's 10,000 levels is refused. The body
+// is copied into one string and every unescaped value is a substring of it, so a request
+// costs one allocation for all its fields. One difference: a key given twice replaces
+// the earlier value whole, where encoding/json would merge two arrays of items.
+
+// maxNestingDepth is encoding/json's bound on nested arrays and objects.
+const maxNestingDepth = 10000
+
+// jsonError is a body that is not JSON, or not the callback's shape; the offset lets an
+// operator find the spot in a logged body.
+type jsonError struct {
+	offset int
+	msg    string
+}
+
+func (e *jsonError) Error() string { return fmt.Sprintf("%s (at byte %d)", e.msg, e.offset) }
+
+type bodyDecoder struct {
+	s string
+	i int
+}
+
+var (
+	openIMFields = [...]string{"callbackCommand", "fromUserID", "toUserID", "blackUserID", "ownerUserID",
+		"friendUserID", "friendUserIDs", "reqMsg", "HandleMsg", "remark", "ex"}
+	tencentFields         = [...]string{"CallbackCommand", "From_Account", "FriendItem", "ResponseFriendItem", "AddType", "ForceAddFlags", "EventTime"}
+	tencentFriendFields   = [...]string{"To_Account", "Remark", "GroupName", "AddSource", "AddWording"}
+	tencentResponseFields = [...]string{"To_Account", "Remark", "TagName", "ResponseAction"}
+)
+
+// decodeOpenIM reads an OpenIM friend callback into r, which must be reset. An import of
+// more than limit friend IDs is refused (*tooLarge) without holding the excess.
+func decodeOpenIM(body []byte, limit int, r *openIMRequest) error {
+	d := bodyDecoder{s: string(body)}
+	isNull, err := d.openTop()
+	if err != nil || isNull {
+		return err
+	}
+	for first := true; ; first = false {
+		key, done, err := d.key(first)
+		if err != nil {
+			return err
+		}
+		if done {
+			return d.end()
+		}
+		switch fieldIndex(openIMFields[:], key) {
+		case 0:
+			err = d.str(&r.CallbackCommand, key)
+		case 1:
+			err = d.str(&r.FromUserID, key)
+		case 2:
+			err = d.str(&r.ToUserID, key)
+		case 3:
+			err = d.str(&r.BlackUserID, key)
+		case 4:
+			err = d.str(&r.OwnerUserID, key)
+		case 5:
+			err = d.str(&r.FriendUserID, key)
+		case 6:
+			err = d.stringList(&r.FriendUserIDs, key, limit)
+		case 7:
+			err = d.str(&r.ReqMsg, key)
+		case 8:
+			err = d.str(&r.HandleMsg, key)
+		case 9:
+			err = d.str(&r.Remark, key)
+		case 10:
+			err = d.str(&r.Ex, key)
+		default:
+			err = d.skip(1)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+// decodeTencent reads a Tencent friend callback into r, which must be reset. A batch of
+// more than limit items is refused (*tooLarge) without holding the excess.
+func decodeTencent(body []byte, limit int, r *tencentRequest) error {
+	d := bodyDecoder{s: string(body)}
+	isNull, err := d.openTop()
+	if err != nil || isNull {
+		return err
+	}
+	for first := true; ; first = false {
+		key, done, err := d.key(first)
+		if err != nil {
+			return err
+		}
+		if done {
+			return d.end()
+		}
+		switch fieldIndex(tencentFields[:], key) {
+		case 0:
+			err = d.str(&r.CallbackCommand, key)
+		case 1:
+			err = d.str(&r.FromAccount, key)
+		case 2:
+			err = d.friendItems(r, key, limit)
+		case 3:
+			err = d.responseItems(r, key, limit)
+		case 4:
+			err = d.str(&r.AddType, key)
+		case 5:
+			err = d.int64(&r.ForceAddFlags, key)
+		case 6:
+			err = d.int64(&r.EventTime, key)
+		default:
+			err = d.skip(1)
+		}
+		if err != nil {
+			return err
+		}
+	}
+}
+
+func (d *bodyDecoder) friendItems(r *tencentRequest, key string, limit int) error {
+	isNull, err := d.openArray(key)
+	if err != nil {
+		return err
+	}
+	if isNull {
+		r.FriendItem = nil
+		return nil
+	}
+	items := r.FriendItem[:0]
+	n := 0
+	for first := true; ; first = false {
+		done, err := d.element(first)
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+		if n++; n > limit {
+			if err := d.skip(2); err != nil {
+				return err
+			}
+			continue
+		}
+		items = append(items, tencentFriendItem{})
+		f := &items[len(items)-1]
+		err = d.object(key, tencentFriendFields[:], func(i int, k string) error {
+			switch i {
+			case 0:
+				return d.str(&f.ToAccount, k)
+			case 1:
+				return d.str(&f.Remark, k)
+			case 2:
+				return d.str(&f.GroupName, k)
+			case 3:
+				return d.str(&f.AddSource, k)
+			case 4:
+				return d.str(&f.AddWording, k)
+			}
+			return d.skip(3)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	r.FriendItem = items
+	return itemsOver(n, limit, "items")
+}
+
+func (d *bodyDecoder) responseItems(r *tencentRequest, key string, limit int) error {
+	isNull, err := d.openArray(key)
+	if err != nil {
+		return err
+	}
+	if isNull {
+		r.ResponseFriendItem = nil
+		return nil
+	}
+	items := r.ResponseFriendItem[:0]
+	n := 0
+	for first := true; ; first = false {
+		done, err := d.element(first)
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+		if n++; n > limit {
+			if err := d.skip(2); err != nil {
+				return err
+			}
+			continue
+		}
+		items = append(items, tencentResponseItem{})
+		f := &items[len(items)-1]
+		err = d.object(key, tencentResponseFields[:], func(i int, k string) error {
+			switch i {
+			case 0:
+				return d.str(&f.ToAccount, k)
+			case 1:
+				return d.str(&f.Remark, k)
+			case 2:
+				return d.str(&f.TagName, k)
+			case 3:
+				return d.str(&f.ResponseAction, k)
+			}
+			return d.skip(3)
+		})
+		if err != nil {
+			return err
+		}
+	}
+	r.ResponseFriendItem = items
+	return itemsOver(n, limit, "items")
+}
+
+// stringList reads an array of strings (null elements are ""), counting but not keeping
+// those past limit.
+func (d *bodyDecoder) stringList(dst *[]string, key string, limit int) error {
+	isNull, err := d.openArray(key)
+	if err != nil {
+		return err
+	}
+	if isNull {
+		*dst = nil
+		return nil
+	}
+	list := (*dst)[:0]
+	n := 0
+	for first := true; ; first = false {
+		done, err := d.element(first)
+		if err != nil {
+			return err
+		}
+		if done {
+			break
+		}
+		if n++; n > limit {
+			if err := d.skip(2); err != nil {
+				return err
+			}
+			continue
+		}
+		list = append(list, "")
+		if err := d.str(&list[len(list)-1], key); err != nil {
+			return err
+		}
+	}
+	*dst = list
+	return itemsOver(n, limit, "friend IDs")
+}
+
+// object reads an item object (or null) at depth 3, calling field with the index of each
+// key among fields (-1 for others), which must read the value.
+func (d *bodyDecoder) object(key string, fields []string, field func(i int, key string) error) error {
+	d.ws()
+	if d.consumeNull() {
+		return nil
+	}
+	if d.i >= len(d.s) {
+		return d.eof()
+	}
+	if d.s[d.i] != '{' {
+		return d.typeError(key, "an object")
+	}
+	d.i++
+	for first := true; ; first = false {
+		k, done, err := d.key(first)
+		if err != nil || done {
+			return err
+		}
+		if err := field(fieldIndex(fields, k), k); err != nil {
+			return err
+		}
+	}
+}
+
+// fieldIndex finds key among names as encoding/json does: an exact match, else the
+// first case-insensitive one; -1 when none.
+func fieldIndex(names []string, key string) int {
+	for i, n := range names {
+		if n == key {
+			return i
+		}
+	}
+	for i, n := range names {
+		if strings.EqualFold(n, key) {
+			return i
+		}
+	}
+	return -1
+}
+
+// openTop reads the start of the body: '{', or a null, which decodes to nothing.
+func (d *bodyDecoder) openTop() (isNull bool, err error) {
+	d.ws()
+	if d.i >= len(d.s) {
+		return false, d.eof()
+	}
+	switch c := d.s[d.i]; {
+	case c == '{':
+		d.i++
+		return false, nil
+	case d.consumeNull():
+		return true, d.end()
+	}
+	// encoding/json refuses a syntax error anywhere before a type error.
+	if err := d.skip(0); err != nil {
+		return false, err
+	}
+	return false, &jsonError{0, "the body is not a JSON object"}
+}
+
+// end checks that nothing but white space follows the top-level value.
+func (d *bodyDecoder) end() error {
+	d.ws()
+	if d.i < len(d.s) {
+		return d.invalid("after the top-level value")
+	}
+	return nil
+}
+
+// key reads the next key of an object and its colon; done reports the object's end.
+func (d *bodyDecoder) key(first bool) (key string, done bool, err error) {
+	d.ws()
+	if d.i >= len(d.s) {
+		return "", false, d.eof()
+	}
+	switch c := d.s[d.i]; {
+	case c == '}':
+		d.i++
+		return "", true, nil
+	case first:
+	case c == ',':
+		d.i++
+		d.ws()
+		if d.i >= len(d.s) {
+			return "", false, d.eof()
+		}
+	default:
+		return "", false, d.invalid("after an object value")
+	}
+	if d.s[d.i] != '"' {
+		return "", false, d.invalid("looking for the beginning of an object key")
+	}
+	if key, err = d.readString(); err != nil {
+		return "", false, err
+	}
+	d.ws()
+	if d.i >= len(d.s) {
+		return "", false, d.eof()
+	}
+	if d.s[d.i] != ':' {
+		return "", false, d.invalid("after an object key")
+	}
+	d.i++
+	return key, false, nil
+}
+
+// openArray reads the start of an array value, or a null.
+func (d *bodyDecoder) openArray(key string) (isNull bool, err error) {
+	d.ws()
+	if d.consumeNull() {
+		return true, nil
+	}
+	if d.i >= len(d.s) {
+		return false, d.eof()
+	}
+	if d.s[d.i] != '[' {
+		return false, d.typeError(key, "an array")
+	}
+	d.i++
+	return false, nil
+}
+
+// element moves to the next element of an array; done reports the array's end.
+func (d *bodyDecoder) element(first bool) (done bool, err error) {
+	d.ws()
+	if d.i >= len(d.s) {
+		return false, d.eof()
+	}
+	switch c := d.s[d.i]; {
+	case c == ']':
+		d.i++
+		return true, nil
+	case first:
+		return false, nil
+	case c == ',':
+		d.i++
+		return false, nil
+	}
+	return false, d.invalid("after an array element")
+}
+
+// str reads a string value into dst; null leaves dst as it is.
+func (d *bodyDecoder) str(dst *string, key string) error {
+	d.ws()
+	if d.i >= len(d.s) {
+		return d.eof()
+	}
+	switch d.s[d.i] {
+	case '"':
+		s, err := d.readString()
+		*dst = s
+		return err
+	case 'n':
+		if d.consumeNull() {
+			return nil
+		}
+	}
+	return d.typeError(key, "a string")
+}
+
+// int64 reads an integer value into dst; null leaves dst as it is. Like encoding/json,
+// it refuses a fraction or exponent even when the value is whole.
+func (d *bodyDecoder) int64(dst *int64, key string) error {
+	d.ws()
+	if d.consumeNull() {
+		return nil
+	}
+	start := d.i
+	if err := d.number(); err != nil {
+		if start < len(d.s) && (d.s[start] == '-' || isDigit(d.s[start])) {
+			return err
+		}
+		return d.typeError(key, "an integer")
+	}
+	n, err := strconv.ParseInt(d.s[start:d.i], 10, 64)
+	if err != nil {
+		return &jsonError{start, fmt.Sprintf("%q: %s is not a 64-bit integer", key, d.s[start:d.i])}
+	}
+	*dst = n
+	return nil
+}
+
+// skip checks and passes over one value nested depth levels deep.
+func (d *bodyDecoder) skip(depth int) error {
+	d.ws()
+	if d.i >= len(d.s) {
+		return d.eof()
+	}
+	switch c := d.s[d.i]; c {
+	case '"':
+		end, _, err := d.scanString()
+		d.i = end
+		return err
+	case '{':
+		if depth++; depth > maxNestingDepth {
+			return &jsonError{d.i, "nested too deeply"}
+		}
+		d.i++
+		for first := true; ; first = false {
+			_, done, err := d.key(first)
+			if err != nil || done {
+				return err
+			}
+			if err := d.skip(depth); err != nil {
+				return err
+			}
+		}
+	case '[':
+		if depth++; depth > maxNestingDepth {
+			return &jsonError{d.i, "nested too deeply"}
+		}
+		d.i++
+		for first := true; ; first = false {
+			done, err := d.element(first)
+			if err != nil || done {
+				return err
+			}
+			if err := d.skip(depth); err != nil {
+				return err
+			}
+		}
+	case 't':
+		return d.literal("true")
+	case 'f':
+		return d.literal("false")
+	case 'n':
+		return d.literal("null")
+	}
+	return d.number()
+}
+
+func (d *bodyDecoder) consumeNull() bool {
+	if strings.HasPrefix(d.s[d.i:], "null") {
+		d.i += 4
+		return true
+	}
+	return false
+}
+
+func (d *bodyDecoder) literal(lit string) error {
+	for j := 0; j < len(lit); j++ {
+		if d.i >= len(d.s) {
+			return d.eof()
+		}
+		if d.s[d.i] != lit[j] {
+			return d.invalid("in literal " + lit)
+		}
+		d.i++
+	}
+	return nil
+}
+
+// number passes over a number: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
+func (d *bodyDecoder) number() error {
+	if d.i < len(d.s) && d.s[d.i] == '-' {
+		d.i++
+	}
+	if d.i >= len(d.s) {
+		return d.eof()
+	}
+	switch c := d.s[d.i]; {
+	case c == '0':
+		d.i++
+	case '1' <= c && c <= '9':
+		d.digits()
+	default:
+		return d.invalid("looking for the beginning of a value")
+	}
+	if d.i < len(d.s) && d.s[d.i] == '.' {
+		d.i++
+		if err := d.someDigits("after a decimal point"); err != nil {
+			return err
+		}
+	}
+	if d.i < len(d.s) && (d.s[d.i] == 'e' || d.s[d.i] == 'E') {
+		d.i++
+		if d.i < len(d.s) && (d.s[d.i] == '+' || d.s[d.i] == '-') {
+			d.i++
+		}
+		if err := d.someDigits("in an exponent"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (d *bodyDecoder) someDigits(where string) error {
+	if d.i >= len(d.s) {
+		return d.eof()
+	}
+	if !isDigit(d.s[d.i]) {
+		return d.invalid(where)
+	}
+	d.digits()
+	return nil
+}
+
+func (d *bodyDecoder) digits() {
+	for d.i < len(d.s) && isDigit(d.s[d.i]) {
+		d.i++
+	}
+}
+
+func isDigit(c byte) bool { return '0' <= c && c <= '9' }
+
+func (d *bodyDecoder) ws() {
+	for d.i < len(d.s) {
+		switch d.s[d.i] {
+		case ' ', '\t', '\n', '\r':
+			d.i++
+		default:
+			return
+		}
+	}
+}
+
+// readString reads the string at d.i: a substring of the body when it needs no
+// unescaping, which is the common case.
+func (d *bodyDecoder) readString() (string, error) {
+	start := d.i + 1
+	end, plain, err := d.scanString()
+	if err != nil {
+		return "", err
+	}
+	d.i = end
+	if plain {
+		return d.s[start : end-1], nil
+	}
+	return unquote(d.s[start : end-1]), nil
+}
+
+// scanString checks the string starting at d.i and returns the index past its closing
+// quote, and whether its content is valid UTF-8 without escapes.
+func (d *bodyDecoder) scanString() (end int, plain bool, err error) {
+	plain = true
+	for j := d.i + 1; j < len(d.s); {
+		c := d.s[j]
+		switch {
+		case c == '"':
+			return j + 1, plain, nil
+		case c == '\\':
+			plain = false
+			if j+1 >= len(d.s) {
+				return 0, false, d.eof()
+			}
+			switch d.s[j+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				j += 2
+			case 'u':
+				for k := j + 2; k < j+6; k++ {
+					if k >= len(d.s) {
+						return 0, false, d.eof()
+					}
+					if !isHex(d.s[k]) {
+						return 0, false, &jsonError{k, "invalid character " + quoteChar(d.s[k]) + " in a \\u escape"}
+					}
+				}
+				j += 6
+			default:
+				return 0, false, &jsonError{j + 1, "invalid character " + quoteChar(d.s[j+1]) + " in a string escape"}
+			}
+		case c < 0x20:
+			return 0, false, &jsonError{j, "invalid control character " + quoteChar(c) + " in a string"}
+		case c < utf8.RuneSelf:
+			j++
+		default:
+			r, size := utf8.DecodeRuneInString(d.s[j:])
+			if r == utf8.RuneError && size == 1 {
+				plain = false
+			}
+			j += size
+		}
+	}
+	return 0, false, d.eof()
+}
+
+// unquote decodes the escapes of a checked string's content and replaces invalid UTF-8
+// and lone surrogates with U+FFFD, as encoding/json does.
+func unquote(s string) string {
+	b := make([]byte, 0, len(s)+2*utf8.UTFMax)
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c == '\\' {
+			switch s[i+1] {
+			case 'b':
+				b = append(b, '\b')
+			case 'f':
+				b = append(b, '\f')
+			case 'n':
+				b = append(b, '\n')
+			case 'r':
+				b = append(b, '\r')
+			case 't':
+				b = append(b, '\t')
+			case 'u':
+				r := hex4(s[i+2:])
+				i += 6
+				if utf16.IsSurrogate(r) {
+					if i+6 <= len(s) && s[i] == '\\' && s[i+1] == 'u' {
+						if dec := utf16.DecodeRune(r, hex4(s[i+2:])); dec != utf8.RuneError {
+							b = utf8.AppendRune(b, dec)
+							i += 6
+							continue
+						}
+					}
+					r = utf8.RuneError
+				}
+				b = utf8.AppendRune(b, r)
+				continue
+			default: // '"', '\\', '/'
+				b = append(b, s[i+1])
+			}
+			i += 2
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, c)
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = utf8.AppendRune(b, utf8.RuneError)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return string(b)
+}
+
+func hex4(s string) rune {
+	var r rune
+	for _, c := range []byte(s[:4]) {
+		r <<= 4
+		switch {
+		case c <= '9':
+			r |= rune(c - '0')
+		case c <= 'F':
+			r |= rune(c - 'A' + 10)
+		default:
+			r |= rune(c - 'a' + 10)
+		}
+	}
+	return r
+}
+
+func isHex(c byte) bool { return isDigit(c) || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F' }
+
+// quoteChar formats c as encoding/json's syntax errors do.
+func quoteChar(c byte) string {
+	switch c {
+	case '\'':
+		return `'\''`
+	case '"':
+		return `'"'`
+	}
+	q := strconv.Quote(string(rune(c)))
+	return "'" + q[1:len(q)-1] + "'"
+}
+
+func (d *bodyDecoder) eof() error { return &jsonError{len(d.s), "unexpected end of JSON input"} }
+
+func (d *bodyDecoder) invalid(where string) error {
+	if d.i >= len(d.s) {
+		return d.eof()
+	}
+	return &jsonError{d.i, "invalid character " + quoteChar(d.s[d.i]) + " " + where}
+}
+
+// typeError refuses a value of the wrong type for key. It names the type found, not the
+// value, which is the user's.
+func (d *bodyDecoder) typeError(key, want string) error {
+	found := "a number"
+	if d.i < len(d.s) {
+		switch d.s[d.i] {
+		case '"':
+			found = "a string"
+		case '{':
+			found = "an object"
+		case '[':
+			found = "an array"
+		case 't', 'f':
+			found = "a boolean"
+		case 'n':
+			found = "null"
+		}
+	}
+	return &jsonError{d.i, fmt.Sprintf("%q: expected %s, found %s", key, want, found)}
+}
