@@ -168,12 +168,14 @@ PODS_TEST = if [ -e $(CLUSTER_DIR)/state.json ]; then echo "a cluster is up in $
 
 .PHONY: test-pods
 test-pods: cluster-assets cluster-images cluster-tool helm ## Run the scenario on real pods (root): helm install, a rollout under load, leader failover, admission; docs/cluster.md.
+	$(LOCALBIN)/cluster packages
 	$(PODS_TEST) $(GO) test ./test/pods/ -count=1 -v -timeout 40m $(PODS_TEST_FLAGS)
 
 PODS_REPORT ?= $(LOCALBIN)/pods-report.txt
 .PHONY: measure-pods
 measure-pods: cluster-assets cluster-images cluster-tool helm ## The pods scenario with 5 timed helm installs; figures in bin/pods-report.txt (docs/cluster.md).
 	rm -f $(PODS_REPORT)
+	$(LOCALBIN)/cluster packages
 	$(PODS_TEST) FRIENDGATE_PODS_INSTALLS=5 FRIENDGATE_PODS_REPORT=$(PODS_REPORT) $(GO) test ./test/pods/ -count=1 -v -timeout 60m
 	cat $(PODS_REPORT)
 

@@ -16,6 +16,9 @@
 //	cluster load    import image archives (docker save format) into containerd
 //	cluster down    stop it and leave the machine as it was
 //	cluster env     print the KUBECONFIG line of a running cluster
+//	cluster packages  install the Debian packages the node needs that are missing (up does
+//	                too; the pods scenario runs it first, to record the machine's state with
+//	                the tools installed)
 package main
 
 import (
@@ -92,6 +95,8 @@ func main() {
 		err = down(&cfg)
 	case "load":
 		err = load(ctx, &cfg, fs.Args())
+	case "packages":
+		err = installPackages()
 	case "env":
 		if _, statErr := os.Stat(cfg.kubeconfig()); statErr != nil {
 			err = fmt.Errorf("no cluster in %s: %w", cfg.dir, statErr)
@@ -123,7 +128,7 @@ func parseRange(s string) (netip.Prefix, error) {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: cluster up|down|load|env [flags] (cluster up -h lists the flags)")
+	fmt.Fprintln(os.Stderr, "usage: cluster up|down|load|env|packages [flags] (cluster up -h lists the flags)")
 	os.Exit(2)
 }
 
