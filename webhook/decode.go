@@ -299,12 +299,24 @@ func fieldIndex(names []string, key string) int {
 			return i
 		}
 	}
+	// Only a non-ASCII key can fold to a name of another length (K, the Kelvin sign, is
+	// three bytes and folds to k).
+	ascii := isASCII(key)
 	for i, n := range names {
-		if strings.EqualFold(n, key) {
+		if (!ascii || len(n) == len(key)) && strings.EqualFold(n, key) {
 			return i
 		}
 	}
 	return -1
+}
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // openTop reads the start of the body: '{', or a null, which decodes to nothing.
@@ -598,11 +610,27 @@ func (d *bodyDecoder) readString() (string, error) {
 	return unquote(d.s[start : end-1]), nil
 }
 
+// stringStop marks the bytes a string's fast scan stops at: its end, an escape, a control
+// character and the first byte of a multi-byte UTF-8 sequence.
+var stringStop = func() (t [256]bool) {
+	for c := range t {
+		t[c] = c == '"' || c == '\\' || c < 0x20 || c >= utf8.RuneSelf
+	}
+	return t
+}()
+
 // scanString checks the string starting at d.i and returns the index past its closing
 // quote, and whether its content is valid UTF-8 without escapes.
 func (d *bodyDecoder) scanString() (end int, plain bool, err error) {
 	plain = true
 	for j := d.i + 1; j < len(d.s); {
+		// Most of a callback's bytes are plain ASCII inside strings: pass them by table.
+		for j < len(d.s) && !stringStop[d.s[j]] {
+			j++
+		}
+		if j >= len(d.s) {
+			break
+		}
 		c := d.s[j]
 		switch {
 		case c == '"':
@@ -630,8 +658,6 @@ func (d *bodyDecoder) scanString() (end int, plain bool, err error) {
 			}
 		case c < 0x20:
 			return 0, false, &jsonError{j, "invalid control character " + quoteChar(c) + " in a string"}
-		case c < utf8.RuneSelf:
-			j++
 		default:
 			r, size := utf8.DecodeRuneInString(d.s[j:])
 			if r == utf8.RuneError && size == 1 {
