@@ -8,6 +8,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"k8s.io/utils/clock"
 )
 
 // Defaults of the bounds no client behaviour can exceed. A connection costs the server
@@ -56,6 +58,54 @@ const minBusyRoom = 16
 // stalled: an IM server sends a callback in milliseconds.
 const stallAge = time.Second
 
+// reapInterval is how often the limiter's clock ticks and, on plain HTTP, how often it
+// closes connections past their phase's time limit: the limits are that much coarse.
+const reapInterval = 250 * time.Millisecond
+
+// connPhase is where a connection is in its cycle of requests.
+type connPhase int64
+
+const (
+	phaseHeader connPhase = iota // accepted, or a request begun, until its header is read
+	phaseBody                    // the handler reads the body; the time counts from the request's start
+	phaseAnswer                  // the body is in: deciding and writing the answer
+	phaseIdle                    // between requests
+	phaseClosed                  // closed by the limiter
+	phaseBits                    = 3
+)
+
+var phaseNames = [...]string{phaseHeader: "header", phaseBody: "body", phaseAnswer: "answer", phaseIdle: "idle"}
+
+// connTimeouts bound the phases of a connection; zero is no bound. On plain HTTP the
+// limiter enforces them (see reap) instead of net/http's per-request deadlines, which
+// cost four timer updates on every callback; over TLS, where HTTP/2 multiplexes requests
+// on a connection, net/http's own timeouts apply instead.
+type connTimeouts struct {
+	header, request, answer, idle time.Duration
+}
+
+func (t *connTimeouts) of(p connPhase) time.Duration {
+	switch p {
+	case phaseHeader:
+		return t.header
+	case phaseBody:
+		return t.request
+	case phaseAnswer:
+		return t.answer
+	case phaseIdle:
+		return t.idle
+	}
+	return 0
+}
+
+// connState packs a phase and when it began (Unix milliseconds) into one word, so that
+// the limiter reads the two together and claims a connection with one compare-and-swap.
+func packState(p connPhase, atMilli int64) int64 { return atMilli<<phaseBits | int64(p) }
+
+func unpackState(s int64) (connPhase, int64) {
+	return connPhase(s & (1<<phaseBits - 1)), s >> phaseBits
+}
+
 // connLimiter bounds the open connections of a listener. Up to max connections are served
 // normally. When a connection arrives at the limit, the stalest connection is closed to
 // make room: of those idle between requests and those stalled delivering one (for longer
@@ -70,13 +120,53 @@ type connLimiter struct {
 	net.Listener
 	max, hardMax int
 	metrics      *Metrics
+	timeouts     connTimeouts
+	clock        clock.WithTicker
+	// now is the limiter's clock in Unix milliseconds, advanced by Accept and each
+	// reapInterval: marking a connection's phase reads it instead of the system clock.
+	now atomic.Int64
 
 	mu    sync.Mutex
 	conns map[*limitedConn]struct{}
 }
 
 func newConnLimiter(ln net.Listener, limit int, m *Metrics) *connLimiter {
-	return &connLimiter{Listener: ln, max: limit, hardMax: limit + max(limit/8, minBusyRoom), metrics: m, conns: map[*limitedConn]struct{}{}}
+	l := &connLimiter{Listener: ln, max: limit, hardMax: limit + max(limit/8, minBusyRoom), metrics: m, clock: clock.RealClock{}, conns: map[*limitedConn]struct{}{}}
+	l.now.Store(l.clock.Now().UnixMilli())
+	return l
+}
+
+// run advances the limiter's clock and closes the connections past their phase's time
+// limit, until ctx is done.
+func (l *connLimiter) run(ctx context.Context) {
+	t := l.clock.NewTicker(reapInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C():
+			l.reap(now)
+		}
+	}
+}
+
+// reap closes the connections that have been in their phase longer than its limit.
+func (l *connLimiter) reap(now time.Time) {
+	ms := now.UnixMilli()
+	l.now.Store(ms)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for c := range l.conns {
+		s := c.state.Load()
+		phase, at := unpackState(s)
+		limit := l.timeouts.of(phase)
+		if limit <= 0 || ms-at < limit.Milliseconds() || !c.state.CompareAndSwap(s, packState(phaseClosed, ms)) {
+			continue
+		}
+		l.closeLocked(c)
+		l.metrics.timedOut.WithLabelValues(phaseNames[phase]).Inc()
+	}
 }
 
 func (l *connLimiter) Accept() (net.Conn, error) {
@@ -85,8 +175,10 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		if err != nil {
 			return nil, err
 		}
+		now := l.clock.Now()
+		l.now.Store(now.UnixMilli())
 		lc := &limitedConn{Conn: c, limiter: l}
-		lc.since.Store(time.Now().UnixNano())
+		lc.state.Store(packState(phaseHeader, now.UnixMilli()))
 		l.mu.Lock()
 		if len(l.conns) >= l.max && l.closeStalestLocked() {
 			l.metrics.staleClosed.Inc()
@@ -100,7 +192,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 		}
 		if n >= l.max {
 			lc.busy = true
-			lc.busyUntil = time.Now().Add(busyReadTimeout)
+			lc.busyUntil = now.Add(busyReadTimeout)
 			// Fails only on a closed connection, whose next read fails anyway.
 			_ = c.SetReadDeadline(lc.busyUntil)
 		}
@@ -113,33 +205,39 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 
 // closeStalestLocked closes the stalest connection (see connLimiter), if any.
 func (l *connLimiter) closeStalestLocked() bool {
-	now := time.Now().UnixNano()
+	now := l.now.Load()
 	var stalest *limitedConn
-	var stalestAt, stalestSince int64
+	var stalestAt, stalestState int64
 	for c := range l.conns {
-		since := c.since.Load()
-		at := since
+		s := c.state.Load()
+		phase, at := unpackState(s)
 		switch {
-		case c.busy, since == 0:
+		case c.busy, phase == phaseAnswer, phase == phaseClosed:
 			continue // answered busy and about to close anyway, or being answered
-		case since < 0:
-			at = -since // idle
-		case now-since < int64(stallAge):
+		case phase == phaseIdle:
+		case now-at < stallAge.Milliseconds():
 			continue // delivering a request, not for long
 		}
 		if stalest == nil || at < stalestAt {
-			stalest, stalestAt, stalestSince = c, at, since
+			stalest, stalestAt, stalestState = c, at, s
 		}
 	}
-	// Only a connection whose state has not changed meanwhile is closed.
-	if stalest == nil || !stalest.since.CompareAndSwap(stalestSince, 0) {
+	if stalest == nil || !stalest.state.CompareAndSwap(stalestState, packState(phaseClosed, now)) {
 		return false
 	}
-	delete(l.conns, stalest)
-	stalest.removed.Store(true)
-	l.metrics.connections.Dec()
-	stalest.Conn.Close()
+	l.closeLocked(stalest)
 	return true
+}
+
+// closeLocked closes c, which the caller has claimed (phaseClosed), and forgets it,
+// unless net/http is closing it already.
+func (l *connLimiter) closeLocked(c *limitedConn) {
+	if c.removed.Swap(true) {
+		return
+	}
+	delete(l.conns, c)
+	l.metrics.connections.Dec()
+	c.Conn.Close()
 }
 
 func (l *connLimiter) remove(c *limitedConn) {
@@ -159,10 +257,8 @@ type limitedConn struct {
 	// busy connections were accepted over the limit: their request is answered "busy".
 	busy      bool
 	busyUntil time.Time
-	// since is when the connection last showed a sign of life, in Unix ns: positive while
-	// it delivers a request (since it was accepted or its request began), negative while
-	// it is idle between requests (since it turned idle), 0 while its request is answered.
-	since   atomic.Int64
+	// state is the connection's phase and when it began (see packState).
+	state   atomic.Int64
 	removed atomic.Bool
 }
 
@@ -199,6 +295,9 @@ func asLimited(c net.Conn) *limitedConn {
 	return nil
 }
 
+// enter moves c to phase p from now.
+func (c *limitedConn) enter(p connPhase) { c.state.Store(packState(p, c.limiter.now.Load())) }
+
 // connState is the http.Server's ConnState hook: it tracks which connections are idle
 // and which are delivering a request.
 func connState(c net.Conn, state http.ConnState) {
@@ -208,9 +307,9 @@ func connState(c net.Conn, state http.ConnState) {
 	}
 	switch state {
 	case http.StateIdle:
-		lc.since.Store(-time.Now().UnixNano())
+		lc.enter(phaseIdle)
 	case http.StateActive:
-		lc.since.Store(time.Now().UnixNano())
+		lc.enter(phaseHeader)
 	}
 }
 
@@ -230,16 +329,24 @@ func requestConn(r *http.Request) *limitedConn {
 	return lc
 }
 
-// overConnectionLimit reports whether r came on a connection accepted over the limit.
-func overConnectionLimit(r *http.Request) bool {
+// startRequest marks r's header as read, its body to come, and reports whether r came on
+// a connection accepted over the limit.
+func startRequest(r *http.Request) (busy bool) {
 	lc := requestConn(r)
-	return lc != nil && lc.busy
+	if lc == nil {
+		return false
+	}
+	s := lc.state.Load()
+	if phase, at := unpackState(s); phase == phaseHeader {
+		lc.state.CompareAndSwap(s, packState(phaseBody, at))
+	}
+	return lc.busy
 }
 
 // delivered marks r's request as delivered: its connection is being answered and is not
 // closed to make room for another.
 func delivered(r *http.Request) {
 	if lc := requestConn(r); lc != nil {
-		lc.since.Store(0)
+		lc.enter(phaseAnswer)
 	}
 }

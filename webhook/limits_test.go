@@ -11,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	testingclock "k8s.io/utils/clock/testing"
 )
 
 // TestConnLimiter accepts real loopback connections through a limiter of 2: at the limit
@@ -66,8 +67,8 @@ func TestConnLimiter(t *testing.T) {
 	}
 	// A connection stalled delivering its request for longer than stallAge makes room too,
 	// but not one whose request is being answered, however long that takes.
-	second.since.Store(0)
-	third.since.Store(time.Now().Add(-2 * stallAge).UnixNano())
+	second.enter(phaseAnswer)
+	third.state.Store(packState(phaseHeader, l.now.Load()-2*stallAge.Milliseconds()))
 	dial()
 	fourth := accept()
 	if fourth.busy || !third.removed.Load() || second.removed.Load() {
@@ -106,6 +107,130 @@ func TestConnLimiter(t *testing.T) {
 	if got := testutil.ToFloat64(m.connections); got != 3 {
 		t.Fatalf("open connections = %v, want 3", got)
 	}
+}
+
+// TestConnLimiterReap closes, on each tick, the connections that have been in a phase
+// for its whole time limit, and none when the limits are off (TLS, where net/http's own
+// timeouts apply).
+func TestConnLimiterReap(t *testing.T) {
+	timeouts := connTimeouts{header: 5 * time.Second, request: 10 * time.Second, answer: 10 * time.Second, idle: 90 * time.Second}
+	tests := []struct {
+		name    string
+		phase   connPhase
+		age     time.Duration
+		off     bool
+		closed  bool
+		counted string
+	}{
+		{name: "header within its limit", phase: phaseHeader, age: 4900 * time.Millisecond},
+		{name: "header at its limit", phase: phaseHeader, age: 5 * time.Second, closed: true, counted: "header"},
+		{name: "body within the request's limit", phase: phaseBody, age: 9 * time.Second},
+		{name: "body past the request's limit", phase: phaseBody, age: 11 * time.Second, closed: true, counted: "body"},
+		{name: "answer within its limit", phase: phaseAnswer, age: 9 * time.Second},
+		{name: "answer past its limit", phase: phaseAnswer, age: 10 * time.Second, closed: true, counted: "answer"},
+		{name: "idle within its limit", phase: phaseIdle, age: 89 * time.Second},
+		{name: "idle past its limit", phase: phaseIdle, age: 91 * time.Second, closed: true, counted: "idle"},
+		{name: "limits off", phase: phaseIdle, age: time.Hour, off: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer ln.Close()
+			m := NewMetrics(prometheus.NewRegistry())
+			l := newConnLimiter(ln, 4, m)
+			clk := testingclock.NewFakeClock(time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
+			l.clock = clk
+			if !tt.off {
+				l.timeouts = timeouts
+			}
+			peer, err := net.Dial("tcp", ln.Addr().String())
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer peer.Close()
+			c, err := l.Accept()
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			lc := c.(*limitedConn)
+			lc.state.Store(packState(tt.phase, clk.Now().Add(-tt.age).UnixMilli()))
+
+			l.reap(clk.Now())
+			if got := lc.removed.Load(); got != tt.closed {
+				t.Fatalf("closed = %v, want %v", got, tt.closed)
+			}
+			if tt.closed {
+				if err := peer.SetReadDeadline(time.Now().Add(10 * time.Second)); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := peer.Read(make([]byte, 1)); err != io.EOF {
+					t.Fatalf("the peer read %v, want EOF", err)
+				}
+			}
+			for _, phase := range phaseNames {
+				want := 0.0
+				if phase == tt.counted {
+					want = 1
+				}
+				if got := testutil.ToFloat64(m.timedOut.WithLabelValues(phase)); got != want {
+					t.Errorf("timed out in %s = %v, want %v", phase, got, want)
+				}
+			}
+			if got, want := testutil.ToFloat64(m.connections), map[bool]float64{true: 0, false: 1}[tt.closed]; got != want {
+				t.Errorf("open connections = %v, want %v", got, want)
+			}
+		})
+	}
+}
+
+// TestConnPhases follows a connection through the hooks net/http calls: a request's body
+// is timed from the request's start, its answer and the idle time after it from their own.
+func TestConnPhases(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	l := newConnLimiter(ln, 4, NewMetrics(prometheus.NewRegistry()))
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	lc := c.(*limitedConn)
+	r := httptest.NewRequest(http.MethodPost, "/openim", nil)
+	r = r.WithContext(connContext(r.Context(), c))
+	check := func(step string, want connPhase, wantAt int64) {
+		t.Helper()
+		if phase, at := unpackState(lc.state.Load()); phase != want || at != wantAt {
+			t.Fatalf("%s: phase %s since %d, want %s since %d", step, phaseNames[phase], at, phaseNames[want], wantAt)
+		}
+	}
+	start := l.now.Load()
+	check("accepted", phaseHeader, start)
+	l.now.Add(1000)
+	connState(c, http.StateActive)
+	check("request begun", phaseHeader, start+1000)
+	l.now.Add(1000)
+	if startRequest(r) {
+		t.Fatal("a connection within the limit is busy")
+	}
+	check("header read", phaseBody, start+1000)
+	l.now.Add(1000)
+	delivered(r)
+	check("body delivered", phaseAnswer, start+3000)
+	l.now.Add(1000)
+	connState(c, http.StateIdle)
+	check("answered", phaseIdle, start+4000)
 }
 
 // blockingBody hands out its data, then blocks until release is closed.

@@ -46,6 +46,7 @@ type Metrics struct {
 	connections      prometheus.Gauge
 	connsRefused     prometheus.Counter
 	staleClosed      prometheus.Counter
+	timedOut         *prometheus.CounterVec
 	// budget is the in-flight body budget of the handler using these metrics.
 	budget atomic.Pointer[byteBudget]
 
@@ -117,6 +118,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "friendgate_callback_stale_connections_closed_total",
 			Help: "Connections closed to make room for a new one at --max-connections: idle keep-alive connections, or connections stalled delivering a request for more than a second.",
 		}),
+		timedOut: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "friendgate_callback_connections_timed_out_total",
+			Help: "Plain-HTTP connections closed for taking too long in a phase, by phase (header: 5 s to send a request's header; body: 10 s from the request's start to deliver its body; answer: 10 s to take the answer; idle: 90 s between requests).",
+		}, []string{"phase"}),
 		upstreamRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "friendgate_upstream_requests_total",
 			Help: "OpenIM callbacks forwarded to --openim-upstream, by result (ok, error, timeout).",
@@ -145,7 +150,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	})
 	reg.MustRegister(m.requests, m.decisions, m.latency, m.authFailures, m.ruleErrors,
 		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec,
-		m.upstreamRequests, m.upstreamLatency, shed, m.connections, m.connsRefused, m.staleClosed, inflight)
+		m.upstreamRequests, m.upstreamLatency, shed, m.connections, m.connsRefused, m.staleClosed, m.timedOut, inflight)
 	return m
 }
 

@@ -73,11 +73,7 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 			}
 			handler.ServeHTTP(w, r)
 		}),
-		ReadHeaderTimeout: readHeaderTimeout,
-		ReadTimeout:       readTimeout,
-		WriteTimeout:      writeTimeout,
-		IdleTimeout:       idleTimeout,
-		MaxHeaderBytes:    maxHeaderBytes,
+		MaxHeaderBytes: maxHeaderBytes,
 		ConnState:         connState,
 		ConnContext:       connContext,
 		// Connection-level errors (TLS handshakes, malformed requests) go to the
@@ -123,7 +119,17 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 	if opts.MaxConnections <= 0 {
 		opts.MaxConnections = DefaultMaxConnections
 	}
-	ln = newConnLimiter(ln, opts.MaxConnections, opts.Metrics)
+	limiter := newConnLimiter(ln, opts.MaxConnections, opts.Metrics)
+	timeouts := connTimeouts{header: readHeaderTimeout, request: readTimeout, answer: writeTimeout, idle: idleTimeout}
+	if tlsOn {
+		srv.ReadHeaderTimeout, srv.ReadTimeout, srv.WriteTimeout, srv.IdleTimeout = timeouts.header, timeouts.request, timeouts.answer, timeouts.idle
+	} else {
+		limiter.timeouts = timeouts
+	}
+	lctx, stopLimiter := context.WithCancel(context.Background())
+	defer stopLimiter()
+	go limiter.run(lctx)
+	ln = limiter
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())
 	}

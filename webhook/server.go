@@ -249,7 +249,7 @@ var kindEvents = map[commandKind]string{
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	urlPath := cleanPath(r.URL.Path)
 	// A connection accepted over --max-connections gets one answer, then is closed.
-	busy := overConnectionLimit(r)
+	busy := startRequest(r)
 	if busy {
 		w.Header().Set("Connection", "close")
 	}

@@ -259,6 +259,29 @@ func TestIdleConnections(t *testing.T) {
 	}
 }
 
+// TestSlowConnectionsTimeOut: a caller that stops halfway through a request's header, or
+// through its body, has its connection closed by the server's phase limits (5 s for a
+// header, 10 s for a whole request), counted by phase, while honest callers are decided.
+func TestSlowConnectionsTimeOut(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePolicies(t, protocolPolicies))
+	header := dialRaw(t, s)
+	fmt.Fprintf(header, "POST /openim/callbackBeforeAddFriendCommand HTTP/1.1\r\nHost: friendgate\r\n")
+	body := dialRaw(t, s)
+	body.startSlowBody(t, "/openim/callbackBeforeAddFriendCommand", 100, 10)
+	s.checkHonest(t)
+	for name, c := range map[string]*rawConn{"half a header": header, "part of a body": body} {
+		if n, err := c.Read(make([]byte, 512)); err != io.EOF {
+			t.Errorf("%s: read %d bytes, %v; want the server to close the connection", name, n, err)
+		}
+	}
+	for _, phase := range []string{"header", "body"} {
+		if got := s.metric(t, "friendgate_callback_connections_timed_out_total", map[string]string{"phase": phase}); got != 1 {
+			t.Errorf("connections timed out in phase %s: %v, want 1", phase, got)
+		}
+	}
+}
+
 // TestPipelining sends several callbacks back to back on one connection before reading
 // any answer: each is answered, in order.
 func TestPipelining(t *testing.T) {
