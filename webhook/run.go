@@ -74,8 +74,8 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 			handler.ServeHTTP(w, r)
 		}),
 		MaxHeaderBytes: maxHeaderBytes,
-		ConnState:         connState,
-		ConnContext:       connContext,
+		ConnState:      connState,
+		ConnContext:    connContext,
 		// Connection-level errors (TLS handshakes, malformed requests) go to the
 		// structured log too, not to the standard logger's plain stderr lines.
 		ErrorLog: stdlog.New(logWriter{log.WithName("http")}, "", 0),
