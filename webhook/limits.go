@@ -71,7 +71,7 @@ const (
 	phaseAnswer                  // the body is in: deciding and writing the answer
 	phaseIdle                    // between requests
 	phaseClosed                  // closed by the limiter
-	phaseBits                    = 3
+	phaseBits   = 3
 )
 
 var phaseNames = [...]string{phaseHeader: "header", phaseBody: "body", phaseAnswer: "answer", phaseIdle: "idle"}
