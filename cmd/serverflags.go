@@ -3,7 +3,9 @@ package cmd
 import (
 	"context"
 	"fmt"
+	"os"
 	"runtime/debug"
+	"runtime/metrics"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -39,6 +41,7 @@ type callbackFlags struct {
 	tlsClientCAFile  string
 	logAllowEvery    uint64
 	shutdownTimeout  time.Duration
+	gcMinHeadroom    int64
 }
 
 func (f *callbackFlags) bind(fs *pflag.FlagSet) {
@@ -76,6 +79,8 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.tlsClientCAFile, "tls-client-ca-file", "",
 		"CA certificates (PEM) that must have signed a client certificate presented with every callback (TLS only; probes and /metrics need none); reread when it changes")
 	fs.Uint64Var(&f.logAllowEvery, "log-allow-every", 0, "log one allowed request item in every N (0: none); denials are always logged")
+	fs.Int64Var(&f.gcMinHeadroom, "gc-min-headroom", defaultGCMinHeadroom,
+		"least heap growth, in bytes, the garbage collector allows above the live data (the policies) before it collects; with a small policy set Go's default (the live data's size again) means a collection, which rescans every policy, each few megabytes of callbacks. 0 keeps Go's default; GOGC, when set, wins")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, fmt.Sprintf("how long in-flight requests may take to finish after SIGTERM and a %s drain, in which answers ask clients to close their keep-alive connections", webhook.DefaultDrainPeriod))
 }
 
@@ -260,11 +265,40 @@ func (s *callbackServer) reloadTokens(log logr.Logger) {
 	log.V(1).Info("Tencent tokens read", "apps", len(tokens))
 }
 
+// defaultGCMinHeadroom is --gc-min-headroom's default: a replica with a few policies
+// holds a few MiB of live data and would collect every few MiB of callbacks.
+const defaultGCMinHeadroom = 32 << 20
+
 // releaseBuildMemory returns to the OS what building a snapshot used and no longer needs
 // (parsed manifests, decoded ConfigMaps). Without it a replica keeps the build's peak as
 // resident memory: the garbage collector lets the heap grow to twice the live data between
 // collections and returns freed pages slowly. A build is rare and costs more than the
 // collection this forces (the large parts of a compiled list hold no pointers to scan).
 // It runs before the snapshot is swapped in, so a server turns ready, or applies a change,
-// with the collection done rather than during its first callbacks.
-func releaseBuildMemory() { debug.FreeOSMemory() }
+// with the collection done rather than during its first callbacks. Then, with the live
+// data known, it sets the collector's pacing (see gcPercent).
+func (s *callbackServer) releaseBuildMemory() {
+	debug.FreeOSMemory()
+	if s.flags.gcMinHeadroom <= 0 || os.Getenv("GOGC") != "" {
+		return
+	}
+	sample := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(sample)
+	if sample[0].Value.Kind() != metrics.KindUint64 {
+		return
+	}
+	debug.SetGCPercent(gcPercent(sample[0].Value.Uint64(), uint64(s.flags.gcMinHeadroom)))
+}
+
+// gcPercent is the GOGC that lets the heap grow by at least headroom above live bytes
+// before a collection, and by no less than Go's default (100: the live data again). A
+// collection's cost follows the live data and the rate of collections the bytes
+// allocated between them, so a small live heap with Go's default pays a full scan of
+// the policies every few MiB of callbacks; a floor of headroom trades that much memory
+// for far fewer scans. Large policy sets keep Go's default.
+func gcPercent(live, headroom uint64) int {
+	if live == 0 || headroom <= live {
+		return 100
+	}
+	return int(min(headroom*100/live, 100_000))
+}

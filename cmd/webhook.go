@@ -133,7 +133,7 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		Options: policy.Options{MaxListEntries: flags.maxLists},
 		Log:     log.WithName("snapshot"),
 		OnSnapshot: func(s *policy.Snapshot, watermark string) {
-			releaseBuildMemory()
+			srv.releaseBuildMemory()
 			srv.store.Set(s)
 			reporter.SetWatermark(watermark)
 		},
