@@ -5,6 +5,7 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -148,47 +149,89 @@ func (s *Set) addDocument(raw []byte, where string, seen map[string]string) erro
 	if len(bytes.TrimSpace(stripComments(raw))) == 0 {
 		return nil
 	}
-	var tm metav1.TypeMeta
-	if err := yaml.Unmarshal(raw, &tm); err != nil {
+	kind, obj, err := decode(raw)
+	if err != nil || obj == nil {
 		return err
 	}
-	var obj interface {
-		GetNamespace() string
-		SetNamespace(string)
-		GetName() string
-	}
-	switch {
-	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "FriendPolicy":
-		fp := &v1alpha1.FriendPolicy{}
-		if err := yaml.UnmarshalStrict(raw, fp); err != nil {
-			return fmt.Errorf("FriendPolicy: %w", err)
-		}
-		s.Policies = append(s.Policies, fp)
-		obj = fp
-	case tm.APIVersion == "v1" && tm.Kind == "ConfigMap":
-		cm := &corev1.ConfigMap{}
-		if err := yaml.UnmarshalStrict(raw, cm); err != nil {
-			return fmt.Errorf("ConfigMap: %w", err)
-		}
-		s.ConfigMaps = append(s.ConfigMaps, cm)
-		obj = cm
-	default:
-		// Other kinds, and YAML that is no Kubernetes object at all (kustomization.yaml,
-		// Helm values), live beside policies in GitOps repositories.
-		return nil
+	switch o := obj.(type) {
+	case *v1alpha1.FriendPolicy:
+		s.Policies = append(s.Policies, o)
+	case *corev1.ConfigMap:
+		s.ConfigMaps = append(s.ConfigMaps, o)
 	}
 	if obj.GetName() == "" {
-		return fmt.Errorf("%s has no metadata.name", tm.Kind)
+		return fmt.Errorf("%s has no metadata.name", kind)
 	}
 	if obj.GetNamespace() == "" {
 		obj.SetNamespace(DefaultNamespace)
 	}
-	id := tm.Kind + " " + obj.GetNamespace() + "/" + obj.GetName()
+	id := kind + " " + obj.GetNamespace() + "/" + obj.GetName()
 	if prev, dup := seen[id]; dup {
 		return fmt.Errorf("%s is declared twice (first in %s)", id, prev)
 	}
 	seen[id] = where
 	return nil
+}
+
+// object is a FriendPolicy or a ConfigMap.
+type object interface {
+	GetNamespace() string
+	SetNamespace(string)
+	GetName() string
+}
+
+// newObject returns an empty object of the kind tm names, or nil for any other kind:
+// other kinds, and YAML that is no Kubernetes object at all (kustomization.yaml, Helm
+// values), live beside policies in GitOps repositories.
+func newObject(tm metav1.TypeMeta) object {
+	switch {
+	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "FriendPolicy":
+		return &v1alpha1.FriendPolicy{}
+	case tm.APIVersion == "v1" && tm.Kind == "ConfigMap":
+		return &corev1.ConfigMap{}
+	}
+	return nil
+}
+
+// decode parses a document strictly into the object its kind names, or returns a nil
+// object for another kind.
+//
+// sigs.k8s.io/yaml's Unmarshal converts YAML to JSON guided by the object's type, which it
+// needs only to turn a number or a boolean into a string where the object has a string
+// (numeric user IDs and SdkAppids): reading the kind that way, then the object, parses
+// the YAML twice, and the YAML parsing is most of the time of loading many policies. So
+// the YAML is converted once, unguided, and the kind and the object are decoded from that
+// JSON. It differs from the guided JSON only where a number or a boolean stands for a
+// string, and there decoding it fails (these objects have no json.Number or ",string"
+// field that would take it): then, and on any other error, the guided parse decides, so
+// the objects and the errors are the same as sigs.k8s.io/yaml gives.
+// FuzzDecodeMatchesTwice checks it.
+func decode(raw []byte) (kind string, obj object, err error) {
+	var tm metav1.TypeMeta
+	j, err := yaml.YAMLToJSONStrict(raw)
+	if err != nil || json.Unmarshal(j, &tm) != nil {
+		// YAMLToJSONStrict refuses duplicate keys, which other kinds may have.
+		j = nil
+		if err := yaml.Unmarshal(raw, &tm); err != nil {
+			return "", nil, err
+		}
+	}
+	if obj = newObject(tm); obj == nil {
+		return "", nil, nil
+	}
+	if j != nil {
+		dec := json.NewDecoder(bytes.NewReader(j))
+		dec.DisallowUnknownFields()
+		if dec.Decode(obj) == nil {
+			return tm.Kind, obj, nil
+		}
+		// A failed decoding may have set some fields.
+		obj = newObject(tm)
+	}
+	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", tm.Kind, err)
+	}
+	return tm.Kind, obj, nil
 }
 
 // stripComments drops whole-line YAML comments, so a document of only comments is empty.
