@@ -12,8 +12,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -40,15 +43,20 @@ type Set struct {
 // Files whose name ends in friendgate-test.yaml are test suites, not manifests, and are skipped.
 // Duplicate objects, unknown fields and malformed documents are errors naming the file.
 func Load(paths ...string) (*Set, error) {
-	files, err := Files(paths...)
+	names, err := Files(paths...)
 	if err != nil {
 		return nil, err
 	}
+	files := make([]file, len(names))
+	for i, name := range names {
+		files[i] = readFile(name)
+	}
+	decodeAll(files)
 	set := &Set{}
 	seen := map[string]string{}
 	var errs []error
 	for _, f := range files {
-		if err := set.readFile(f, seen); err != nil {
+		if err := set.add(f, seen); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -117,55 +125,114 @@ func IsTestFile(name string) bool {
 	return strings.HasSuffix(name, "friendgate-test.yaml") || strings.HasSuffix(name, "friendgate-test.yml")
 }
 
-func (s *Set) readFile(path string, seen map[string]string) error {
+// file is a manifest file split into its documents.
+type file struct {
+	path string
+	docs []document
+	// err, when set, follows the documents: the file could not be read, or split past them.
+	err error
+}
+
+// document is one YAML document of a file and what it decodes to.
+type document struct {
+	raw  []byte
+	kind string
+	// obj is nil for an empty document and for kinds other than FriendPolicy and ConfigMap.
+	obj object
+	err error
+}
+
+// readFile reads a file and splits it into its documents.
+func readFile(path string) file {
+	f := file{path: path}
+	data, err := readAll(path)
+	if err != nil {
+		f.err = err
+		return f
+	}
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return f
+		}
+		if err != nil {
+			f.err = fmt.Errorf("%s: document %d: %w", path, len(f.docs)+1, err)
+			return f
+		}
+		f.docs = append(f.docs, document{raw: raw})
+	}
+}
+
+func readAll(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(data) > maxFileSize {
-		return fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
 	}
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for doc := 1; ; doc++ {
-		raw, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%s: document %d: %w", path, doc, err)
-		}
-		if err := s.addDocument(raw, fmt.Sprintf("%s document %d", path, doc), seen); err != nil {
-			return fmt.Errorf("%s: document %d: %w", path, doc, err)
-		}
-	}
+	return data, nil
 }
 
-func (s *Set) addDocument(raw []byte, where string, seen map[string]string) error {
-	if len(bytes.TrimSpace(stripComments(raw))) == 0 {
-		return nil
+// decodeAll decodes the documents of files on every core: decoding is most of the time of
+// loading many policies, and documents decode independently of each other.
+func decodeAll(files []file) {
+	var docs []*document
+	for i := range files {
+		for j := range files[i].docs {
+			docs = append(docs, &files[i].docs[j])
+		}
 	}
-	kind, obj, err := decode(raw)
-	if err != nil || obj == nil {
-		return err
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(runtime.GOMAXPROCS(0), len(docs)) {
+		wg.Go(func() {
+			for i := next.Add(1) - 1; i < int64(len(docs)); i = next.Add(1) - 1 {
+				d := docs[i]
+				if len(bytes.TrimSpace(stripComments(d.raw))) > 0 {
+					d.kind, d.obj, d.err = decode(d.raw)
+				}
+			}
+		})
 	}
-	switch o := obj.(type) {
+	wg.Wait()
+}
+
+// add adds the objects of a decoded file to the set, in order, up to the file's first
+// error, which it returns.
+func (s *Set) add(f file, seen map[string]string) error {
+	for i, d := range f.docs {
+		where := fmt.Sprintf("%s document %d", f.path, i+1)
+		if err := s.addDocument(d, where, seen); err != nil {
+			return fmt.Errorf("%s: document %d: %w", f.path, i+1, err)
+		}
+	}
+	return f.err
+}
+
+func (s *Set) addDocument(d document, where string, seen map[string]string) error {
+	if d.err != nil || d.obj == nil {
+		return d.err
+	}
+	switch o := d.obj.(type) {
 	case *v1alpha1.FriendPolicy:
 		s.Policies = append(s.Policies, o)
 	case *corev1.ConfigMap:
 		s.ConfigMaps = append(s.ConfigMaps, o)
 	}
-	if obj.GetName() == "" {
-		return fmt.Errorf("%s has no metadata.name", kind)
+	if d.obj.GetName() == "" {
+		return fmt.Errorf("%s has no metadata.name", d.kind)
 	}
-	if obj.GetNamespace() == "" {
-		obj.SetNamespace(DefaultNamespace)
+	if d.obj.GetNamespace() == "" {
+		d.obj.SetNamespace(DefaultNamespace)
 	}
-	id := kind + " " + obj.GetNamespace() + "/" + obj.GetName()
+	id := d.kind + " " + d.obj.GetNamespace() + "/" + d.obj.GetName()
 	if prev, dup := seen[id]; dup {
 		return fmt.Errorf("%s is declared twice (first in %s)", id, prev)
 	}
