@@ -16,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -47,11 +46,7 @@ func Load(paths ...string) (*Set, error) {
 	if err != nil {
 		return nil, err
 	}
-	files := make([]file, len(names))
-	for i, name := range names {
-		files[i] = readFile(name)
-	}
-	decodeAll(files)
+	files := readFiles(names)
 	set := &Set{}
 	seen := map[string]string{}
 	var errs []error
@@ -128,13 +123,14 @@ func IsTestFile(name string) bool {
 // file is a manifest file split into its documents.
 type file struct {
 	path string
-	docs []document
+	docs []*document
 	// err, when set, follows the documents: the file could not be read, or split past them.
 	err error
 }
 
 // document is one YAML document of a file and what it decodes to.
 type document struct {
+	// raw is the document's text until it is decoded.
 	raw  []byte
 	kind string
 	// obj is nil for an empty document and for kinds other than FriendPolicy and ConfigMap.
@@ -142,8 +138,35 @@ type document struct {
 	err error
 }
 
-// readFile reads a file and splits it into its documents.
-func readFile(path string) file {
+// readFiles reads the files one after the other and decodes their documents on every core
+// as they are read: decoding is most of the time of loading many policies, and documents
+// decode independently of each other. Reading stays only a few documents ahead of
+// decoding, so that large lists are not held as text and as objects at once.
+func readFiles(names []string) []file {
+	workers := runtime.GOMAXPROCS(0)
+	read := make(chan *document, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for d := range read {
+				if len(bytes.TrimSpace(stripComments(d.raw))) > 0 {
+					d.kind, d.obj, d.err = decode(d.raw)
+				}
+				d.raw = nil
+			}
+		})
+	}
+	files := make([]file, len(names))
+	for i, name := range names {
+		files[i] = readFile(name, read)
+	}
+	close(read)
+	wg.Wait()
+	return files
+}
+
+// readFile reads a file, splits it into its documents and sends each to decode.
+func readFile(path string, decoding chan<- *document) file {
 	f := file{path: path}
 	data, err := readAll(path)
 	if err != nil {
@@ -160,7 +183,9 @@ func readFile(path string) file {
 			f.err = fmt.Errorf("%s: document %d: %w", path, len(f.docs)+1, err)
 			return f
 		}
-		f.docs = append(f.docs, document{raw: raw})
+		d := &document{raw: raw}
+		f.docs = append(f.docs, d)
+		decoding <- d
 	}
 }
 
@@ -180,30 +205,6 @@ func readAll(path string) ([]byte, error) {
 	return data, nil
 }
 
-// decodeAll decodes the documents of files on every core: decoding is most of the time of
-// loading many policies, and documents decode independently of each other.
-func decodeAll(files []file) {
-	var docs []*document
-	for i := range files {
-		for j := range files[i].docs {
-			docs = append(docs, &files[i].docs[j])
-		}
-	}
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	for range min(runtime.GOMAXPROCS(0), len(docs)) {
-		wg.Go(func() {
-			for i := next.Add(1) - 1; i < int64(len(docs)); i = next.Add(1) - 1 {
-				d := docs[i]
-				if len(bytes.TrimSpace(stripComments(d.raw))) > 0 {
-					d.kind, d.obj, d.err = decode(d.raw)
-				}
-			}
-		})
-	}
-	wg.Wait()
-}
-
 // add adds the objects of a decoded file to the set, in order, up to the file's first
 // error, which it returns.
 func (s *Set) add(f file, seen map[string]string) error {
@@ -216,7 +217,7 @@ func (s *Set) add(f file, seen map[string]string) error {
 	return f.err
 }
 
-func (s *Set) addDocument(d document, where string, seen map[string]string) error {
+func (s *Set) addDocument(d *document, where string, seen map[string]string) error {
 	if d.err != nil || d.obj == nil {
 		return d.err
 	}
