@@ -5,14 +5,17 @@ package manifest
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -39,15 +42,16 @@ type Set struct {
 // Files whose name ends in friendgate-test.yaml are test suites, not manifests, and are skipped.
 // Duplicate objects, unknown fields and malformed documents are errors naming the file.
 func Load(paths ...string) (*Set, error) {
-	files, err := Files(paths...)
+	names, err := Files(paths...)
 	if err != nil {
 		return nil, err
 	}
+	files := readFiles(names)
 	set := &Set{}
 	seen := map[string]string{}
 	var errs []error
 	for _, f := range files {
-		if err := set.readFile(f, seen); err != nil {
+		if err := set.add(f, seen); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -116,79 +120,186 @@ func IsTestFile(name string) bool {
 	return strings.HasSuffix(name, "friendgate-test.yaml") || strings.HasSuffix(name, "friendgate-test.yml")
 }
 
-func (s *Set) readFile(path string, seen map[string]string) error {
+// file is a manifest file split into its documents.
+type file struct {
+	path string
+	docs []*document
+	// err, when set, follows the documents: the file could not be read, or split past them.
+	err error
+}
+
+// document is one YAML document of a file and what it decodes to.
+type document struct {
+	// raw is the document's text until it is decoded.
+	raw  []byte
+	kind string
+	// obj is nil for an empty document and for kinds other than FriendPolicy and ConfigMap.
+	obj object
+	err error
+}
+
+// readFiles reads the files one after the other and decodes their documents on every core
+// as they are read: decoding is most of the time of loading many policies, and documents
+// decode independently of each other. Reading stays only a few documents ahead of
+// decoding, so that large lists are not held as text and as objects at once.
+func readFiles(names []string) []file {
+	workers := runtime.GOMAXPROCS(0)
+	read := make(chan *document, workers)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for d := range read {
+				if len(bytes.TrimSpace(stripComments(d.raw))) > 0 {
+					d.kind, d.obj, d.err = decode(d.raw)
+				}
+				d.raw = nil
+			}
+		})
+	}
+	files := make([]file, len(names))
+	for i, name := range names {
+		files[i] = readFile(name, read)
+	}
+	close(read)
+	wg.Wait()
+	return files
+}
+
+// readFile reads a file, splits it into its documents and sends each to decode.
+func readFile(path string, decoding chan<- *document) file {
+	f := file{path: path}
+	data, err := readAll(path)
+	if err != nil {
+		f.err = err
+		return f
+	}
+	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
+	for {
+		raw, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return f
+		}
+		if err != nil {
+			f.err = fmt.Errorf("%s: document %d: %w", path, len(f.docs)+1, err)
+			return f
+		}
+		d := &document{raw: raw}
+		f.docs = append(f.docs, d)
+		decoding <- d
+	}
+}
+
+func readAll(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	data, err := io.ReadAll(io.LimitReader(f, maxFileSize+1))
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	if len(data) > maxFileSize {
-		return fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
+		return nil, fmt.Errorf("%s: larger than %d bytes", path, maxFileSize)
 	}
-	reader := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(data)))
-	for doc := 1; ; doc++ {
-		raw, err := reader.Read()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("%s: document %d: %w", path, doc, err)
-		}
-		if err := s.addDocument(raw, fmt.Sprintf("%s document %d", path, doc), seen); err != nil {
-			return fmt.Errorf("%s: document %d: %w", path, doc, err)
-		}
-	}
+	return data, nil
 }
 
-func (s *Set) addDocument(raw []byte, where string, seen map[string]string) error {
-	if len(bytes.TrimSpace(stripComments(raw))) == 0 {
-		return nil
-	}
-	var tm metav1.TypeMeta
-	if err := yaml.Unmarshal(raw, &tm); err != nil {
-		return err
-	}
-	var obj interface {
-		GetNamespace() string
-		SetNamespace(string)
-		GetName() string
-	}
-	switch {
-	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "FriendPolicy":
-		fp := &v1alpha1.FriendPolicy{}
-		if err := yaml.UnmarshalStrict(raw, fp); err != nil {
-			return fmt.Errorf("FriendPolicy: %w", err)
+// add adds the objects of a decoded file to the set, in order, up to the file's first
+// error, which it returns.
+func (s *Set) add(f file, seen map[string]string) error {
+	for i, d := range f.docs {
+		where := fmt.Sprintf("%s document %d", f.path, i+1)
+		if err := s.addDocument(d, where, seen); err != nil {
+			return fmt.Errorf("%s: document %d: %w", f.path, i+1, err)
 		}
-		s.Policies = append(s.Policies, fp)
-		obj = fp
-	case tm.APIVersion == "v1" && tm.Kind == "ConfigMap":
-		cm := &corev1.ConfigMap{}
-		if err := yaml.UnmarshalStrict(raw, cm); err != nil {
-			return fmt.Errorf("ConfigMap: %w", err)
-		}
-		s.ConfigMaps = append(s.ConfigMaps, cm)
-		obj = cm
-	default:
-		// Other kinds, and YAML that is no Kubernetes object at all (kustomization.yaml,
-		// Helm values), live beside policies in GitOps repositories.
-		return nil
 	}
-	if obj.GetName() == "" {
-		return fmt.Errorf("%s has no metadata.name", tm.Kind)
+	return f.err
+}
+
+func (s *Set) addDocument(d *document, where string, seen map[string]string) error {
+	if d.err != nil || d.obj == nil {
+		return d.err
 	}
-	if obj.GetNamespace() == "" {
-		obj.SetNamespace(DefaultNamespace)
+	switch o := d.obj.(type) {
+	case *v1alpha1.FriendPolicy:
+		s.Policies = append(s.Policies, o)
+	case *corev1.ConfigMap:
+		s.ConfigMaps = append(s.ConfigMaps, o)
 	}
-	id := tm.Kind + " " + obj.GetNamespace() + "/" + obj.GetName()
+	if d.obj.GetName() == "" {
+		return fmt.Errorf("%s has no metadata.name", d.kind)
+	}
+	if d.obj.GetNamespace() == "" {
+		d.obj.SetNamespace(DefaultNamespace)
+	}
+	id := d.kind + " " + d.obj.GetNamespace() + "/" + d.obj.GetName()
 	if prev, dup := seen[id]; dup {
 		return fmt.Errorf("%s is declared twice (first in %s)", id, prev)
 	}
 	seen[id] = where
 	return nil
+}
+
+// object is a FriendPolicy or a ConfigMap.
+type object interface {
+	GetNamespace() string
+	SetNamespace(string)
+	GetName() string
+}
+
+// newObject returns an empty object of the kind tm names, or nil for any other kind:
+// other kinds, and YAML that is no Kubernetes object at all (kustomization.yaml, Helm
+// values), live beside policies in GitOps repositories.
+func newObject(tm metav1.TypeMeta) object {
+	switch {
+	case tm.APIVersion == v1alpha1.GroupVersion.String() && tm.Kind == "FriendPolicy":
+		return &v1alpha1.FriendPolicy{}
+	case tm.APIVersion == "v1" && tm.Kind == "ConfigMap":
+		return &corev1.ConfigMap{}
+	}
+	return nil
+}
+
+// decode parses a document strictly into the object its kind names, or returns a nil
+// object for another kind.
+//
+// sigs.k8s.io/yaml's Unmarshal converts YAML to JSON guided by the object's type, which it
+// needs only to turn a number or a boolean into a string where the object has a string
+// (numeric user IDs and SdkAppids): reading the kind that way, then the object, parses
+// the YAML twice, and the YAML parsing is most of the time of loading many policies. So
+// the YAML is converted once, unguided, and the kind and the object are decoded from that
+// JSON. It differs from the guided JSON only where a number or a boolean stands for a
+// string, and there decoding it fails (these objects have no json.Number or ",string"
+// field that would take it): then, and on any other error, the guided parse decides, so
+// the objects and the errors are the same as sigs.k8s.io/yaml gives.
+// FuzzDecodeMatchesTwice checks it.
+func decode(raw []byte) (kind string, obj object, err error) {
+	var tm metav1.TypeMeta
+	j, err := yaml.YAMLToJSONStrict(raw)
+	if err != nil || json.Unmarshal(j, &tm) != nil {
+		// YAMLToJSONStrict refuses duplicate keys, which other kinds may have.
+		j = nil
+		if err := yaml.Unmarshal(raw, &tm); err != nil {
+			return "", nil, err
+		}
+	}
+	if obj = newObject(tm); obj == nil {
+		return "", nil, nil
+	}
+	if j != nil {
+		dec := json.NewDecoder(bytes.NewReader(j))
+		dec.DisallowUnknownFields()
+		if dec.Decode(obj) == nil {
+			return tm.Kind, obj, nil
+		}
+		// A failed decoding may have set some fields.
+		obj = newObject(tm)
+	}
+	if err := yaml.UnmarshalStrict(raw, obj); err != nil {
+		return "", nil, fmt.Errorf("%s: %w", tm.Kind, err)
+	}
+	return tm.Kind, obj, nil
 }
 
 // stripComments drops whole-line YAML comments, so a document of only comments is empty.
