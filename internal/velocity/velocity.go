@@ -27,11 +27,12 @@ type Subject struct {
 type Outcome uint8
 
 const (
-	// Counted: within the limit, and counted.
+	// Counted means the request was within the limit, and is counted.
 	Counted Outcome = iota
-	// Over: the request would exceed the limit; it is not counted.
+	// Over means the request would exceed the limit; it is not counted.
 	Over
-	// Penalized: the subject went over the limit less than Penalty ago; not counted.
+	// Penalized means the subject went over the limit less than Penalty ago; the
+	// request is not counted.
 	Penalized
 )
 
