@@ -42,6 +42,21 @@ type callbackFlags struct {
 	logAllowEvery    uint64
 	shutdownTimeout  time.Duration
 	gcMinHeadroom    int64
+	redis            redisFlags
+}
+
+// redisFlags are the flags of the Redis the webhook replicas share limit counters
+// through; redisConfig validates them.
+type redisFlags struct {
+	addr          string
+	username      string
+	passwordFile  string
+	db            int
+	keyPrefix     string
+	tls           bool
+	tlsCAFile     string
+	tlsServerName string
+	budget        time.Duration
 }
 
 func (f *callbackFlags) bind(fs *pflag.FlagSet) {
@@ -81,6 +96,20 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.Uint64Var(&f.logAllowEvery, "log-allow-every", 0, "log one allowed request item in every N (0: none); denials are always logged")
 	fs.Int64Var(&f.gcMinHeadroom, "gc-min-headroom", defaultGCMinHeadroom,
 		"least heap growth, in bytes, the garbage collector allows above the live data (the policies) before it collects; with a small policy set Go's default (the live data's size again) means a collection, which rescans every policy, each few megabytes of callbacks. 0 keeps Go's default; GOGC, when set, wins")
+	fs.StringVar(&f.redis.addr, "redis-addr", "",
+		"host:port of a Redis the webhook replicas share policies' limit counters through, e.g. OpenIM's own (keys start with --redis-key-prefix). "+
+			"Empty: limits are counted in memory in this process only, so with more than one webhook replica each counts alone")
+	fs.StringVar(&f.redis.username, "redis-username", "", "Redis ACL user; empty: the default user")
+	fs.StringVar(&f.redis.passwordFile, "redis-password-file", "",
+		"file holding the Redis password (e.g. a mounted Secret; a trailing newline is trimmed); empty: no password")
+	fs.IntVar(&f.redis.db, "redis-db", 0, "Redis database number; 0 is Redis's default (and the only one a Redis Cluster has)")
+	fs.StringVar(&f.redis.keyPrefix, "redis-key-prefix", defaultRedisKeyPrefix,
+		"prefix of every Redis key friendgate writes (at most 64 bytes), so it can share a Redis with OpenIM or other friendgate installations")
+	fs.BoolVar(&f.redis.tls, "redis-tls", false, "connect to Redis over TLS (1.2 or later); false: plain TCP")
+	fs.StringVar(&f.redis.tlsCAFile, "redis-tls-ca-file", "", "CA certificates (PEM) that verify Redis's certificate (with --redis-tls); empty: the system's roots")
+	fs.StringVar(&f.redis.tlsServerName, "redis-tls-server-name", "", "name Redis's certificate must have (with --redis-tls); empty: the host of --redis-addr")
+	fs.DurationVar(&f.redis.budget, "redis-budget", defaultRedisBudget,
+		"longest a callback waits on Redis to count a limit (100µs to 1s); past it the request is counted in this process's memory")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, fmt.Sprintf("how long in-flight requests may take to finish after SIGTERM and a %s drain, in which answers ask clients to close their keep-alive connections", webhook.DefaultDrainPeriod))
 }
 
@@ -94,6 +123,8 @@ type callbackServer struct {
 	auth     *webhook.TencentAuth
 	// clientCAs verify client certificates, when --tls-client-ca-file is set.
 	clientCAs *webhook.ClientCAs
+	// redis is where limits are counted across replicas; nil: in this process only.
+	redis *redisConfig
 }
 
 // registry is where the callback server's metrics go and what /metrics serves.
@@ -149,6 +180,9 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		return nil, fmt.Errorf("--tls-cert-file and --tls-key-file go together")
 	}
 	s := &callbackServer{flags: f, registry: reg}
+	if s.redis, err = f.redisConfig(); err != nil {
+		return nil, err
+	}
 	var upstream *webhook.Upstream
 	if f.upstreamURL != "" {
 		fp, err := webhook.ParseFailurePolicy(f.upstreamFailure)

@@ -9,13 +9,14 @@ import (
 // as a user would (no pods run: envtest has no kubelet):
 //
 //  1. `helm install` with the default values prints NOTES naming the OpenIM and Tencent
-//     callback URLs;
+//     callback URLs, and saying that limits are counted per replica;
 //  2. the controller's built-in rotator fills the certificate Secret and the webhook
 //     configuration's caBundle (simulated here); a `helm upgrade` that changes the
 //     failure policy keeps both;
 //  3. `helm upgrade` to the fully-featured values switches to cert-manager and TLS: the
-//     NOTES name the https URL, the webhook configuration asks cert-manager's CA
-//     injector for its caBundle, the rotator's Secret is gone;
+//     NOTES name the https URL and the Redis limits are counted in, the webhook
+//     configuration asks cert-manager's CA injector for its caBundle, the rotator's
+//     Secret is gone;
 //  4. `helm uninstall` removes everything but the CRD (crds/ is never deleted by Helm).
 func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	const release, ns = "install", "fg-install"
@@ -30,6 +31,7 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 		"beforeAddFriend:", "beforeAddFriendAgree:", "beforeImportFriends:", "beforeAddBlack:", "beforeSetFriendRemark:",
 		"kubectl wait --for=condition=Ready friendpolicy/",
 		"kubectl apply --server-side --force-conflicts -f charts/friendgate/crds/",
+		"Limits: each callback replica counts policies' limits in its own memory",
 	} {
 		if !strings.Contains(notes, want) {
 			t.Errorf("helm install's NOTES lack %q:\n%s", want, notes)
@@ -52,8 +54,13 @@ func TestHelmInstallUpgradeUninstall(t *testing.T) {
 	}
 
 	notes = helm(t, append([]string{"upgrade", release, chartDir, "-f", "test/chart/testdata/full-values.yaml", "--set", "fullnameOverride="}, kc...)...)
-	if want := "url: https://" + fullname + "." + ns + ".svc:443/openim"; !strings.Contains(notes, want) {
-		t.Errorf("helm upgrade's NOTES lack %q:\n%s", want, notes)
+	for _, want := range []string{
+		"url: https://" + fullname + "." + ns + ".svc:443/openim",
+		"counted across the callback replicas in Redis redis-master.openim.svc.cluster.local:6379",
+	} {
+		if !strings.Contains(notes, want) {
+			t.Errorf("helm upgrade's NOTES lack %q:\n%s", want, notes)
+		}
 	}
 	if got := jsonpath(t, "", "validatingwebhookconfiguration", vwc, `{.metadata.annotations.cert-manager\.io/inject-ca-from}`); got != ns+"/"+fullname+"-admission" {
 		t.Errorf("with cert-manager the webhook configuration's inject-ca-from is %q, want %s/%s-admission", got, ns, fullname)

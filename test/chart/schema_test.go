@@ -45,6 +45,17 @@ func TestBadValuesAreRejected(t *testing.T) {
 		{"NetworkPolicy admitting no IM server", []string{"--set", "networkPolicy.enabled=true"}, []string{"networkPolicy.callbacks"}},
 		{"several controllers without leader election", []string{"--set", "controller.leaderElection=false"}, []string{"leaderElection"}},
 		{"autoscaling range upside down", []string{"--set", "webhook.autoscaling.enabled=true", "--set", "webhook.autoscaling.minReplicas=5", "--set", "webhook.autoscaling.maxReplicas=2"}, []string{"maxReplicas"}},
+		{"negative Redis db", []string{"--set", "limits.redis.address=redis:6379", "--set", "limits.redis.db=-1"}, []string{"/limits/redis/db", "minimum"}},
+		{"Redis address without a port", []string{"--set", "limits.redis.address=redis"}, []string{"/limits/redis/address"}},
+		{"Redis URL instead of an address", []string{"--set", "limits.redis.address=redis://redis:6379"}, []string{"/limits/redis/address"}},
+		{"empty Redis key prefix", []string{"--set", "limits.redis.address=redis:6379", "--set", "limits.redis.keyPrefix="}, []string{"/limits/redis/keyPrefix"}},
+		{"Redis key prefix over 64 characters", []string{"--set", "limits.redis.keyPrefix=" + strings.Repeat("p", 65)}, []string{"/limits/redis/keyPrefix", "maxLength"}},
+		{"Redis budget that is no duration", []string{"--set-string", "limits.redis.budget=5"}, []string{"/limits/redis/budget"}},
+		{"Redis password Secret key with a slash", []string{"--set", "limits.redis.password.key=a/b"}, []string{"/limits/redis/password/key"}},
+		{"unknown Redis key", []string{"--set", "limits.redis.addr=redis:6379"}, []string{"addr"}},
+		{"Redis password without an address", []string{"--set", "limits.redis.password.existingSecret=redis"}, []string{"limits.redis.password.existingSecret needs limits.redis.address"}},
+		{"Redis TLS without an address", []string{"--set", "limits.redis.tls.enabled=true"}, []string{"limits.redis.tls.enabled needs limits.redis.address"}},
+		{"Redis CA without TLS", []string{"--set", "limits.redis.address=redis:6379", "--set", "limits.redis.tls.caSecret=redis-ca"}, []string{"need limits.redis.tls.enabled"}},
 		{"autoscaling on nothing", []string{"--set", "webhook.autoscaling.enabled=true", "--set", "webhook.autoscaling.targetCPUUtilizationPercentage=null"}, []string{"targetCPUUtilizationPercentage"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {

@@ -52,6 +52,13 @@ Names. With release "friendgate" every object is named as config/default names i
 {{- if or .Values.tencent.existingSecret .Values.tencent.tokens }}true{{ end }}
 {{- end }}
 
+{{/* "true" when the callback replicas mount a Secret of the Redis that counts limits. */}}
+{{- define "friendgate.redisSecrets" -}}
+{{- with .Values.limits.redis }}
+{{- if and .address (or .password.existingSecret (and .tls.enabled .tls.caSecret)) }}true{{ end }}
+{{- end }}
+{{- end }}
+
 {{/* Scheme of the callback port. */}}
 {{- define "friendgate.callbackScheme" -}}
 {{- if eq .Values.webhook.tls.mode "none" }}http{{ else }}https{{ end }}
@@ -211,5 +218,17 @@ Checks across values that the schema cannot express; each failure names the valu
 {{- end }}
 {{- if lt (int64 .Values.webhook.maxInflightBodyBytes) (int64 .Values.webhook.maxBatchBodyBytes) }}
 {{- fail "webhook.maxInflightBodyBytes must be at least webhook.maxBatchBodyBytes: a replica must be able to hold one whole callback" }}
+{{- end }}
+{{- with .Values.limits.redis }}
+{{- if not .address }}
+{{- range $value, $set := dict "username" .username "password.existingSecret" .password.existingSecret "tls.enabled" .tls.enabled "tls.caSecret" .tls.caSecret "tls.serverName" .tls.serverName }}
+{{- if $set }}
+{{- fail (printf "limits.redis.%s needs limits.redis.address: without it limits are counted in each replica's memory" $value) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if and (not .tls.enabled) (or .tls.caSecret .tls.serverName) }}
+{{- fail "limits.redis.tls.caSecret and limits.redis.tls.serverName need limits.redis.tls.enabled" }}
+{{- end }}
 {{- end }}
 {{- end }}
