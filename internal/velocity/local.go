@@ -154,15 +154,15 @@ const minInterval = time.Microsecond
 func (l *Limit) Validate() error {
 	switch {
 	case l.ID == "":
-		return errors.New("ID: empty")
+		return errors.New("Limit.ID: empty")
 	case l.Rate < 1:
-		return errors.New("Rate: must be at least 1")
+		return errors.New("Limit.Rate: must be at least 1")
 	case l.Window <= 0:
-		return errors.New("Window: must be positive")
+		return errors.New("Limit.Window: must be positive")
 	case l.Window/time.Duration(l.Rate) < minInterval:
-		return errors.New("Window: must be at least a microsecond per request of Rate")
+		return errors.New("Limit.Window: must be at least a microsecond per request of Rate")
 	case l.Penalty < 0:
-		return errors.New("Penalty: must not be negative")
+		return errors.New("Limit.Penalty: must not be negative")
 	}
 	return nil
 }

@@ -266,11 +266,11 @@ func TestLimitValidate(t *testing.T) {
 		want  string
 	}{
 		{"valid", Limit{ID: "l", Rate: 20, Window: time.Hour, Penalty: time.Hour}, ""},
-		{"no ID", Limit{Rate: 20, Window: time.Hour}, "ID: empty"},
-		{"no rate", Limit{ID: "l", Window: time.Hour}, "Rate: must be at least 1"},
-		{"no window", Limit{ID: "l", Rate: 1}, "Window: must be positive"},
-		{"too fast", Limit{ID: "l", Rate: 2000, Window: time.Millisecond}, "Window: must be at least a microsecond per request of Rate"},
-		{"negative penalty", Limit{ID: "l", Rate: 1, Window: time.Second, Penalty: -1}, "Penalty: must not be negative"},
+		{"no ID", Limit{Rate: 20, Window: time.Hour}, "Limit.ID: empty"},
+		{"no rate", Limit{ID: "l", Window: time.Hour}, "Limit.Rate: must be at least 1"},
+		{"no window", Limit{ID: "l", Rate: 1}, "Limit.Window: must be positive"},
+		{"too fast", Limit{ID: "l", Rate: 2000, Window: time.Millisecond}, "Limit.Window: must be at least a microsecond per request of Rate"},
+		{"negative penalty", Limit{ID: "l", Rate: 1, Window: time.Second, Penalty: -1}, "Limit.Penalty: must not be negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got := ""
