@@ -2,6 +2,7 @@ package velocity
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"strings"
 	"sync"
@@ -49,9 +50,6 @@ func newTestRedis(t testing.TB, srv *redisServer, opts RedisOptions) *RedisCount
 	opts.Addr = srv.addr()
 	if opts.Budget == 0 {
 		opts.Budget = testBudget
-	}
-	if opts.TLS == nil && srv.tls != nil {
-		opts.TLS = srv.tls.client
 	}
 	c, err := NewRedis(opts)
 	if err != nil {
@@ -344,11 +342,27 @@ func TestRedisPassword(t *testing.T) {
 
 func TestRedisTLS(t *testing.T) {
 	srv := startRedisTLS(t)
-	l := &Limit{ID: "ns/p/l", Rate: 1, Window: time.Minute}
-	c := newTestRedis(t, srv, RedisOptions{})
-	runSteps(t, *l, []step{{s: alice, want: Counted}, {s: alice, want: Over}}, c.Take)
-	if c.Mode() != Shared {
-		t.Fatalf("Mode() = %v, want Shared", c.Mode())
+	for _, tc := range []struct {
+		name string
+		tls  *tls.Config
+		want Mode
+	}{
+		{"TLS trusting the server's CA", srv.tls.client, Shared},
+		{"TLS trusting the system's CAs only", &tls.Config{MinVersion: tls.VersionTLS12}, Local},
+		{"plain TCP", nil, Local},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c, err := NewRedis(RedisOptions{Addr: srv.addr(), TLS: tc.tls, Budget: testBudget})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			l := &Limit{ID: "ns/p/l", Rate: 1, Window: time.Minute}
+			c.Take(l, alice, t0)
+			if c.Mode() != tc.want {
+				t.Fatalf("Mode() = %v, want %v", c.Mode(), tc.want)
+			}
+		})
 	}
 }
 
@@ -393,4 +407,71 @@ func TestNewRedisOptions(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRedisRestartUnderLoad kills and restarts Redis while callbacks keep counting:
+// every Take answers, and the counter says each switch once and ends shared.
+func TestRedisRestartUnderLoad(t *testing.T) {
+	srv := startRedis(t)
+	clk := testingclock.NewFakeClock(t0)
+	var logs logLines
+	c := newTestRedis(t, srv, RedisOptions{Clock: clk, Logger: logs.logger()})
+	runCounter(t, c)
+	l := &Limit{ID: "ns/p/l", Rate: 1000, Window: time.Second}
+
+	stop := make(chan struct{})
+	var takes, invalid atomic.Int64
+	var wg sync.WaitGroup
+	for g := range 4 {
+		wg.Go(func() {
+			s := Subject{AppID: "app1", A: fmt.Sprintf("user%d", g)}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if o := c.Take(l, s, t0.Add(time.Duration(i)*time.Millisecond)); o > Penalized {
+					invalid.Add(1)
+				}
+				takes.Add(1)
+			}
+		})
+	}
+	// Let some Takes through in each phase; bounded waits, no timing assertions.
+	waitTakes := func(n int64) {
+		from := takes.Load()
+		waitFor(t, func() bool { return takes.Load() >= from+n }, "%d more Takes", n)
+	}
+	waitTakes(100)
+	srv.stop()
+	waitTakes(100)
+	if c.Mode() != Local {
+		t.Fatalf("with Redis down: Mode() = %v, want Local", c.Mode())
+	}
+	if err := srv.start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		clk.Step(time.Second)
+		return c.Mode() == Shared
+	}, "a probe to find Redis back")
+	waitTakes(100)
+	close(stop)
+	wg.Wait()
+
+	if invalid.Load() != 0 {
+		t.Fatalf("%d Takes returned no valid outcome", invalid.Load())
+	}
+	lines := logs.get()
+	for i, line := range lines {
+		want := []string{"Redis failed", "Redis answers again"}[i%2]
+		if !strings.Contains(line, want) {
+			t.Fatalf("log line %d: %q, want %q: switches alternate, one line each", i, line, want)
+		}
+	}
+	if len(lines) < 2 {
+		t.Fatalf("logs: %q, want a failure and a recovery", lines)
+	}
+	t.Logf("%d Takes, %d log lines", takes.Load(), len(lines))
 }

@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"debug/elf"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -15,6 +16,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -74,12 +76,28 @@ func startRedisTLS(t *testing.T) *redisServer {
 	s := &redisServer{t: t, port: freePort(t), tls: newServerTLS(t)}
 	t.Cleanup(s.stop)
 	if err := s.start(); err != nil {
-		if strings.Contains(err.Error(), "TLS") && strings.Contains(err.Error(), "support") {
-			t.Skipf("this redis-server was built without TLS, so the TLS test cannot run: %v", err)
+		if !linksOpenSSL(t, redisServerPath(t)) {
+			t.Skipf("this redis-server was built without TLS (it does not link libssl), so the TLS test cannot run: %v", err)
 		}
 		t.Fatal(err)
 	}
 	return s
+}
+
+// linksOpenSSL reports whether the executable at path links libssl, as a redis-server
+// built with TLS does (Debian's does).
+func linksOpenSSL(t testing.TB, path string) bool {
+	t.Helper()
+	f, err := elf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	libs, err := f.ImportedLibraries()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return slices.ContainsFunc(libs, func(lib string) bool { return strings.HasPrefix(lib, "libssl.") })
 }
 
 func (s *redisServer) addr() string { return "127.0.0.1:" + strconv.Itoa(s.port) }
