@@ -42,6 +42,15 @@ func BenchmarkLocalTake(b *testing.B) {
 			}
 		})
 	})
+	// One subject from every core: the worst contention, on one shard's mutex.
+	b.Run("parallel-one-subject", func(b *testing.B) {
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				c.Take(l, subjects[0], t0)
+			}
+		})
+	})
 }
 
 // BenchmarkRedisTake counts requests of distinct subjects in a local redis-server: one
