@@ -247,8 +247,8 @@ func (c *RedisCounter) Take(l *Limit, s Subject, now time.Time) Outcome {
 		us, interval.Microseconds(), l.Window.Microseconds(), l.Penalty.Microseconds()).Int64Slice()
 	cancel()
 	c.duration.Observe(time.Since(start).Seconds())
-	if err == nil && len(r) != 3 {
-		err = fmt.Errorf("the script returned %d values, want 3", len(r))
+	if err == nil && (len(r) != 3 || r[0] < int64(Counted) || r[0] > int64(Penalized)) {
+		err = fmt.Errorf("the script returned %v, want an outcome, a time and an outcome", r)
 	}
 	if err != nil {
 		c.fail(err)
