@@ -48,7 +48,7 @@ lint-fix: golangci-lint ## Run golangci-lint and apply its fixes.
 	$(GOLANGCI_LINT) run --fix ./...
 
 .PHONY: test
-test: vet lint envtest-assets controller-gen helm ## Run every test: lint, unit, envtest, end-to-end, chart, samples, fuzz smoke, and the scenario on real pods.
+test: vet lint envtest-assets controller-gen helm redis-server ## Run every test: lint, unit, envtest, end-to-end, chart, samples, fuzz smoke, and the scenario on real pods.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(LOCALBIN)/helm" $(GO) test ./... -count=1
 	$(MAKE) test-argocd-health
 	$(MAKE) fuzz
@@ -121,6 +121,10 @@ fuzz: ## Run each fuzz target briefly.
 .PHONY: bench
 bench: ## Run the engine and callback server benchmarks (numbers go to docs/benchmarks.md).
 	$(GO) test ./internal/policy/ ./webhook/ -run '^$$' -bench . -benchmem
+
+.PHONY: redis-server
+redis-server: ## Install Debian's redis-server when missing: the velocity counters' tests start their own.
+	@command -v redis-server >/dev/null || { apt-get update && apt-get install -y --no-install-recommends redis-server; }
 
 .PHONY: envtest-assets
 envtest-assets: ## Build etcd, kube-apiserver and kubectl from the Go module proxy into bin/k8s (cached).
