@@ -278,8 +278,8 @@ type FriendPolicySpec struct {
 	Limits []Limit `json:"limits,omitempty"`
 }
 
-// Limit allows at most `limit` requests per key in any `window`, spread smoothly (GCRA):
-// `limit` back to back, then one every window/limit.
+// Limit allows `limit` requests per key per `window`, smoothly (GCRA): a key quiet for a
+// window may send `limit` back to back, then one every window/limit.
 type Limit struct {
 	// name identifies the limit in answers, logs and metrics. A DNS label, unique among the
 	// policy's limits.
@@ -301,7 +301,8 @@ type Limit struct {
 	// limit never counts OpenIM requests) or FromTo (the pair).
 	Key LimitKey `json:"key"`
 
-	// limit is the number of requests allowed per key in any window, 1 to 1,000,000.
+	// limit is the number of requests allowed per key per window, 1 to 1,000,000: a key
+	// quiet for a window may send this many back to back, then one every window/limit.
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=1000000
 	Limit int32 `json:"limit"`
