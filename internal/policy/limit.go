@@ -156,8 +156,8 @@ func (s *Snapshot) indexLimits() {
 }
 
 // limits returns the limits of Decision.Limits for r: the candidates of r's appID (app,
-// or the wildcard's when nil) and event whose policy does not exempt r and whose subject
-// is not empty. It returns a slice
+// or the wildcard's when nil; one of them is not) and event whose policy does not exempt
+// r and whose subject is not empty. It returns a slice
 // of the snapshot's lists (capacity clipped, so appending copies) whenever the limits
 // that apply are consecutive in the list, which they are unless an exemption or an empty
 // user ID drops limits from the middle of it; only then does it allocate.
@@ -165,9 +165,6 @@ func (s *Snapshot) limits(sc *scratch, r *Request, ei int, app *limitLists) []*L
 	ll := app
 	if ll == nil {
 		ll = s.wildcardLimits
-	}
-	if ll == nil {
-		return nil
 	}
 	list := &ll.all[ei]
 	if r.ClientIP == "" {

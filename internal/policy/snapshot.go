@@ -210,7 +210,7 @@ func (s *Snapshot) Decide(r *Request) Decision {
 			d.Deny = v
 		}
 	}
-	if d.Deny == nil {
+	if d.Deny == nil && (app.limits != nil || s.wildcardLimits != nil) {
 		d.Limits = s.limits(sc, r, ei, app.limits)
 	}
 	sc.act.reset(nil)
