@@ -157,10 +157,10 @@ func (s *Snapshot) indexLimits() {
 
 // limits returns the limits of Decision.Limits for r: the candidates of r's appID (app,
 // or the wildcard's when nil; one of them is not) and event whose policy does not exempt
-// r and whose subject is not empty. It returns a slice
-// of the snapshot's lists (capacity clipped, so appending copies) whenever the limits
-// that apply are consecutive in the list, which they are unless an exemption or an empty
-// user ID drops limits from the middle of it; only then does it allocate.
+// r and whose subject is not empty. It returns a slice of the snapshot's lists (capacity
+// clipped, so appending copies) whenever the limits that apply are consecutive in the
+// list, which they are unless an exemption or an empty user ID drops limits from the
+// middle of it; only then does it allocate.
 func (s *Snapshot) limits(sc *scratch, r *Request, ei int, app *limitLists) []*Limit {
 	ll := app
 	if ll == nil {

@@ -85,13 +85,14 @@ type Decision struct {
 	// not match.
 	Errors []error
 	// Limits are the limits the request counts against, in decision order: those of the
-	// policies that apply to it (appIDs and the limit's events) and do not exempt it, whose
-	// subject is not empty (see Limit.Subject). Policies come in priority then
-	// namespace/name order, a policy's limits as written. Limits is nil when Deny is set:
-	// a refused request counts against no limit. The engine does not count: the caller
-	// takes each limit in order, and the first enforcing (not DryRun) limit that is over
-	// refuses the request with its Verdict, the limits after it not being counted. The
-	// slice usually points into the snapshot: do not modify it.
+	// policies that apply to it (appIDs, the policy's and the limit's events) and do not
+	// exempt it, whose subject is not empty (see Limit.Subject). Policies come in priority
+	// then namespace/name order, a policy's limits as written. Limits is nil when Deny is
+	// set: a refused request counts against no limit. The engine does not count: the
+	// caller takes each limit in order, and the first enforcing (not DryRun) limit that is
+	// over (velocity.Over or Penalized) refuses the request with its Verdict, the limits
+	// after it not being counted; a DryRun limit over reports would-deny. The slice
+	// usually points into the snapshot: do not modify it.
 	Limits []*Limit
 	// Keywords say, for Deny and each WouldDeny verdict given by a rule with a keyword
 	// condition, which dictionary entry matched (see Keyword). Verdicts are shared, so the
