@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -143,6 +145,21 @@ const (
 	MaxKeywordLength = 256
 	// MaxKeywordInputs bounds keywords.in: each text at most once.
 	MaxKeywordInputs = len(KeywordInputs)
+	// MaxLimits bounds spec.limits.
+	MaxLimits = 16
+	// MinLimitCount is the lowest limit: the number of requests allowed per window.
+	MinLimitCount = 1
+	// MaxLimitCount is the highest limit.
+	MaxLimitCount = 1_000_000
+)
+
+// Bounds of a limit's window and penalty. The CEL rules on Limit.Window and Limit.Penalty
+// spell them out too, as duration('1s') and duration('720h').
+const (
+	// MinLimitWindow is the shortest window, and the shortest penalty.
+	MinLimitWindow = time.Second
+	// MaxLimitWindow is the longest window (30 days), and the longest penalty.
+	MaxLimitWindow = 720 * time.Hour
 )
 
 // KeywordInput is a request text a keyword dictionary reads.
@@ -170,8 +187,31 @@ const (
 	DefaultKeywordFoldCompatibility = true
 )
 
+// LimitKey says whom a limit counts requests for, within an app.
+// +kubebuilder:validation:Enum=From;To;ClientIP;FromTo
+type LimitKey string
+
+const (
+	// LimitKeyFrom counts per user who acts (sends, answers, imports, blocks, remarks).
+	LimitKeyFrom LimitKey = "From"
+	// LimitKeyTo counts per other user.
+	LimitKeyTo LimitKey = "To"
+	// LimitKeyClientIP counts per client address; only Tencent Cloud Chat sends one.
+	LimitKeyClientIP LimitKey = "ClientIP"
+	// LimitKeyFromTo counts per pair of users, in that direction.
+	LimitKeyFromTo LimitKey = "FromTo"
+)
+
+// LimitKeys are every limit key, as the Enum marker above lists them.
+var LimitKeys = [...]LimitKey{LimitKeyFrom, LimitKeyTo, LimitKeyClientIP, LimitKeyFromTo}
+
+// DefaultLimitEvents are the events a limit with an empty events list counts; the default
+// marker on Limit.Events and the CEL rule on FriendPolicySpec spell them out too.
+var DefaultLimitEvents = []Event{EventFriendRequest}
+
 // FriendPolicySpec declares who may befriend whom.
 // +kubebuilder:validation:XValidation:rule="!has(self.rules) || self.rules.all(r, !has(r.events) || r.events.all(e, e in (has(self.events) && size(self.events) > 0 ? self.events : ['FriendRequest', 'FriendResponse', 'ImportFriends'])))",message="every event of a rule must be one of the policy's events (FriendRequest, FriendResponse and ImportFriends when the policy lists none)",fieldPath=".rules"
+// +kubebuilder:validation:XValidation:rule="!has(self.limits) || self.limits.all(l, (has(l.events) && size(l.events) > 0 ? l.events : ['FriendRequest']).all(e, e in (has(self.events) && size(self.events) > 0 ? self.events : ['FriendRequest', 'FriendResponse', 'ImportFriends'])))",message="every event of a limit must be one of the policy's events (FriendRequest, FriendResponse and ImportFriends when the policy lists none; a limit's events default to FriendRequest)",fieldPath=".limits"
 type FriendPolicySpec struct {
 	// appIDs limits the policy to these IM applications: the Tencent Cloud Chat SdkAppid,
 	// or the OpenIM app segment of the callback path. Empty means every application.
@@ -224,6 +264,71 @@ type FriendPolicySpec struct {
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=64
 	Rules []Rule `json:"rules,omitempty"`
+
+	// limits refuse a request once its sender (or recipient, client address, or pair)
+	// made too many in a window: "at most 20 friend requests per sender per hour". Only a
+	// request no blocklist or rule of any policy refuses counts, and only against the
+	// limits of policies that apply to it and do not exempt it; limits are counted in
+	// decision order, and the first over its limit refuses. A DryRun policy's limits count
+	// and report "would deny" but never refuse.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=16
+	Limits []Limit `json:"limits,omitempty"`
+}
+
+// Limit allows `limit` requests per key per `window`, smoothly (GCRA): a key quiet for a
+// window may send `limit` back to back, then one every window/limit.
+type Limit struct {
+	// name identifies the limit in answers, logs and metrics. A DNS label, unique among the
+	// policy's limits.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+	Name string `json:"name"`
+
+	// events are the events the limit counts, a subset of the policy's events. Defaults to
+	// FriendRequest.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=5
+	// +kubebuilder:default={FriendRequest}
+	Events []Event `json:"events,omitempty"`
+
+	// key says whom requests are counted for, per appID: From (the user who acts), To (the
+	// other user), ClientIP (the client address; only Tencent Cloud Chat sends one, so the
+	// limit never counts OpenIM requests) or FromTo (the pair).
+	Key LimitKey `json:"key"`
+
+	// limit is the number of requests allowed per key per window, 1 to 1,000,000: a key
+	// quiet for a window may send this many back to back, then one every window/limit.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000000
+	Limit int32 `json:"limit"`
+
+	// window is the period the limit spans, 1s to 720h (30 days), such as 1h or 24h.
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="window must be between 1s and 720h"
+	Window metav1.Duration `json:"window"`
+
+	// penalty, when set, refuses every request of a key for this long once the key went
+	// over the limit, 1s to 720h.
+	// +optional
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1s') && duration(self) <= duration('720h')",message="penalty must be between 1s and 720h"
+	Penalty *metav1.Duration `json:"penalty,omitempty"`
+
+	// code is the deny code sent to the IM server, 38000 to 39000.
+	// +optional
+	// +kubebuilder:default=38000
+	// +kubebuilder:validation:Minimum=38000
+	// +kubebuilder:validation:Maximum=39000
+	Code int32 `json:"code,omitempty"`
+
+	// message is the deny message sent to the IM server. Defaults to "too many requests,
+	// try again later".
+	// +optional
+	// +kubebuilder:validation:MaxLength=256
+	Message string `json:"message,omitempty"`
 }
 
 // Exemptions are users a policy never denies.
@@ -503,6 +608,10 @@ type FriendPolicyStatus struct {
 	// +optional
 	Rules int32 `json:"rules,omitempty"`
 
+	// limits is the number of limits in the policy.
+	// +optional
+	Limits int32 `json:"limits,omitempty"`
+
 	// blocklistEntries is the number of users, prefixes and patterns in all blocklists,
 	// ConfigMap lists included.
 	// +optional
@@ -532,6 +641,7 @@ type FriendPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Action",type=string,JSONPath=`.spec.enforcementAction`
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`,priority=1
 // +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.rules`
+// +kubebuilder:printcolumn:name="Limits",type=integer,JSONPath=`.status.limits`
 // +kubebuilder:printcolumn:name="Entries",type=integer,JSONPath=`.status.blocklistEntries`
 // +kubebuilder:printcolumn:name="Enforced",type=string,JSONPath=`.status.enforced`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -134,6 +135,7 @@ func TestDefaults(t *testing.T) {
 				{Name: "guests", When: "request.from.startsWith('guest_')"},
 				{Name: "bait", Keywords: &v1alpha1.Keywords{Words: []string{"via"}}},
 			},
+			Limits: []v1alpha1.Limit{{Name: "per-sender", Key: v1alpha1.LimitKeyFrom, Limit: 20, Window: metav1.Duration{Duration: time.Hour}}},
 		},
 	}
 	if err := env.Client.Create(ctx, fp); err != nil {
@@ -149,6 +151,7 @@ func TestDefaults(t *testing.T) {
 	blocklist := u.Object["spec"].(map[string]any)["blocklists"].([]any)[0].(map[string]any)
 	rule := u.Object["spec"].(map[string]any)["rules"].([]any)[0].(map[string]any)
 	keywords := u.Object["spec"].(map[string]any)["rules"].([]any)[1].(map[string]any)["keywords"].(map[string]any)
+	limit := u.Object["spec"].(map[string]any)["limits"].([]any)[0].(map[string]any)
 	for _, c := range []struct {
 		field string
 		obj   map[string]any
@@ -163,6 +166,9 @@ func TestDefaults(t *testing.T) {
 		{"spec.rules[1].keywords.in", keywords, []string{"in"}, []any{string(v1alpha1.DefaultKeywordInputs[0])}},
 		{"spec.rules[1].keywords.foldCase", keywords, []string{"foldCase"}, v1alpha1.DefaultKeywordFoldCase},
 		{"spec.rules[1].keywords.foldCompatibility", keywords, []string{"foldCompatibility"}, v1alpha1.DefaultKeywordFoldCompatibility},
+		{"spec.limits[0].events", limit, []string{"events"}, []any{string(v1alpha1.DefaultLimitEvents[0])}},
+		{"spec.limits[0].code", limit, []string{"code"}, int64(v1alpha1.DefaultCode)},
+		{"spec.limits[0].window", limit, []string{"window"}, "1h0m0s"},
 	} {
 		got, found, err := unstructured.NestedFieldNoCopy(c.obj, c.path...)
 		if err != nil || !found {
@@ -191,8 +197,8 @@ func TestDefaults(t *testing.T) {
 		t.Errorf("typed rule code = %d, want %d", got, v1alpha1.DefaultCode)
 	}
 	// Defaults must not touch what was not written.
-	if typed.Spec.Events != nil || typed.Spec.AppIDs != nil || typed.Spec.Exemptions != nil {
-		t.Errorf("unexpected defaults: events %v, appIDs %v, exemptions %v", typed.Spec.Events, typed.Spec.AppIDs, typed.Spec.Exemptions)
+	if typed.Spec.Events != nil || typed.Spec.AppIDs != nil || typed.Spec.Exemptions != nil || typed.Spec.Limits[0].Penalty != nil {
+		t.Errorf("unexpected defaults: events %v, appIDs %v, exemptions %v, penalty %v", typed.Spec.Events, typed.Spec.AppIDs, typed.Spec.Exemptions, typed.Spec.Limits[0].Penalty)
 	}
 }
 
@@ -455,8 +461,103 @@ func TestValidation(t *testing.T) {
 			},
 			field: "spec.rules[0].keywords.words", msg: "Too many",
 		},
+		{
+			name:  "limit without key, limit or window",
+			yaml:  `limits: [{name: per-sender}]`,
+			field: "spec.limits[0].key", msg: "Required value",
+		},
+		{
+			name:  "unknown limit key",
+			yaml:  `limits: [{name: per-device, key: Device, limit: 5, window: 1h}]`,
+			field: "spec.limits[0].key", msg: "Unsupported value",
+		},
+		{
+			name:  "limit 0",
+			yaml:  `limits: [{name: per-sender, key: From, limit: 0, window: 1h}]`,
+			field: "spec.limits[0].limit", msg: "should be greater than or equal to 1",
+		},
+		{
+			name:  "limit above 1,000,000",
+			yaml:  `limits: [{name: per-sender, key: From, limit: 1000001, window: 1h}]`,
+			field: "spec.limits[0].limit", msg: "should be less than or equal to 1000000",
+		},
+		{
+			name:  "window below 1s",
+			yaml:  `limits: [{name: per-sender, key: From, limit: 5, window: 500ms}]`,
+			field: "spec.limits[0].window", msg: "window must be between 1s and 720h",
+		},
+		{
+			name:  "window above 720h",
+			yaml:  `limits: [{name: per-sender, key: From, limit: 5, window: 721h}]`,
+			field: "spec.limits[0].window", msg: "window must be between 1s and 720h",
+		},
+		{
+			name:  "window not a duration",
+			yaml:  `limits: [{name: per-sender, key: From, limit: 5, window: 1d}]`,
+			field: "spec.limits[0].window", msg: "type conversion error",
+		},
+		{
+			name:  "penalty above 720h",
+			yaml:  `limits: [{name: per-sender, key: From, limit: 5, window: 1h, penalty: 1000h}]`,
+			field: "spec.limits[0].penalty", msg: "penalty must be between 1s and 720h",
+		},
+		{
+			name:  "limit code 39001",
+			yaml:  `limits: [{name: per-sender, key: From, limit: 5, window: 1h, code: 39001}]`,
+			field: "spec.limits[0].code", msg: "should be less than or equal to 39000",
+		},
+		{
+			name:  "limit name with upper case",
+			yaml:  `limits: [{name: PerSender, key: From, limit: 5, window: 1h}]`,
+			field: "spec.limits[0].name", msg: "should match",
+		},
+		{
+			name:  "duplicate limit names",
+			yaml:  `limits: [{name: l, key: From, limit: 5, window: 1h}, {name: l, key: To, limit: 5, window: 1h}]`,
+			field: "spec.limits[1]", msg: "Duplicate value",
+		},
+		{
+			name:  "limit event not among the policy's events",
+			yaml:  `{events: [FriendRequest], limits: [{name: l, events: [FriendResponse], key: From, limit: 5, window: 1h}]}`,
+			field: "spec.limits", msg: "every event of a limit must be one of the policy's events",
+		},
+		{
+			name:  "limit's default event not among the policy's events",
+			yaml:  `{events: [AddBlack], limits: [{name: l, key: From, limit: 5, window: 1h}]}`,
+			field: "spec.limits", msg: "a limit's events default to FriendRequest",
+		},
+		{
+			name:  "limit's explicitly empty events not among the policy's events",
+			yaml:  `{events: [AddBlack], limits: [{name: l, events: [], key: From, limit: 5, window: 1h}]}`,
+			field: "spec.limits", msg: "every event of a limit must be one of the policy's events",
+		},
+		{
+			name: "more than 16 limits",
+			mutate: func(s *v1alpha1.FriendPolicySpec) {
+				for i := range v1alpha1.MaxLimits + 1 {
+					s.Limits = append(s.Limits, v1alpha1.Limit{Name: fmt.Sprintf("l%d", i), Key: v1alpha1.LimitKeyFrom, Limit: 1, Window: metav1.Duration{Duration: time.Hour}})
+				}
+			},
+			field: "spec.limits", msg: "Too many",
+		},
 
 		// Accepted.
+		{
+			name: "limits at the bounds, every key",
+			yaml: `{events: [FriendRequest, AddBlack], limits: [
+  {name: per-sender, key: From, limit: 1, window: 1s, penalty: 720h, code: 38000},
+  {name: per-recipient, events: [AddBlack], key: To, limit: 1000000, window: 720h, penalty: 1s, code: 39000, message: "slow down"},
+  {name: per-address, events: [FriendRequest, AddBlack], key: ClientIP, limit: 100, window: 1h30m},
+  {name: per-pair, key: FromTo, limit: 3, window: 24h}]}`,
+		},
+		{
+			name: "ClientIP limit on an event only OpenIM sends",
+			yaml: `{events: [ImportFriends], limits: [{name: per-address, events: [ImportFriends], key: ClientIP, limit: 5, window: 1h}]}`,
+		},
+		{
+			name: "limit named like a rule",
+			yaml: `{rules: [{name: l, when: "true"}], limits: [{name: l, key: From, limit: 5, window: 1h}]}`,
+		},
 		{
 			name: "platforms in mixed case",
 			mutate: func(s *v1alpha1.FriendPolicySpec) {
@@ -639,7 +740,7 @@ func TestStatusSubresource(t *testing.T) {
 		t.Errorf("status.rules = %d after an update of the main resource, want 0 (status must be a subresource)", fp.Status.Rules)
 	}
 
-	fp.Status = v1alpha1.FriendPolicyStatus{ObservedGeneration: fp.Generation, Rules: 1, BlocklistEntries: 1,
+	fp.Status = v1alpha1.FriendPolicyStatus{ObservedGeneration: fp.Generation, Rules: 1, Limits: 2, BlocklistEntries: 1,
 		Enforced: v1alpha1.EnforcedAll}
 	meta.SetStatusCondition(&fp.Status.Conditions, metav1.Condition{
 		Type:               v1alpha1.ConditionReady,
@@ -666,8 +767,8 @@ func TestStatusSubresource(t *testing.T) {
 	if got.Status.ObservedGeneration != generation {
 		t.Errorf("status.observedGeneration = %d, want %d", got.Status.ObservedGeneration, generation)
 	}
-	if got.Status.Rules != 1 || got.Status.BlocklistEntries != 1 {
-		t.Errorf("status counts = %d rules, %d entries; want 1, 1", got.Status.Rules, got.Status.BlocklistEntries)
+	if got.Status.Rules != 1 || got.Status.Limits != 2 || got.Status.BlocklistEntries != 1 {
+		t.Errorf("status counts = %d rules, %d limits, %d entries; want 1, 2, 1", got.Status.Rules, got.Status.Limits, got.Status.BlocklistEntries)
 	}
 	ready := meta.FindStatusCondition(got.Status.Conditions, v1alpha1.ConditionReady)
 	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != v1alpha1.ReasonEnforced || ready.LastTransitionTime.IsZero() {
@@ -689,7 +790,7 @@ func TestStatusSubresource(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		columns = append(columns, c.Name)
 	}
-	wantColumns := []string{"Name", "Action", "Priority", "Rules", "Entries", "Enforced", "Ready", "Reason", "Age"}
+	wantColumns := []string{"Name", "Action", "Priority", "Rules", "Limits", "Entries", "Enforced", "Ready", "Reason", "Age"}
 	if !slices.Equal(columns, wantColumns) {
 		t.Fatalf("table columns = %v, want %v", columns, wantColumns)
 	}
@@ -701,7 +802,7 @@ func TestStatusSubresource(t *testing.T) {
 		cells[c] = table.Rows[0].Cells[i]
 	}
 	for col, want := range map[string]any{
-		"Name": "with-status", "Action": "Deny", "Priority": float64(0), "Rules": float64(1),
+		"Name": "with-status", "Action": "Deny", "Priority": float64(0), "Rules": float64(1), "Limits": float64(2),
 		"Entries": float64(1), "Enforced": v1alpha1.EnforcedAll, "Ready": "True", "Reason": v1alpha1.ReasonEnforced,
 	} {
 		if cells[col] != want {
@@ -779,6 +880,7 @@ func TestPrinterColumns(t *testing.T) {
 		{"Action", "string", ".spec.enforcementAction", 0},
 		{"Priority", "integer", ".spec.priority", 1},
 		{"Rules", "integer", ".status.rules", 0},
+		{"Limits", "integer", ".status.limits", 0},
 		{"Entries", "integer", ".status.blocklistEntries", 0},
 		{"Enforced", "string", ".status.enforced", 0},
 		{"Ready", "string", `.status.conditions[?(@.type=="Ready")].status`, 0},

@@ -91,6 +91,7 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseN
 	} else {
 		c := res.compiled
 		st.Rules = int32(c.Rules)
+		st.Limits = int32(len(c.Limits))
 		st.BlocklistEntries = c.BlocklistEntries
 		st.ConfigMaps = c.ConfigMaps[:min(len(c.ConfigMaps), v1alpha1.MaxStatusConfigMaps)]
 		ready.Reason, ready.Message = describePropagation(fp.Generation, p, leaseNamespace)

@@ -130,14 +130,15 @@ func TestGenerationTracking(t *testing.T) {
 
 	fp = h.updatePolicy(fp.Name, func(s *v1alpha1.FriendPolicySpec) {
 		s.Rules = []v1alpha1.Rule{{Name: "no-links", WordingPatterns: []string{`https?://`}}}
+		s.Limits = []v1alpha1.Limit{{Name: "per-sender", Key: v1alpha1.LimitKeyFrom, Limit: 20, Window: metav1.Duration{Duration: time.Hour}}}
 	})
 	if fp.Generation != 2 {
 		t.Fatalf("generation %d after the first spec update, want 2", fp.Generation)
 	}
 	got := h.waitFor(fp.Name, ready(metav1.ConditionFalse, v1alpha1.ReasonPropagating, "0/1"),
 		message("0/1 serving webhook replicas enforce generation 2; behind: pod-a"))
-	if got.Status.Rules != 1 {
-		t.Errorf("rules %d, want 1", got.Status.Rules)
+	if got.Status.Rules != 1 || got.Status.Limits != 1 {
+		t.Errorf("rules %d limits %d, want 1 and 1", got.Status.Rules, got.Status.Limits)
 	}
 
 	// pod-a applies the update: its watermark moves to the policy's new resourceVersion.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -44,6 +45,13 @@ func validSpec() v1alpha1.FriendPolicySpec {
 			Name:            "no-links",
 			WordingPatterns: []string{`https?://`},
 			When:            "request.from.startsWith('guest_') && !request.forceAdd",
+		}},
+		Limits: []v1alpha1.Limit{{
+			Name:    "per-sender",
+			Key:     v1alpha1.LimitKeyFrom,
+			Limit:   20,
+			Window:  metav1.Duration{Duration: time.Hour},
+			Penalty: &metav1.Duration{Duration: 24 * time.Hour},
 		}},
 	}
 }
@@ -87,6 +95,8 @@ func TestValidateCreate(t *testing.T) {
 			want: []string{`spec.blocklists[0].configMapSelector: Invalid value: "!friendgate.io/list": configMapSelector must select on the label friendgate.io/list`}},
 		{name: "CEL syntax", spec: rule(v1alpha1.Rule{When: "request.from ==="}),
 			want: []string{"spec.rules[0].when: Invalid value:"}},
+		{name: "limit out of bounds", spec: v1alpha1.FriendPolicySpec{Limits: []v1alpha1.Limit{{Name: "l", Key: v1alpha1.LimitKeyFromTo, Limit: 5, Window: metav1.Duration{Duration: 31 * 24 * time.Hour}}}},
+			want: []string{`spec.limits[0].window: Invalid value: "744h": must be between 1s and 720h`}},
 		{name: "every error, each with its path",
 			spec: v1alpha1.FriendPolicySpec{
 				Blocklists: []v1alpha1.Blocklist{{Name: "b", Patterns: []string{`[`}}},

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/friendgate/friendgate/internal/keywords/keywordstest"
@@ -69,6 +70,49 @@ func BenchmarkDecide(b *testing.B) {
 		b.Run(fmt.Sprintf("policies=%d/deny-wording", n), func(b *testing.B) {
 			benchDecide(b, s, deny, true)
 		})
+	}
+}
+
+// benchLimits are three limits a policy might hold: per sender, per client address, per pair.
+var benchLimits = []v1alpha1.Limit{
+	{Name: "per-sender", Key: v1alpha1.LimitKeyFrom, Limit: 20, Window: metav1.Duration{Duration: time.Hour}},
+	{Name: "per-address", Key: v1alpha1.LimitKeyClientIP, Limit: 200, Window: metav1.Duration{Duration: time.Hour}},
+	{Name: "per-pair", Key: v1alpha1.LimitKeyFromTo, Limit: 3, Window: metav1.Duration{Duration: 24 * time.Hour}},
+}
+
+// BenchmarkDecideLimits measures what limits add to a decision: BenchmarkDecide's 10,000
+// policies (four candidates per request), without limits and with benchLimits in every
+// policy. The engine only lists the limits that apply; counting is the caller's.
+func BenchmarkDecideLimits(b *testing.B) {
+	const n = 10_000
+	for _, limits := range [][]v1alpha1.Limit{nil, benchLimits} {
+		policies := []*v1alpha1.FriendPolicy{
+			benchPolicy("global-a", nil, 10), benchPolicy("global-b", nil, 5), benchPolicy("global-c", nil, 0),
+		}
+		for i := range n - len(policies) {
+			policies = append(policies, benchPolicy("tenant-"+strconv.Itoa(i), []string{"app-" + strconv.Itoa(i)}, 1))
+		}
+		for _, p := range policies {
+			p.Spec.Limits = limits
+		}
+		s := mustBuild(b, policies)
+		openIM := allowedRequest
+		openIM.ClientIP = ""
+		for _, tt := range []struct {
+			name string
+			req  Request
+			want int
+		}{
+			{"allow", allowedRequest, 4 * len(limits)},
+			{"allow-no-client-ip", openIM, 4 * (len(limits) * 2 / 3)},
+		} {
+			if got := len(s.Decide(&tt.req).Limits); got != tt.want {
+				b.Fatalf("%s: %d limits apply, want %d", tt.name, got, tt.want)
+			}
+			b.Run(fmt.Sprintf("limits=%d/%s", tt.want, tt.name), func(b *testing.B) {
+				benchDecide(b, s, tt.req, false)
+			})
+		}
 	}
 }
 

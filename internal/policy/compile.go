@@ -44,6 +44,8 @@ type Compiled struct {
 	DryRun   bool
 	// Rules counts the policy's rules.
 	Rules int
+	// Limits are the policy's limits, as written.
+	Limits []*Limit
 	// BlocklistEntries counts users, prefixes and patterns over all blocklists, ConfigMap
 	// lists included (distinct users per blocklist).
 	BlocklistEntries int64
@@ -268,6 +270,10 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 			cr.when = w
 		}
 		c.rules = append(c.rules, cr)
+	}
+
+	for i := range spec.Limits {
+		c.Limits = append(c.Limits, newLimit(c, &spec.Limits[i]))
 	}
 	return c, errs
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -14,6 +15,7 @@ import (
 
 func TestValidate(t *testing.T) {
 	okRule := v1alpha1.Rule{Name: "r", When: "true"}
+	okLimit := v1alpha1.Limit{Name: "l", Key: "From", Limit: 20, Window: hours(1)}
 	tests := []struct {
 		name string
 		spec v1alpha1.FriendPolicySpec
@@ -79,6 +81,43 @@ func TestValidate(t *testing.T) {
 		{name: "label selector excluding the list label", spec: spec{Blocklists: []v1alpha1.Blocklist{{Name: "l", ConfigMapSelector: &metav1.LabelSelector{
 			MatchExpressions: []metav1.LabelSelectorRequirement{{Key: v1alpha1.LabelList, Operator: metav1.LabelSelectorOpNotIn, Values: []string{"x"}}}}}}},
 			want: []string{"must select on the label friendgate.io/list"}},
+		{name: "minimal limit", spec: spec{Limits: []v1alpha1.Limit{okLimit}}},
+		{name: "limit with every field", spec: spec{Events: []v1alpha1.Event{"FriendRequest", "FriendResponse"}, Limits: []v1alpha1.Limit{{
+			Name: "l", Events: []v1alpha1.Event{"FriendResponse"}, Key: "FromTo", Limit: 1_000_000, Window: hours(720),
+			Penalty: &metav1.Duration{Duration: time.Second}, Code: 39000, Message: strings.Repeat("m", 256)}}}},
+		{name: "ClientIP limit on events only OpenIM sends", spec: spec{Events: []v1alpha1.Event{"ImportFriends"}, Limits: []v1alpha1.Limit{{
+			Name: "l", Events: []v1alpha1.Event{"ImportFriends"}, Key: "ClientIP", Limit: 5, Window: hours(1)}}}},
+		{name: "duplicate limit names", spec: spec{Limits: []v1alpha1.Limit{okLimit, okLimit}},
+			want: []string{`spec.limits[1].name: Duplicate value: "l"`}},
+		{name: "limit named like a rule", spec: spec{Rules: []v1alpha1.Rule{{Name: "l", When: "true"}}, Limits: []v1alpha1.Limit{okLimit}}},
+		{name: "limit name not a DNS label", spec: spec{Limits: []v1alpha1.Limit{{Name: "Per_Sender", Key: "From", Limit: 1, Window: hours(1)}}},
+			want: []string{`spec.limits[0].name: Invalid value: "Per_Sender"`}},
+		{name: "limit without key, count or window", spec: spec{Limits: []v1alpha1.Limit{{Name: "l"}}},
+			want: []string{"spec.limits[0].key: Required value: must be From, To, ClientIP or FromTo",
+				"spec.limits[0].limit: Invalid value: 0: must be between 1 and 1000000",
+				`spec.limits[0].window: Invalid value: "0s": must be between 1s and 720h`}},
+		{name: "unknown limit key", spec: spec{Limits: []v1alpha1.Limit{{Name: "l", Key: "Device", Limit: 1, Window: hours(1)}}},
+			want: []string{`spec.limits[0].key: Unsupported value: "Device"`}},
+		{name: "limit above range", spec: spec{Limits: []v1alpha1.Limit{{Name: "l", Key: "From", Limit: 1_000_001, Window: hours(1)}}},
+			want: []string{"spec.limits[0].limit: Invalid value: 1000001"}},
+		{name: "window below range", spec: spec{Limits: []v1alpha1.Limit{{Name: "l", Key: "From", Limit: 1, Window: metav1.Duration{Duration: 999 * time.Millisecond}}}},
+			want: []string{`spec.limits[0].window: Invalid value: "999ms": must be between 1s and 720h`}},
+		{name: "window above range", spec: spec{Limits: []v1alpha1.Limit{{Name: "l", Key: "From", Limit: 1, Window: hours(721)}}},
+			want: []string{`spec.limits[0].window: Invalid value: "721h": must be between 1s and 720h`}},
+		{name: "penalty out of range", spec: spec{Limits: []v1alpha1.Limit{{Name: "l", Key: "From", Limit: 1, Window: hours(1), Penalty: &metav1.Duration{}}}},
+			want: []string{`spec.limits[0].penalty: Invalid value: "0s"`}},
+		{name: "limit code and message", spec: spec{Limits: []v1alpha1.Limit{{Name: "l", Key: "From", Limit: 1, Window: hours(1), Code: 37000, Message: strings.Repeat("m", 257)}}},
+			want: []string{"spec.limits[0].code: Invalid value: 37000", "spec.limits[0].message: Too long"}},
+		{name: "limit event outside the policy's events", spec: spec{Events: []v1alpha1.Event{"FriendRequest"}, Limits: []v1alpha1.Limit{{
+			Name: "l", Events: []v1alpha1.Event{"FriendRequest", "AddBlack"}, Key: "From", Limit: 1, Window: hours(1)}}},
+			want: []string{`spec.limits[0].events[1]: Invalid value: "AddBlack": must be one of the policy's events`}},
+		{name: "unknown and duplicate limit events", spec: spec{Limits: []v1alpha1.Limit{{
+			Name: "l", Events: []v1alpha1.Event{"Poke", "FriendRequest", "FriendRequest"}, Key: "From", Limit: 1, Window: hours(1)}}},
+			want: []string{`spec.limits[0].events[0]: Unsupported value: "Poke"`, `spec.limits[0].events[2]: Duplicate value: "FriendRequest"`}},
+		{name: "limit's default event outside the policy's events", spec: spec{Events: []v1alpha1.Event{"AddBlack"}, Limits: []v1alpha1.Limit{okLimit}},
+			want: []string{"spec.limits[0].events: Required value: a limit's events default to FriendRequest, which is not one of the policy's events"}},
+		{name: "too many limits", spec: spec{Limits: manyLimits(17)},
+			want: []string{"spec.limits: Too many: 17: must have at most 16 items"}},
 		{name: "all errors are reported at once", spec: spec{Priority: -1, Rules: []v1alpha1.Rule{{Name: "r"}, {Name: "s", When: "1"}}},
 			want: []string{"spec.priority", "spec.rules[0]: Required value", "spec.rules[1].when"}},
 	}
@@ -104,6 +143,16 @@ func TestValidate(t *testing.T) {
 			}
 		})
 	}
+}
+
+func hours(n int) metav1.Duration { return metav1.Duration{Duration: time.Duration(n) * time.Hour} }
+
+func manyLimits(n int) []v1alpha1.Limit {
+	limits := make([]v1alpha1.Limit, n)
+	for i := range limits {
+		limits[i] = v1alpha1.Limit{Name: "l" + formatName(i), Key: "From", Limit: 1, Window: hours(1)}
+	}
+	return limits
 }
 
 func manyRules(n int) []v1alpha1.Rule {

@@ -3,8 +3,10 @@ package policy
 import (
 	"encoding/json"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -150,6 +152,21 @@ func (g *diffGen) policies() ([]*v1alpha1.FriendPolicy, []*corev1.ConfigMap) {
 			}
 			s.Rules = append(s.Rules, r)
 		}
+		for j := range g.n(4) {
+			l := v1alpha1.Limit{
+				Name:   "n" + strconv.Itoa(j),
+				Events: some(g, events, 2),
+				Key:    v1alpha1.LimitKeys[g.n(len(v1alpha1.LimitKeys))],
+				Limit:  int32(1 + g.n(100)),
+				Window: metav1.Duration{Duration: time.Duration(1+g.n(100)) * time.Minute},
+				Code:   int32(38200 + g.n(3)),
+			}
+			// An empty list means FriendRequest, which must be one of the policy's events.
+			if len(l.Events) == 0 && !slices.Contains(events, v1alpha1.EventFriendRequest) {
+				l.Events = events[:1]
+			}
+			s.Limits = append(s.Limits, l)
+		}
 		policies = append(policies, fp("ns", name, s))
 	}
 	return policies, cms
@@ -185,12 +202,16 @@ func (g *diffGen) keywords(list string, cms []*corev1.ConfigMap) (*v1alpha1.Keyw
 	return k, cms
 }
 
+// diffReqIDs are the user IDs of requests: those of the policies, and none, which no
+// limit counts.
+var diffReqIDs = append(slices.Clone(diffIDs), "")
+
 func (g *diffGen) request() Request {
 	return Request{
 		Event:     string(diffEvents[g.n(len(diffEvents))]),
 		AppID:     diffApps[g.n(len(diffApps))],
-		From:      diffIDs[g.n(len(diffIDs))],
-		To:        diffIDs[g.n(len(diffIDs))],
+		From:      diffReqIDs[g.n(len(diffReqIDs))],
+		To:        diffReqIDs[g.n(len(diffReqIDs))],
 		Wording:   diffWordings[g.n(len(diffWordings))],
 		Remark:    diffWordings[g.n(len(diffWordings))],
 		AddSource: diffSources[g.n(len(diffSources))],
@@ -203,8 +224,8 @@ func (g *diffGen) request() Request {
 }
 
 // FuzzDecideMatchesReference builds random policies and requests and checks that the
-// engine's decision (verdict, deciding policy and entry, code, would-deny list) is the
-// reference evaluator's.
+// engine's decision (verdict, deciding policy and entry, code, would-deny list, the limits
+// the request counts against) is the reference evaluator's.
 func FuzzDecideMatchesReference(f *testing.F) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for range 300 {
@@ -267,7 +288,7 @@ func keywordOutcome(d Decision) string {
 	for _, v := range d.WouldDeny {
 		s += " +dry " + v.Detail + kw(v)
 	}
-	return s
+	return s + limitsOutcome(d.Limits)
 }
 
 func describePolicies(policies []*v1alpha1.FriendPolicy) string {

@@ -29,7 +29,8 @@ func mustBuild(t testing.TB, policies []*v1alpha1.FriendPolicy, cms ...*corev1.C
 }
 
 // outcome renders a decision compactly: "allow", or "deny <Detail> <code>", plus
-// "+dry <Detail>" for each DryRun verdict (Detail: ns/name/blocklist|rule/name).
+// "+dry <Detail>" for each DryRun verdict (Detail: ns/name/blocklist|rule/name) and
+// "+limit <Detail>" for each limit the request counts against.
 func outcome(d Decision) string {
 	s := "allow"
 	if d.Deny != nil {
@@ -37,6 +38,15 @@ func outcome(d Decision) string {
 	}
 	for _, v := range d.WouldDeny {
 		s += " +dry " + v.Detail
+	}
+	return s + limitsOutcome(d.Limits)
+}
+
+// limitsOutcome renders the limits of a decision as outcome does.
+func limitsOutcome(limits []*Limit) string {
+	s := ""
+	for _, l := range limits {
+		s += " +limit " + l.Verdict.Detail
 	}
 	return s
 }

@@ -36,6 +36,32 @@ type refPolicy struct {
 	exempt     refSet
 	blocklists []refBlocklist
 	rules      []refRule
+	limits     []refLimit
+}
+
+type refLimit struct {
+	name   string
+	events []string
+	key    v1alpha1.LimitKey
+}
+
+// counts reports whether r counts against the limit, its policy applying and not
+// exempting r: r's event is one of the limit's and r has the limit's subject.
+func (l *refLimit) counts(r *Request) bool {
+	if !refContains(l.events, r.Event) {
+		return false
+	}
+	switch l.key {
+	case v1alpha1.LimitKeyFrom:
+		return r.From != ""
+	case v1alpha1.LimitKeyTo:
+		return r.To != ""
+	case v1alpha1.LimitKeyClientIP:
+		return r.ClientIP != ""
+	case v1alpha1.LimitKeyFromTo:
+		return r.From != "" && r.To != ""
+	}
+	return false
 }
 
 type refSet struct {
@@ -145,6 +171,16 @@ func refCompile(t testing.TB, fp *v1alpha1.FriendPolicy, cms []*corev1.ConfigMap
 			}
 		}
 		p.rules = append(p.rules, rr)
+	}
+	for _, l := range spec.Limits {
+		rl := refLimit{name: l.Name, key: l.Key}
+		for _, e := range l.Events {
+			rl.events = append(rl.events, string(e))
+		}
+		if len(rl.events) == 0 {
+			rl.events = []string{string(v1alpha1.EventFriendRequest)}
+		}
+		p.limits = append(p.limits, rl)
 	}
 	return p
 }
@@ -283,11 +319,17 @@ type refVerdict struct {
 	keyword string
 }
 
-func (p *refPolicy) evaluate(r *Request) *refVerdict {
+// applies reports whether the policy has a say on r: it applies to r's event and app and
+// exempts neither side.
+func (p *refPolicy) applies(r *Request) bool {
 	if !refContains(p.events, r.Event) || (len(p.appIDs) > 0 && !refContains(p.appIDs, r.AppID)) {
-		return nil
+		return false
 	}
-	if p.exempt.contains(r.From) || p.exempt.contains(r.To) {
+	return !p.exempt.contains(r.From) && !p.exempt.contains(r.To)
+}
+
+func (p *refPolicy) evaluate(r *Request) *refVerdict {
+	if !p.applies(r) {
 		return nil
 	}
 	for _, b := range p.blocklists {
@@ -372,7 +414,8 @@ func refContains[S ~string](list []S, s S) bool {
 
 // refDecide is the decision docs/policy.md describes: Deny policies in order of priority then
 // namespace/name, the first verdict decides; every DryRun verdict is reported, in the same
-// order.
+// order; a request no policy refuses counts against the limits of every policy that has a
+// say on it, in the same order, each policy's limits as written.
 func refDecide(policies []*refPolicy, r *Request) string {
 	sorted := append([]*refPolicy(nil), policies...)
 	sort.Slice(sorted, func(i, j int) bool {
@@ -398,6 +441,19 @@ func refDecide(policies []*refPolicy, r *Request) string {
 	}
 	for _, v := range dry {
 		s += " +dry " + v.detail() + refKeyword(v.keyword)
+	}
+	if deny != nil {
+		return s
+	}
+	for _, p := range sorted {
+		if !p.applies(r) {
+			continue
+		}
+		for _, l := range p.limits {
+			if l.counts(r) {
+				s += " +limit " + p.key + "/" + string(KindLimit) + "/" + l.name
+			}
+		}
 	}
 	return s
 }

@@ -38,7 +38,7 @@ type Request struct {
 	EventTime int64 `json:"eventTime,omitempty" cel:"eventTime"`
 }
 
-// Kind says which part of a policy gave a verdict: a blocklist or a rule.
+// Kind says which part of a policy gave a verdict: a blocklist, a rule or a limit.
 type Kind string
 
 const (
@@ -46,17 +46,21 @@ const (
 	KindBlocklist Kind = "blocklist"
 	// KindRule marks a verdict given by a rule.
 	KindRule Kind = "rule"
+	// KindLimit marks a verdict given by a limit; the engine never gives one itself (see
+	// Decision.Limits).
+	KindLimit Kind = "limit"
 )
 
-// Verdict is what a policy's blocklist or rule answers to a request it would deny. Verdicts are built once at compile
-// time and shared, so deciding allocates nothing for them; treat them as read-only.
+// Verdict is what a policy's blocklist, rule or limit answers to a request it would deny.
+// Verdicts are built once at compile time and shared, so deciding allocates nothing for
+// them; treat them as read-only.
 type Verdict struct {
 	// Policy is the deciding policy as namespace/name.
 	Policy string
-	// Kind is blocklist or rule.
+	// Kind is blocklist, rule or limit.
 	Kind Kind
-	// Name is the blocklist's or rule's name: the deciding "entry" of docs/policy.md and
-	// of test suites.
+	// Name is the blocklist's, rule's or limit's name: the deciding "entry" of
+	// docs/policy.md and of test suites.
 	Name string
 	// Code is the deny code, 38000 to 39000.
 	Code int32
@@ -64,8 +68,8 @@ type Verdict struct {
 	Message string
 	// DryRun is true when the policy's enforcementAction is DryRun.
 	DryRun bool
-	// Detail is Policy/Kind/Name (namespace/name/blocklist/spammers), ready for OpenIM's
-	// errDlt and for logs.
+	// Detail is Policy/Kind/Name (namespace/name/blocklist/spammers,
+	// namespace/name/limit/per-sender), ready for OpenIM's errDlt and for logs.
 	Detail string
 }
 
@@ -80,6 +84,16 @@ type Decision struct {
 	// Errors are runtime failures of `when` expressions; a rule whose expression fails does
 	// not match.
 	Errors []error
+	// Limits are the limits the request counts against, in decision order: those of the
+	// policies that apply to it (appIDs, the policy's and the limit's events) and do not
+	// exempt it, whose subject is not empty (see Limit.Subject). Policies come in priority
+	// then namespace/name order, a policy's limits as written. Limits is nil when Deny is
+	// set: a refused request counts against no limit. The engine does not count: the
+	// caller takes each limit in order, and the first enforcing (not DryRun) limit that is
+	// over (velocity.Over or Penalized) refuses the request with its Verdict, the limits
+	// after it not being counted; a DryRun limit over reports would-deny. The slice
+	// usually points into the snapshot: do not modify it.
+	Limits []*Limit
 	// Keywords say, for Deny and each WouldDeny verdict given by a rule with a keyword
 	// condition, which dictionary entry matched (see Keyword). Verdicts are shared, so the
 	// match is kept here. For logs and tooling, never for the user who sent the request.

@@ -6,8 +6,10 @@ import (
 	"os"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	apiextensionsv1 "k8s.io/apiextensions-apiserver/pkg/apis/apiextensions/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -69,6 +71,14 @@ func TestSchemaMatchesEngine(t *testing.T) {
 		"spec.rules[*].when":                       bounds(maxLength(v1alpha1.MaxWhenLength)),
 		"spec.rules[*].code":                       bounds(minimum(v1alpha1.MinCode), maximum(v1alpha1.MaxCode), defaultValue(v1alpha1.DefaultCode)),
 		"spec.rules[*].message":                    bounds(maxLength(v1alpha1.MaxMessageLength)),
+		"spec.limits":                              bounds(maxItems(v1alpha1.MaxLimits)),
+		"spec.limits[*].name":                      bounds(minLength(nonEmpty), maxLength(v1alpha1.MaxNameLength)),
+		"spec.limits[*].events":                    bounds(maxItems(v1alpha1.MaxEvents), defaultValue(v1alpha1.DefaultLimitEvents)),
+		"spec.limits[*].events[*]":                 bounds(enum(v1alpha1.Events[:])),
+		"spec.limits[*].key":                       bounds(enum(v1alpha1.LimitKeys[:])),
+		"spec.limits[*].limit":                     bounds(minimum(v1alpha1.MinLimitCount), maximum(v1alpha1.MaxLimitCount)),
+		"spec.limits[*].code":                      bounds(minimum(v1alpha1.MinCode), maximum(v1alpha1.MaxCode), defaultValue(v1alpha1.DefaultCode)),
+		"spec.limits[*].message":                   bounds(maxLength(v1alpha1.MaxMessageLength)),
 		"status.configMaps":                        bounds(maxItems(v1alpha1.MaxStatusConfigMaps)),
 	}
 	schema := loadSchema(t)
@@ -102,6 +112,7 @@ func TestSchemaCELListsMatchEngine(t *testing.T) {
 	schema := loadSchema(t)
 	spec := schema.Properties["spec"]
 	platforms := spec.Properties["rules"].Items.Schema.Properties["platforms"]
+	limit := spec.Properties["limits"].Items.Schema.Properties
 	lower := make([]string, len(v1alpha1.Platforms))
 	for i, p := range v1alpha1.Platforms {
 		lower[i] = strings.ToLower(p)
@@ -113,6 +124,11 @@ func TestSchemaCELListsMatchEngine(t *testing.T) {
 	}{
 		{"spec: rule events default to DefaultEvents", spec.XValidations, celList(v1alpha1.DefaultEvents)},
 		{"spec.rules[*].platforms: Platforms in lower case", platforms.XValidations, celList(lower)},
+		{"spec: limit events default to DefaultLimitEvents", spec.XValidations, celList(v1alpha1.DefaultLimitEvents)},
+		{"spec.limits[*].window: at least MinLimitWindow", limit["window"].XValidations, celDuration(v1alpha1.MinLimitWindow)},
+		{"spec.limits[*].window: at most MaxLimitWindow", limit["window"].XValidations, celDuration(v1alpha1.MaxLimitWindow)},
+		{"spec.limits[*].penalty: at least MinLimitWindow", limit["penalty"].XValidations, celDuration(v1alpha1.MinLimitWindow)},
+		{"spec.limits[*].penalty: at most MaxLimitWindow", limit["penalty"].XValidations, celDuration(v1alpha1.MaxLimitWindow)},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -203,8 +219,12 @@ func bounds(parts ...string) string {
 func maxItems[N int | int64](n N) string  { return fmt.Sprintf("maxItems=%d", n) }
 func minLength[N int | int64](n N) string { return fmt.Sprintf("minLength=%d", n) }
 func maxLength[N int | int64](n N) string { return fmt.Sprintf("maxLength=%d", n) }
-func minimum[N int | float64](n N) string { return fmt.Sprintf("minimum=%v", n) }
-func maximum[N int | float64](n N) string { return fmt.Sprintf("maximum=%v", n) }
+func minimum[N int | float64](n N) string { return "minimum=" + number(n) }
+func maximum[N int | float64](n N) string { return "maximum=" + number(n) }
+
+// number writes n without an exponent, so that 1000000 reads the same from a constant and
+// from the schema's float.
+func number[N int | float64](n N) string { return strconv.FormatFloat(float64(n), 'f', -1, 64) }
 
 func defaultValue(v any) string {
 	b, _ := json.Marshal(v)
@@ -227,6 +247,9 @@ func celList[S ~string](values []S) string {
 	}
 	return "[" + strings.Join(quoted, ", ") + "]"
 }
+
+// celDuration writes d as a CEL duration literal, the way the markers do.
+func celDuration(d time.Duration) string { return "duration('" + shortDuration(d) + "')" }
 
 func sortedKeys(maps ...map[string]string) []string {
 	var keys []string

@@ -19,9 +19,9 @@ type Snapshot struct {
 	// policies in decision order; a policy's ordinal is its position here.
 	policies []*Compiled
 	// wildcard indexes the policies without appIDs (nil when there are none); byApp the
-	// scopes that name each appID.
+	// scopes that name each appID, and its limits.
 	wildcard *scopeIndex
-	byApp    map[string][]*scopeIndex
+	byApp    map[string]appIndex
 	// patterns are the distinct patterns of the snapshot, by id.
 	patterns   []*pattern
 	patternIDs map[*pattern]uint32
@@ -33,6 +33,9 @@ type Snapshot struct {
 	dicts    []*keywordCond
 	byDict   map[dictUse]uint32
 	ruleDict []uint32
+	// wildcardLimits are the candidate limits of the policies without appIDs (nil when
+	// none has limits).
+	wildcardLimits *limitLists
 	// maxLiterals sizes the scratch's literal stamps.
 	maxLiterals int
 	scratch     sync.Pool
@@ -95,18 +98,29 @@ func NewSnapshot(compiled []*Compiled) *Snapshot {
 		s.wildcard = wildcard.build()
 	}
 	if len(scopes) > 0 {
-		s.byApp = map[string][]*scopeIndex{}
+		s.byApp = map[string]appIndex{}
 		for _, key := range slices.Sorted(maps.Keys(scopes)) {
 			b := scopes[key]
 			x := b.build()
 			for _, app := range b.appIDs {
-				s.byApp[app] = append(s.byApp[app], x)
+				a := s.byApp[app]
+				a.scopes = append(a.scopes, x)
+				s.byApp[app] = a
 			}
 		}
 	}
+	s.indexLimits()
 	s.patternIDs, s.byDict = nil, nil
 	s.scratch.New = func() any { return s.newScratch() }
 	return s
+}
+
+// appIndex is what a snapshot keeps for one appID that policies name: the scopes naming
+// it, and the candidate limits of its requests when a policy naming it has limits (those
+// of the policies without appIDs included; nil otherwise, as those are the wildcard's).
+type appIndex struct {
+	scopes []*scopeIndex
+	limits *limitLists
 }
 
 func sortedUnique(list []string) []string {
@@ -158,7 +172,8 @@ func (s *Snapshot) Policies() []*Compiled { return s.policies }
 
 // Decide answers one request. The index gives the candidate entries; they are confirmed
 // policy by policy in decision order. The first Deny policy that refuses decides; every
-// DryRun policy with a verdict is reported.
+// DryRun policy with a verdict is reported. A request no policy refuses gets the limits it
+// counts against.
 func (s *Snapshot) Decide(r *Request) Decision {
 	var d Decision
 	ei := eventIndex(r.Event)
@@ -171,7 +186,8 @@ func (s *Snapshot) Decide(r *Request) Decision {
 	if s.wildcard != nil {
 		s.collect(s.wildcard, sc, r, ei)
 	}
-	for _, x := range s.byApp[r.AppID] {
+	app := s.byApp[r.AppID]
+	for _, x := range app.scopes {
 		s.collect(x, sc, r, ei)
 	}
 	slices.Sort(sc.touched)
@@ -193,6 +209,9 @@ func (s *Snapshot) Decide(r *Request) Decision {
 		default:
 			d.Deny = v
 		}
+	}
+	if d.Deny == nil && (app.limits != nil || s.wildcardLimits != nil) {
+		d.Limits = s.limits(sc, r, ei, app.limits)
 	}
 	sc.act.reset(nil)
 	return d

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 	"unicode"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -129,7 +130,79 @@ func validateSpec(spec *v1alpha1.FriendPolicySpec, path *field.Path) field.Error
 		}
 		errs = append(errs, validateCodeMessage(r.Code, r.Message, p)...)
 	}
+	if len(spec.Limits) > v1alpha1.MaxLimits {
+		errs = append(errs, field.TooMany(path.Child("limits"), len(spec.Limits), v1alpha1.MaxLimits))
+	}
+	names = map[string]bool{}
+	for i := range spec.Limits {
+		errs = append(errs, validateLimit(&spec.Limits[i], path.Child("limits").Index(i), policyEvents, names)...)
+	}
 	return errs
+}
+
+// validateLimit checks one limit at p; policyEvents are the policy's events, defaults
+// spelt out, and names the limit names seen before it.
+func validateLimit(l *v1alpha1.Limit, p *field.Path, policyEvents []v1alpha1.Event, names map[string]bool) field.ErrorList {
+	var errs field.ErrorList
+	errs = append(errs, validateName(l.Name, p.Child("name"), names)...)
+	errs = append(errs, validateEvents(l.Events, p.Child("events"))...)
+	for j, e := range l.Events {
+		if !slices.Contains(policyEvents, e) {
+			errs = append(errs, field.Invalid(p.Child("events").Index(j), e, "must be one of the policy's events"))
+		}
+	}
+	if len(l.Events) == 0 {
+		for _, e := range v1alpha1.DefaultLimitEvents {
+			if !slices.Contains(policyEvents, e) {
+				errs = append(errs, field.Required(p.Child("events"), fmt.Sprintf("a limit's events default to %s, which is not one of the policy's events: list the events to count", e)))
+			}
+		}
+	}
+	switch k := l.Key; {
+	case k == "":
+		errs = append(errs, field.Required(p.Child("key"), "must be "+oneOf(limitKeyNames)))
+	case !slices.Contains(v1alpha1.LimitKeys[:], k):
+		errs = append(errs, field.NotSupported(p.Child("key"), k, v1alpha1.LimitKeys[:]))
+	}
+	if l.Limit < v1alpha1.MinLimitCount || l.Limit > v1alpha1.MaxLimitCount {
+		errs = append(errs, field.Invalid(p.Child("limit"), l.Limit, fmt.Sprintf("must be between %d and %d", v1alpha1.MinLimitCount, v1alpha1.MaxLimitCount)))
+	}
+	errs = append(errs, validateLimitDuration(l.Window.Duration, p.Child("window"))...)
+	if l.Penalty != nil {
+		errs = append(errs, validateLimitDuration(l.Penalty.Duration, p.Child("penalty"))...)
+	}
+	errs = append(errs, validateCodeMessage(l.Code, l.Message, p)...)
+	return errs
+}
+
+// limitKeyNames are the limit keys as strings, for messages.
+var limitKeyNames = func() []string {
+	names := make([]string, len(v1alpha1.LimitKeys))
+	for i, k := range v1alpha1.LimitKeys {
+		names[i] = string(k)
+	}
+	return names
+}()
+
+// validateLimitDuration checks a limit's window or penalty, whose bounds are the same.
+func validateLimitDuration(d time.Duration, path *field.Path) field.ErrorList {
+	if d < v1alpha1.MinLimitWindow || d > v1alpha1.MaxLimitWindow {
+		return field.ErrorList{field.Invalid(path, shortDuration(d),
+			fmt.Sprintf("must be between %s and %s", shortDuration(v1alpha1.MinLimitWindow), shortDuration(v1alpha1.MaxLimitWindow)))}
+	}
+	return nil
+}
+
+// shortDuration writes d the way a user would: 720h rather than 720h0m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // validateBlocklist checks one blocklist at p; names holds the names seen before it.
