@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/friendgate/friendgate/internal/dirwatch"
+	"github.com/friendgate/friendgate/internal/velocity"
 	"github.com/friendgate/friendgate/webhook"
 )
 
@@ -125,6 +126,12 @@ type callbackServer struct {
 	clientCAs *webhook.ClientCAs
 	// redis is where limits are counted across replicas; nil: in this process only.
 	redis *redisConfig
+	// counter counts requests against policies' limits; run keeps it swept (and, with
+	// Redis, probes a failed Redis).
+	counter interface {
+		velocity.Counter
+		Run(context.Context)
+	}
 }
 
 // registry is where the callback server's metrics go and what /metrics serves.
@@ -211,6 +218,9 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 	}
 	s.metrics = webhook.NewMetrics(reg)
 	s.store = webhook.NewStore(s.metrics)
+	if err := s.newCounter(log); err != nil {
+		return nil, err
+	}
 	if f.tencentTokensDir != "" {
 		if f.tencentMaxSkew <= 0 {
 			return nil, fmt.Errorf("--tencent-max-clock-skew must be positive, not %s", f.tencentMaxSkew)
@@ -241,6 +251,7 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		RequireClientCert:    s.clientCAs != nil,
 		OpenIMClients:        cidrs,
 		LogAllowEvery:        f.logAllowEvery,
+		Counter:              s.counter,
 		Logger:               log,
 		Metrics:              s.metrics,
 		MetricsHandler:       promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}),
@@ -248,8 +259,37 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 	return s, nil
 }
 
+// newCounter sets up where limits are counted: through Redis when --redis-addr is set,
+// with the process's own counter as the fallback while Redis fails, else in the process.
+func (s *callbackServer) newCounter(log logr.Logger) error {
+	local := velocity.NewLocal(velocity.LocalOptions{Registerer: s.registry})
+	if s.redis == nil {
+		s.counter = local
+		return nil
+	}
+	rc, err := velocity.NewRedis(velocity.RedisOptions{
+		Addr:       s.redis.Addr,
+		Username:   s.redis.Username,
+		Password:   s.redis.Password,
+		DB:         s.redis.DB,
+		TLS:        s.redis.TLS,
+		KeyPrefix:  s.redis.KeyPrefix,
+		Budget:     s.redis.Budget,
+		Fallback:   local,
+		Logger:     log.WithName("limits"),
+		Registerer: s.registry,
+	})
+	if err != nil {
+		return fmt.Errorf("--redis-addr: %w", err)
+	}
+	log.Info("limits are counted in Redis, shared by the replicas", "redis", s.redis)
+	s.counter = rc
+	return nil
+}
+
 // run serves until ctx is done, rereading the Tencent tokens when they change.
 func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
+	go s.counter.Run(ctx)
 	if s.auth != nil {
 		// Watch before rereading, so a rotation between start-up and now is not missed.
 		w, err := dirwatch.New(log.WithName("tencent-tokens"), []string{s.flags.tencentTokensDir},

@@ -47,6 +47,7 @@ type Metrics struct {
 	connsRefused     prometheus.Counter
 	staleClosed      prometheus.Counter
 	timedOut         *prometheus.CounterVec
+	limits           *limitCounters
 	// budget is the in-flight body budget of the handler using these metrics.
 	budget atomic.Pointer[byteBudget]
 
@@ -148,6 +149,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}
 		return 0
 	})
+	m.limits = newLimitCounters(reg)
 	reg.MustRegister(m.requests, m.decisions, m.latency, m.authFailures, m.ruleErrors,
 		m.reloadErrors, m.reloads, m.generation, m.policies, m.entries, m.lastReloadSec,
 		m.upstreamRequests, m.upstreamLatency, shed, m.connections, m.connsRefused, m.staleClosed, m.timedOut, inflight)

@@ -23,6 +23,8 @@ import (
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/policy"
 	"github.com/friendgate/friendgate/internal/text"
+	"github.com/friendgate/friendgate/internal/velocity"
+	"k8s.io/utils/clock"
 )
 
 // ClientDetail says what an OpenIM denial's errDlt, which OpenIM hands to the refused
@@ -134,6 +136,11 @@ type Options struct {
 	LogAllowEvery uint64
 	// Logger receives one line per denial, per would-deny and per refused request.
 	Logger logr.Logger
+	// Counter counts requests against policies' limits; nil counts nothing (limits never
+	// refuse).
+	Counter velocity.Counter
+	// Clock is the time limits are counted at; nil means the real clock.
+	Clock clock.PassiveClock
 	// Metrics must be set; see NewMetrics.
 	Metrics *Metrics
 	// MetricsHandler, when set, is served at /metrics.
@@ -202,6 +209,9 @@ func NewHandler(store *Store, opts Options) *Handler {
 	}
 	if opts.MaxInflightBodyBytes <= 0 {
 		opts.MaxInflightBodyBytes = DefaultMaxInflightBodyBytes
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
 	}
 	h := &Handler{
 		store:   store,
@@ -503,6 +513,7 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 	for i := range c.items {
 		item := &c.items[i]
 		d := snap.Decide(item)
+		h.countLimits(&d, item)
 		for _, v := range d.WouldDeny {
 			m.wouldByPolicy.get(v.Policy).Inc()
 			h.logItem("would deny (dry run)", protocol, cmd, operationID, item, verdictFields(&d, v)...)

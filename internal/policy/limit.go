@@ -4,6 +4,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
 	"github.com/friendgate/friendgate/internal/velocity"
@@ -198,4 +199,32 @@ func (s *Snapshot) limits(sc *scratch, r *Request, ei int, app *limitLists) []*L
 		return nil
 	}
 	return list.limits[start:end:end]
+}
+
+// CountLimits counts r against d.Limits with c at now, in order (docs/policy.md,
+// "Limits"). A limit r is over (Over or Penalized) refuses r with its verdict, and the
+// limits after it are not counted; a DryRun policy's limit that is over reports its
+// verdict in WouldDeny instead, and counting goes on. seen, when set, is told each
+// limit's outcome. d must be the decision Decide gave for r: it lists no limit when r is
+// already refused.
+func (d *Decision) CountLimits(r *Request, c velocity.Counter, now time.Time, seen func(*Limit, velocity.Outcome)) {
+	for _, l := range d.Limits {
+		s, ok := l.Subject(r)
+		if !ok {
+			continue
+		}
+		o := c.Take(l.Velocity, s, now)
+		if seen != nil {
+			seen(l, o)
+		}
+		switch {
+		case o == velocity.Counted:
+		case l.DryRun:
+			// WouldDeny may share its array with the snapshot's; never append in place.
+			d.WouldDeny = append(d.WouldDeny[:len(d.WouldDeny):len(d.WouldDeny)], l.Verdict)
+		default:
+			d.Deny = l.Verdict
+			return
+		}
+	}
 }

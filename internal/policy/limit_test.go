@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"strings"
 	"testing"
 	"time"
 
@@ -336,4 +337,91 @@ func TestBuildSharesLimitLists(t *testing.T) {
 	if app1 == nil || app1 != app2 || app1 == app3 || app3 == nil {
 		t.Errorf("lists: app1 %p app2 %p app3 %p; want app1 and app2 to share theirs, app3 its own", app1, app2, app3)
 	}
+}
+
+// TestCountLimits counts allowed requests against their limits in decision order: the
+// first enforcing limit over refuses, a DryRun one reports and lets counting go on.
+func TestCountLimits(t *testing.T) {
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+	two := func(name string, key v1alpha1.LimitKey) v1alpha1.Limit {
+		return v1alpha1.Limit{Name: name, Key: key, Limit: 2, Window: hours(1), Code: 38040}
+	}
+	enforce := fp("ns", "enforce", spec{Priority: 1, Limits: []v1alpha1.Limit{two("per-sender", "From"), two("per-pair", "FromTo")}})
+	dry := fp("ns", "dry", spec{Priority: 2, EnforcementAction: v1alpha1.EnforcementDryRun, Limits: []v1alpha1.Limit{two("audit", "From")}})
+	tests := []struct {
+		name     string
+		policies []*v1alpha1.FriendPolicy
+		sends    []Request
+		at       time.Duration // after t0, for the last request
+		want     string        // the last request's decision
+		counted  []string      // the limits the last request was counted against, in order
+	}{
+		{name: "within the limit", policies: []*v1alpha1.FriendPolicy{enforce},
+			sends: reqs("a>b", "a>c"), want: "allow", counted: []string{"per-sender:counted", "per-pair:counted"}},
+		{name: "over the first limit refuses, the next is not counted", policies: []*v1alpha1.FriendPolicy{enforce},
+			sends: reqs("a>b", "a>c", "a>d"), want: "deny ns/enforce/limit/per-sender", counted: []string{"per-sender:over"}},
+		{name: "over a later limit refuses after the earlier counted", policies: []*v1alpha1.FriendPolicy{fp("ns", "enforce", spec{Limits: []v1alpha1.Limit{
+			{Name: "per-sender", Key: "From", Limit: 10, Window: hours(1)}, two("per-pair", "FromTo")}})},
+			sends: reqs("a>b", "a>b", "a>b"), want: "deny ns/enforce/limit/per-pair", counted: []string{"per-sender:counted", "per-pair:over"}},
+		{name: "a window later the sender may send again", policies: []*v1alpha1.FriendPolicy{enforce},
+			sends: reqs("a>b", "a>c", "a>d"), at: time.Hour, want: "allow", counted: []string{"per-sender:counted", "per-pair:counted"}},
+		{name: "DryRun over reports and counting goes on", policies: []*v1alpha1.FriendPolicy{dry, fp("ns", "enforce", spec{Priority: 1, Limits: []v1alpha1.Limit{
+			{Name: "per-sender", Key: "From", Limit: 10, Window: hours(1)}, two("per-pair", "FromTo")}})},
+			sends: reqs("a>b", "a>c", "a>d"), want: "allow +dry ns/dry/limit/audit", counted: []string{"audit:over", "per-sender:counted", "per-pair:counted"}},
+		{name: "DryRun over is a would-deny beside an allow", policies: []*v1alpha1.FriendPolicy{dry},
+			sends: reqs("a>b", "a>c", "a>d"), want: "allow +dry ns/dry/limit/audit", counted: []string{"audit:over"}},
+		{name: "a refused request counts against no limit", policies: []*v1alpha1.FriendPolicy{fp("ns", "enforce", spec{
+			Blocklists: []v1alpha1.Blocklist{{Name: "spam", Users: []string{"a"}}}, Limits: []v1alpha1.Limit{two("per-sender", "From")}})},
+			sends: reqs("a>b"), want: "deny ns/enforce/blocklist/spam"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := mustBuild(t, tt.policies)
+			counter := velocity.NewLocal(velocity.LocalOptions{})
+			var d Decision
+			var counted []string
+			for i, r := range tt.sends {
+				at := t0
+				if i == len(tt.sends)-1 {
+					at = t0.Add(tt.at)
+				}
+				counted = nil
+				d = s.Decide(&r)
+				if d.Deny == nil {
+					d.CountLimits(&r, counter, at, func(l *Limit, o velocity.Outcome) {
+						counted = append(counted, l.Verdict.Name+":"+map[velocity.Outcome]string{velocity.Counted: "counted", velocity.Over: "over", velocity.Penalized: "penalized"}[o])
+					})
+				}
+			}
+			if got := describeDecision(&d); got != tt.want {
+				t.Errorf("decision %q, want %q", got, tt.want)
+			}
+			if strings.Join(counted, ",") != strings.Join(tt.counted, ",") {
+				t.Errorf("counted %v, want %v", counted, tt.counted)
+			}
+		})
+	}
+}
+
+// reqs are FriendRequests "from>to" in app1.
+func reqs(pairs ...string) []Request {
+	out := make([]Request, len(pairs))
+	for i, p := range pairs {
+		from, to, _ := strings.Cut(p, ">")
+		out[i] = Request{Event: string(v1alpha1.EventFriendRequest), AppID: "app1", From: from, To: to}
+	}
+	return out
+}
+
+// describeDecision renders a decision after counting: "allow" or "deny <Detail>", plus
+// "+dry <Detail>" for each would-deny.
+func describeDecision(d *Decision) string {
+	s := "allow"
+	if d.Deny != nil {
+		s = "deny " + d.Deny.Detail
+	}
+	for _, v := range d.WouldDeny {
+		s += " +dry " + v.Detail
+	}
+	return s
 }
