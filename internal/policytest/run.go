@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/friendgate/friendgate/internal/manifest"
 	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/velocity"
 )
 
 // FindSuites lists the suite files under paths: a file is taken as it is, a directory is
@@ -92,16 +94,46 @@ func RunFile(path string) SuiteResult {
 			res.Notes = append(res.Notes, c.Key+": "+n)
 		}
 	}
+	// Limits count across the cases, in memory, on the suite's own clock.
+	counter := velocity.NewLocal(velocity.LocalOptions{})
+	now := suiteEpoch
 	for i := range suite.Cases {
-		res.Cases = append(res.Cases, runCase(snap, &suite.Cases[i]))
+		c := &suite.Cases[i]
+		if c.After != nil {
+			now = now.Add(c.After.Duration)
+		}
+		res.Cases = append(res.Cases, runRepeated(snap, c, counter, now))
 	}
 	return res
 }
 
-func runCase(snap *policy.Snapshot, c *Case) CaseResult {
+// suiteEpoch is when a suite's clock starts.
+var suiteEpoch = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// runRepeated sends a case's request Repeat times; the first that misses the
+// expectation, or else the last, is the case's result.
+func runRepeated(snap *policy.Snapshot, c *Case, counter velocity.Counter, now time.Time) CaseResult {
+	n := max(c.Repeat, 1)
+	for i := 1; ; i++ {
+		res := runCase(snap, c, counter, now)
+		if i == n || !res.Passed() {
+			r := c.Request
+			res.Trace = snap.Explain(&r)
+			if n > 1 {
+				for j, p := range res.Problems {
+					res.Problems[j] = fmt.Sprintf("request %d of %d: %s", i, n, p)
+				}
+			}
+			return res
+		}
+	}
+}
+
+func runCase(snap *policy.Snapshot, c *Case, counter velocity.Counter, now time.Time) CaseResult {
 	r := c.Request
 	d := snap.Decide(&r)
-	res := CaseResult{Name: c.Name, Got: describe(&d), Trace: snap.Explain(&r)}
+	d.CountLimits(&r, counter, now, nil)
+	res := CaseResult{Name: c.Name, Got: describe(&d)}
 	want := c.Expect
 	var problems []string
 	switch {

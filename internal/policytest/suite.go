@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
@@ -31,6 +32,17 @@ const maxSuiteSize = 16 << 20
 //	  - name: known spammer is refused
 //	    request: {event: FriendRequest, appID: "1400000001", from: spam_1, to: alice}
 //	    expect: {result: deny, code: 38001, policy: im-prod/anti-spam, entry: known-spammers}
+//	  - name: 20 requests an hour pass
+//	    request: {event: FriendRequest, appID: "1400000001", from: bob, to: carol}
+//	    repeat: 20
+//	    expect: {result: allow}
+//	  - name: the 21st is refused by the limit
+//	    request: {event: FriendRequest, appID: "1400000001", from: bob, to: dave}
+//	    expect: {result: deny, entry: requests-per-sender}
+//	  - name: an hour later bob may send again
+//	    after: 1h
+//	    request: {event: FriendRequest, appID: "1400000001", from: bob, to: dave}
+//	    expect: {result: allow}
 type Suite struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
@@ -52,7 +64,17 @@ type Case struct {
 	Name    string         `json:"name"`
 	Request policy.Request `json:"request"`
 	Expect  Expect         `json:"expect"`
+	// Repeat sends the request this many times (default once), each expected to meet
+	// Expect: against limits they count as that many requests.
+	Repeat int `json:"repeat,omitempty"`
+	// After moves the suite's clock on by this much before the case is sent, to reach
+	// the end of a limit's window or penalty. The clock starts at suiteEpoch; limits
+	// count across the cases of a suite, in order.
+	After *metav1.Duration `json:"after,omitempty"`
 }
+
+// maxRepeat bounds a case's repeat: a limit allows at most 1,000,000 per window.
+const maxRepeat = 1_000_000
 
 // Expect is what a case expects. Only result is required; every other field that is set
 // must match too.
@@ -124,6 +146,12 @@ func (s *Suite) check() error {
 		}
 		if c.Request.From == "" {
 			problems = append(problems, where+".request.from: required")
+		}
+		if c.Repeat < 0 || c.Repeat > maxRepeat {
+			problems = append(problems, fmt.Sprintf("%s.repeat: must be between 1 and %d, not %d", where, maxRepeat, c.Repeat))
+		}
+		if c.After != nil && c.After.Duration < 0 {
+			problems = append(problems, fmt.Sprintf("%s.after: must not be negative, not %s", where, c.After.Duration))
 		}
 		switch c.Expect.Result {
 		case resultAllow:
