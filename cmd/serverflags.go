@@ -341,7 +341,7 @@ func (s *callbackServer) reloadTokens(log logr.Logger) {
 
 // defaultGCMinHeadroom is --gc-min-headroom's default: a replica with a few policies
 // holds a few MiB of live data and would collect every few MiB of callbacks.
-const defaultGCMinHeadroom = 32 << 20
+const defaultGCMinHeadroom = 64 << 20
 
 // releaseBuildMemory returns to the OS what building a snapshot used and no longer needs
 // (parsed manifests, decoded ConfigMaps). Without it a replica keeps the build's peak as
