@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/friendgate/friendgate/api/v1alpha1"
+	"github.com/friendgate/friendgate/internal/velocity"
 )
 
 // benchPolicy is a realistic policy: exemptions, a blocklist with users, prefixes and a
@@ -344,5 +345,46 @@ func BenchmarkDecideKeywords(b *testing.B) {
 		deny := allow
 		deny.Wording = keywordWording[:len(keywordWording)-len("see you")] + strings.ToUpper(strings.Join(strings.Split(last, ""), "."))
 		b.Run(fmt.Sprintf("words=%d/deny", n), func(b *testing.B) { benchDecide(b, s, deny, true) })
+	}
+}
+
+// BenchmarkDecideCountLocal measures a decision with its limits counted in memory:
+// BenchmarkDecide's 10,000 policies, with a per-sender limit in one of the four that
+// apply, then in all four; the request stays within the limits (the clock moves on by
+// the limit's interval between requests).
+func BenchmarkDecideCountLocal(b *testing.B) {
+	perSender := []v1alpha1.Limit{{Name: "per-sender", Key: v1alpha1.LimitKeyFrom, Limit: 1_000_000, Window: metav1.Duration{Duration: time.Second}}}
+	for _, withLimit := range []int{0, 1, 4} {
+		policies := []*v1alpha1.FriendPolicy{
+			benchPolicy("global-a", nil, 10), benchPolicy("global-b", nil, 5), benchPolicy("global-c", nil, 0),
+		}
+		for i := range 10_000 - len(policies) {
+			policies = append(policies, benchPolicy("tenant-"+strconv.Itoa(i), []string{"app-" + strconv.Itoa(i)}, 1))
+		}
+		for i, p := range []*v1alpha1.FriendPolicy{policies[0], policies[1], policies[2], policies[4]} {
+			if i < withLimit {
+				p.Spec.Limits = perSender
+			}
+		}
+		s := mustBuild(b, policies)
+		req := allowedRequest
+		if got := len(s.Decide(&req).Limits); got != withLimit {
+			b.Fatalf("%d limits apply, want %d", got, withLimit)
+		}
+		counter := velocity.NewLocal(velocity.LocalOptions{})
+		now := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC)
+		b.Run(fmt.Sprintf("limits=%d", withLimit), func(b *testing.B) {
+			b.ReportAllocs()
+			cpu := processCPU()
+			for b.Loop() {
+				d := s.Decide(&req)
+				d.CountLimits(&req, counter, now, nil)
+				if d.Deny != nil {
+					b.Fatal("refused")
+				}
+				now = now.Add(time.Microsecond)
+			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+		})
 	}
 }
