@@ -44,10 +44,11 @@ var (
 	tencentResponseFields = [...]string{"To_Account", "Remark", "TagName", "ResponseAction"}
 )
 
-// decodeOpenIM reads an OpenIM friend callback into r, which must be reset. An import of
-// more than limit friend IDs is refused (*tooLarge) without holding the excess.
-func decodeOpenIM(body []byte, limit int, r *openIMRequest) error {
-	d := bodyDecoder{s: string(body)}
+// decodeOpenIM reads an OpenIM friend callback into r, which must be reset, with d (the
+// request's pooled decoder: the item decoders would otherwise move it to the heap). An
+// import of more than limit friend IDs is refused (*tooLarge) without holding the excess.
+func decodeOpenIM(d *bodyDecoder, body []byte, limit int, r *openIMRequest) error {
+	*d = bodyDecoder{s: string(body)}
 	isNull, err := d.openTop()
 	if err != nil || isNull {
 		return err
@@ -74,7 +75,7 @@ func decodeOpenIM(body []byte, limit int, r *openIMRequest) error {
 		case 5:
 			err = d.str(&r.FriendUserID, key)
 		case 6:
-			err = d.stringList(&r.FriendUserIDs, key, limit)
+			err = decodeArray(d, &r.FriendUserIDs, key, limit, "friend IDs", decodeUserID)
 		case 7:
 			err = d.str(&r.ReqMsg, key)
 		case 8:
@@ -92,10 +93,11 @@ func decodeOpenIM(body []byte, limit int, r *openIMRequest) error {
 	}
 }
 
-// decodeTencent reads a Tencent friend callback into r, which must be reset. A batch of
-// more than limit items is refused (*tooLarge) without holding the excess.
-func decodeTencent(body []byte, limit int, r *tencentRequest) error {
-	d := bodyDecoder{s: string(body)}
+// decodeTencent reads a Tencent friend callback into r, which must be reset, with d (see
+// decodeOpenIM). A batch of more than limit items is refused (*tooLarge) without holding
+// the excess.
+func decodeTencent(d *bodyDecoder, body []byte, limit int, r *tencentRequest) error {
+	*d = bodyDecoder{s: string(body)}
 	isNull, err := d.openTop()
 	if err != nil || isNull {
 		return err
@@ -114,9 +116,9 @@ func decodeTencent(body []byte, limit int, r *tencentRequest) error {
 		case 1:
 			err = d.str(&r.FromAccount, key)
 		case 2:
-			err = d.friendItems(r, key, limit)
+			err = decodeArray(d, &r.FriendItem, key, limit, "items", decodeFriendItem)
 		case 3:
-			err = d.responseItems(r, key, limit)
+			err = decodeArray(d, &r.ResponseFriendItem, key, limit, "items", decodeResponseItem)
 		case 4:
 			err = d.str(&r.AddType, key)
 		case 5:
@@ -132,107 +134,9 @@ func decodeTencent(body []byte, limit int, r *tencentRequest) error {
 	}
 }
 
-func (d *bodyDecoder) friendItems(r *tencentRequest, key string, limit int) error {
-	isNull, err := d.openArray(key)
-	if err != nil {
-		return err
-	}
-	if isNull {
-		r.FriendItem = nil
-		return nil
-	}
-	items := r.FriendItem[:0]
-	n := 0
-	for first := true; ; first = false {
-		done, err := d.element(first)
-		if err != nil {
-			return err
-		}
-		if done {
-			break
-		}
-		if n++; n > limit {
-			if err := d.skip(2); err != nil {
-				return err
-			}
-			continue
-		}
-		items = append(items, tencentFriendItem{})
-		f := &items[len(items)-1]
-		err = d.object(key, tencentFriendFields[:], func(i int, k string) error {
-			switch i {
-			case 0:
-				return d.str(&f.ToAccount, k)
-			case 1:
-				return d.str(&f.Remark, k)
-			case 2:
-				return d.str(&f.GroupName, k)
-			case 3:
-				return d.str(&f.AddSource, k)
-			case 4:
-				return d.str(&f.AddWording, k)
-			}
-			return d.skip(3)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	r.FriendItem = items
-	return itemsOver(n, limit, "items")
-}
-
-func (d *bodyDecoder) responseItems(r *tencentRequest, key string, limit int) error {
-	isNull, err := d.openArray(key)
-	if err != nil {
-		return err
-	}
-	if isNull {
-		r.ResponseFriendItem = nil
-		return nil
-	}
-	items := r.ResponseFriendItem[:0]
-	n := 0
-	for first := true; ; first = false {
-		done, err := d.element(first)
-		if err != nil {
-			return err
-		}
-		if done {
-			break
-		}
-		if n++; n > limit {
-			if err := d.skip(2); err != nil {
-				return err
-			}
-			continue
-		}
-		items = append(items, tencentResponseItem{})
-		f := &items[len(items)-1]
-		err = d.object(key, tencentResponseFields[:], func(i int, k string) error {
-			switch i {
-			case 0:
-				return d.str(&f.ToAccount, k)
-			case 1:
-				return d.str(&f.Remark, k)
-			case 2:
-				return d.str(&f.TagName, k)
-			case 3:
-				return d.str(&f.ResponseAction, k)
-			}
-			return d.skip(3)
-		})
-		if err != nil {
-			return err
-		}
-	}
-	r.ResponseFriendItem = items
-	return itemsOver(n, limit, "items")
-}
-
-// stringList reads an array of strings (null elements are ""), counting but not keeping
-// those past limit.
-func (d *bodyDecoder) stringList(dst *[]string, key string, limit int) error {
+// decodeArray reads an array (or null) of key's value into dst with elem, counting but
+// not keeping the elements past limit (what names them in the error).
+func decodeArray[T any](d *bodyDecoder, dst *[]T, key string, limit int, what string, elem func(*bodyDecoder, *T, string) error) error {
 	isNull, err := d.openArray(key)
 	if err != nil {
 		return err
@@ -242,6 +146,7 @@ func (d *bodyDecoder) stringList(dst *[]string, key string, limit int) error {
 		return nil
 	}
 	list := (*dst)[:0]
+	var zero T
 	n := 0
 	for first := true; ; first = false {
 		done, err := d.element(first)
@@ -257,14 +162,51 @@ func (d *bodyDecoder) stringList(dst *[]string, key string, limit int) error {
 			}
 			continue
 		}
-		list = append(list, "")
-		if err := d.str(&list[len(list)-1], key); err != nil {
+		list = append(list, zero)
+		if err := elem(d, &list[len(list)-1], key); err != nil {
 			return err
 		}
 	}
 	*dst = list
-	return itemsOver(n, limit, "friend IDs")
+	return itemsOver(n, limit, what)
 }
+
+func decodeFriendItem(d *bodyDecoder, f *tencentFriendItem, key string) error {
+	return d.object(key, tencentFriendFields[:], func(i int, k string) error {
+		switch i {
+		case 0:
+			return d.str(&f.ToAccount, k)
+		case 1:
+			return d.str(&f.Remark, k)
+		case 2:
+			return d.str(&f.GroupName, k)
+		case 3:
+			return d.str(&f.AddSource, k)
+		case 4:
+			return d.str(&f.AddWording, k)
+		}
+		return d.skip(3)
+	})
+}
+
+func decodeResponseItem(d *bodyDecoder, f *tencentResponseItem, key string) error {
+	return d.object(key, tencentResponseFields[:], func(i int, k string) error {
+		switch i {
+		case 0:
+			return d.str(&f.ToAccount, k)
+		case 1:
+			return d.str(&f.Remark, k)
+		case 2:
+			return d.str(&f.TagName, k)
+		case 3:
+			return d.str(&f.ResponseAction, k)
+		}
+		return d.skip(3)
+	})
+}
+
+// decodeUserID reads one user ID of a list; null is "".
+func decodeUserID(d *bodyDecoder, s *string, key string) error { return d.str(s, key) }
 
 // object reads an item object (or null) at depth 3, calling field with the index of each
 // key among fields (-1 for others), which must read the value.

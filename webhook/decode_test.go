@@ -50,7 +50,7 @@ func TestDecodeOpenIM(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got openIMRequest
 			got.reset()
-			err := decodeOpenIM([]byte(tt.body), 3, &got)
+			err := decodeOpenIM(&bodyDecoder{}, []byte(tt.body), 3, &got)
 			checkDecodeErr(t, err, tt.wantErr)
 			if tt.wantErr == "" && !reflect.DeepEqual(normalizeOpenIM(got), normalizeOpenIM(tt.want)) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
@@ -85,7 +85,7 @@ func TestDecodeTencent(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var got tencentRequest
 			got.reset()
-			err := decodeTencent([]byte(tt.body), 3, &got)
+			err := decodeTencent(&bodyDecoder{}, []byte(tt.body), 3, &got)
 			checkDecodeErr(t, err, tt.wantErr)
 			if tt.wantErr == "" && !reflect.DeepEqual(normalizeTencent(got), normalizeTencent(tt.want)) {
 				t.Errorf("got %+v, want %+v", got, tt.want)
@@ -128,7 +128,7 @@ func FuzzDecodeMatchesStdlib(f *testing.F) {
 		const limit = 1 << 20
 		var got, want openIMRequest
 		got.reset()
-		errGot, errWant := decodeOpenIM(body, limit, &got), json.Unmarshal(body, &want)
+		errGot, errWant := decodeOpenIM(&bodyDecoder{}, body, limit, &got), json.Unmarshal(body, &want)
 		if (errGot == nil) != (errWant == nil) {
 			t.Fatalf("OpenIM %q: decodeOpenIM error %v, encoding/json error %v", body, errGot, errWant)
 		}
@@ -140,7 +140,7 @@ func FuzzDecodeMatchesStdlib(f *testing.F) {
 		}
 		var gotT, wantT tencentRequest
 		gotT.reset()
-		errGot, errWant = decodeTencent(body, limit, &gotT), json.Unmarshal(body, &wantT)
+		errGot, errWant = decodeTencent(&bodyDecoder{}, body, limit, &gotT), json.Unmarshal(body, &wantT)
 		if (errGot == nil) != (errWant == nil) {
 			t.Fatalf("Tencent %q: decodeTencent error %v, encoding/json error %v", body, errGot, errWant)
 		}

@@ -134,29 +134,14 @@ func TestConnLimiterReap(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer ln.Close()
 			m := NewMetrics(prometheus.NewRegistry())
-			l := newConnLimiter(ln, 4, m)
 			clk := testingclock.NewFakeClock(time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
-			l.clock = clk
-			if !tt.off {
-				l.timeouts = timeouts
-			}
-			peer, err := net.Dial("tcp", ln.Addr().String())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer peer.Close()
-			c, err := l.Accept()
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer c.Close()
-			lc := c.(*limitedConn)
+			l, lc, peer := acceptOne(t, m, func(l *connLimiter) {
+				l.clock = clk
+				if !tt.off {
+					l.timeouts = timeouts
+				}
+			})
 			lc.state.Store(packState(tt.phase, clk.Now().Add(-tt.age).UnixMilli()))
 
 			l.reap(clk.Now())
@@ -190,23 +175,8 @@ func TestConnLimiterReap(t *testing.T) {
 // TestConnPhases follows a connection through the hooks net/http calls: a request's body
 // is timed from the request's start, its answer and the idle time after it from their own.
 func TestConnPhases(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	l := newConnLimiter(ln, 4, NewMetrics(prometheus.NewRegistry()))
-	peer, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer peer.Close()
-	c, err := l.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	lc := c.(*limitedConn)
+	l, lc, _ := acceptOne(t, NewMetrics(prometheus.NewRegistry()), func(*connLimiter) {})
+	c := net.Conn(lc)
 	r := httptest.NewRequest(http.MethodPost, "/openim", nil)
 	r = r.WithContext(connContext(r.Context(), c))
 	check := func(step string, want connPhase, wantAt int64) {
@@ -231,6 +201,31 @@ func TestConnPhases(t *testing.T) {
 	l.now.Add(1000)
 	connState(c, http.StateIdle)
 	check("answered", phaseIdle, start+4000)
+}
+
+// acceptOne listens on loopback through a limiter of 4 (set up by setup), dials it once
+// and accepts: the limiter, the accepted connection and its peer, all closed when the
+// test ends.
+func acceptOne(t *testing.T, m *Metrics, setup func(*connLimiter)) (*connLimiter, *limitedConn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	l := newConnLimiter(ln, 4, m)
+	setup(l)
+	peer, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { peer.Close() })
+	c, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return l, c.(*limitedConn), peer
 }
 
 // blockingBody hands out its data, then blocks until release is closed.

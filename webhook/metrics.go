@@ -204,34 +204,54 @@ func (c *commandMetrics) status(code int) {
 	c.m.requests.WithLabelValues(c.protocol, c.command, strconv.Itoa(code)).Inc()
 }
 
-// policyCounters maps a policy to its counter with a copy-on-write map: lookups are a
-// plain map read, and the map is copied only the first time a policy gives a verdict.
+// counterCache maps keys to a metric's series with a copy-on-write map: lookups are a
+// lock-free map read, and a key's series is resolved (label hashing, a lock) only the
+// first time it is seen.
+type counterCache[K comparable] struct {
+	mu sync.Mutex
+	m  atomic.Pointer[map[K]prometheus.Counter]
+}
+
+// get returns key's series, resolving it on first use.
+func (c *counterCache[K]) get(key K, resolve func() prometheus.Counter) prometheus.Counter {
+	if m := c.m.Load(); m != nil {
+		if ctr, ok := (*m)[key]; ok {
+			return ctr
+		}
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var old map[K]prometheus.Counter
+	if m := c.m.Load(); m != nil {
+		old = *m
+	}
+	if ctr, ok := old[key]; ok {
+		return ctr
+	}
+	ctr := resolve()
+	next := maps.Clone(old)
+	if next == nil {
+		next = map[K]prometheus.Counter{}
+	}
+	next[key] = ctr
+	c.m.Store(&next)
+	return ctr
+}
+
+// policyCounters are a decision counter's series by policy, for one command and result.
 type policyCounters struct {
 	vec    *prometheus.CounterVec
 	labels [4]string
-	mu     sync.Mutex
-	m      atomic.Pointer[map[string]prometheus.Counter]
+	cache  counterCache[string]
 }
 
 func (p *policyCounters) init(vec *prometheus.CounterVec, protocol, command, event, result string) {
 	p.vec = vec
 	p.labels = [4]string{protocol, command, event, result}
-	p.m.Store(&map[string]prometheus.Counter{})
 }
 
 func (p *policyCounters) get(policy string) prometheus.Counter {
-	if c, ok := (*p.m.Load())[policy]; ok {
-		return c
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	old := *p.m.Load()
-	if c, ok := old[policy]; ok {
-		return c
-	}
-	c := p.vec.WithLabelValues(p.labels[0], p.labels[1], p.labels[2], p.labels[3], policy)
-	next := maps.Clone(old)
-	next[policy] = c
-	p.m.Store(&next)
-	return c
+	return p.cache.get(policy, func() prometheus.Counter {
+		return p.vec.WithLabelValues(p.labels[0], p.labels[1], p.labels[2], p.labels[3], policy)
+	})
 }

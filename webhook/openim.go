@@ -147,7 +147,7 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 	}
 	if name == "" || cmd.kind != kindNotify {
 		c.openIMBody.reset()
-		if err := decodeOpenIM(c.body, h.opts.MaxBatchItems, &c.openIMBody); err != nil {
+		if err := decodeOpenIM(&c.decoder, c.body, h.opts.MaxBatchItems, &c.openIMBody); err != nil {
 			h.failOpenIM(w, c, cmd, continues, traceID, decodeRefusal(err))
 			return
 		}

@@ -1,10 +1,6 @@
 package webhook
 
 import (
-	"maps"
-	"sync"
-	"sync/atomic"
-
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/friendgate/friendgate/internal/policy"
@@ -19,12 +15,10 @@ const (
 	LimitWouldLimit = "would_limit"
 )
 
-// limitCounters are friendgate_limit_requests_total's series by policy, limit and
-// outcome, resolved on first use and then read without a lock.
+// limitCounters are friendgate_limit_requests_total's series by limit and outcome.
 type limitCounters struct {
-	vec *prometheus.CounterVec
-	mu  sync.Mutex
-	m   atomic.Pointer[map[limitOutcome]prometheus.Counter]
+	vec   *prometheus.CounterVec
+	cache counterCache[limitOutcome]
 }
 
 type limitOutcome struct {
@@ -37,27 +31,14 @@ func newLimitCounters(reg prometheus.Registerer) *limitCounters {
 		Name: "friendgate_limit_requests_total",
 		Help: "Request items counted against a policy's limit, by policy, limit and outcome: counted (within the limit), limited (refused: over the limit or in its penalty), would_limit (a DryRun policy's limit that would have refused).",
 	}, []string{"policy", "limit", "outcome"})}
-	c.m.Store(&map[limitOutcome]prometheus.Counter{})
 	reg.MustRegister(c.vec)
 	return c
 }
 
 func (c *limitCounters) get(l *policy.Limit, outcome string) prometheus.Counter {
-	key := limitOutcome{l.Velocity.ID, outcome}
-	if ctr, ok := (*c.m.Load())[key]; ok {
-		return ctr
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	old := *c.m.Load()
-	if ctr, ok := old[key]; ok {
-		return ctr
-	}
-	ctr := c.vec.WithLabelValues(l.Verdict.Policy, l.Verdict.Name, outcome)
-	next := maps.Clone(old)
-	next[key] = ctr
-	c.m.Store(&next)
-	return ctr
+	return c.cache.get(limitOutcome{l.Velocity.ID, outcome}, func() prometheus.Counter {
+		return c.vec.WithLabelValues(l.Verdict.Policy, l.Verdict.Name, outcome)
+	})
 }
 
 // countLimits counts an allowed item against the limits it meets (see

@@ -333,6 +333,7 @@ type call struct {
 	verdicts    []*policy.Verdict
 	openIMBody  openIMRequest
 	tencentBody tencentRequest
+	decoder     bodyDecoder
 	// reserved is what this request holds of the in-flight body budget.
 	reserved int64
 	// reference is the opaque reference of a denial, under ClientDetail Reference.
@@ -347,6 +348,7 @@ func (h *Handler) getCall() *call { return h.calls.Get().(*call) }
 func (h *Handler) putCall(c *call) {
 	h.budget.release(c.reserved)
 	c.reserved, c.reference = 0, ""
+	c.decoder = bodyDecoder{} // holds the body's string
 	if cap(c.body) > maxPooledBytes || cap(c.out) > maxPooledBytes || cap(c.items) > 1024 {
 		return
 	}

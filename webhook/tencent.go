@@ -133,7 +133,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		return
 	}
 	c.tencentBody.reset()
-	if err := decodeTencent(c.body, h.opts.MaxBatchItems, &c.tencentBody); err != nil {
+	if err := decodeTencent(&c.decoder, c.body, h.opts.MaxBatchItems, &c.tencentBody); err != nil {
 		h.failTencent(w, c, cmd, decodeRefusal(err), false)
 		return
 	}
