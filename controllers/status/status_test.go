@@ -378,9 +378,11 @@ func TestJoiningReplicaFlipsNoReady(t *testing.T) {
 			t.Errorf("%s, which pod-b's snapshot holds, was written %d times on the join: %v", fp.Name, len(w), w)
 		}
 	}
-	if w := writes.of(changed.Name); !slices.Equal(w, []string{"False/Propagating", "True/Enforced"}) {
-		t.Errorf("writes of %s: %v, want Propagating then Enforced", changed.Name, w)
-	}
+	// The watch that records writes may deliver the last one after the Get that saw it.
+	testenv.Eventually(t, 10*time.Second, "the write log to see "+changed.Name+"'s writes", func() (bool, string) {
+		w := writes.of(changed.Name)
+		return slices.Equal(w, []string{"False/Propagating", "True/Enforced"}), fmt.Sprintf("writes %v, want Propagating then Enforced", w)
+	})
 }
 
 // TestLeavingReplicaRewritesNoStatus: a replica leaving (its Lease deleted on SIGTERM)
