@@ -242,7 +242,7 @@ func (h *Handler) resolveOpenIMCommand(cmd **command, name, inBody string) *refu
 		return undecided(http.StatusBadRequest, "no callback command: neither the URL nor the body's callbackCommand names one")
 	case name == "":
 		*cmd = h.openIMCommand(inBody)
-	case inBody != "" && h.openIMCommand(inBody).kind != (*cmd).kind:
+	case inBody != "" && inBody != name && h.openIMCommand(inBody).kind != (*cmd).kind:
 		return undecided(http.StatusBadRequest, "the URL's command "+text.Truncate(name, 64)+" and the body's callbackCommand "+text.Truncate(inBody, 64)+" disagree")
 	}
 	return nil

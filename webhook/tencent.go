@@ -151,7 +151,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 			writeJSON(w, http.StatusOK, append(c.out[:0], tencentOK...))
 			return
 		}
-	case inBody != "" && h.tencentCommand(inBody).kind != cmd.kind:
+	case inBody != "" && inBody != q.command && h.tencentCommand(inBody).kind != cmd.kind:
 		c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
 		h.failTencent(w, c, cmd, undecided(http.StatusBadRequest, "the query's CallbackCommand "+text.Truncate(q.command, 64)+" and the body's "+text.Truncate(inBody, 64)+" disagree"), true)
 		return
