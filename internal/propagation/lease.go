@@ -1,7 +1,7 @@
 // Package propagation is the contract between the webhook replicas and the controller on
 // how far FriendPolicy changes have propagated: each replica owns a Lease that says it is
-// alive and which FriendPolicy changes its snapshot in force has applied (docs/operator.md,
-// "Propagation you can wait on"). Replicas write it (internal/replica), the controller
+// alive, which FriendPolicy changes its snapshot in force has applied, and how it counts
+// policies' limits (docs/operator.md, "Propagation you can wait on"). Replicas write it (internal/replica), the controller
 // reads it (controllers/status); both go through this package.
 package propagation
 
@@ -27,10 +27,36 @@ const (
 	// only once its first snapshot is in force (it serves); the watermark is empty only
 	// while it has seen no policy.
 	WatermarkAnnotation = "friendgate.io/policies-resource-version"
+	// LimitsCountingAnnotation holds how the replica counts policies' limits at the
+	// moment: CountingShared or CountingLocal. Replicas older than it leave it out.
+	LimitsCountingAnnotation = "friendgate.io/limits-counting"
 	// DefaultLeaseDuration is how long a replica counts as alive after its last renewal
 	// when its Lease does not say.
 	DefaultLeaseDuration = 30 * time.Second
 )
+
+// Counting is how a replica counts requests against policies' limits.
+type Counting string
+
+const (
+	// CountingShared: through Redis, in counters every replica configured alike shares.
+	CountingShared Counting = "Shared"
+	// CountingLocal: in the replica's own memory, without Redis or while Redis fails.
+	CountingLocal Counting = "Local"
+	// CountingUnknown: the Lease does not say (a replica older than the annotation).
+	// Such a replica may count alone, and is taken to.
+	CountingUnknown Counting = ""
+)
+
+// countingOf reads the annotation's value; a value this version does not know counts as
+// CountingUnknown.
+func countingOf(v string) Counting {
+	switch c := Counting(v); c {
+	case CountingShared, CountingLocal:
+		return c
+	}
+	return CountingUnknown
+}
 
 // LeaseName is the name of the Lease of the replica with the given ID (its pod name).
 func LeaseName(id string) string { return LeasePrefix + id }
@@ -47,14 +73,17 @@ type Report struct {
 	// Watermark is the FriendPolicy resourceVersion up to which the snapshot in force has
 	// applied every change, "" while the replica has seen no policy.
 	Watermark string
+	// LimitsCounting is how the replica counts limits at the moment; CountingUnknown
+	// leaves the annotation out.
+	LimitsCounting Counting
 	// Renewed is when the replica renewed; it counts as alive for Duration after it
 	// (whole seconds: the Lease's leaseDurationSeconds).
 	Renewed  time.Time
 	Duration time.Duration
 }
 
-// Write sets what r says in l: the replica label, the watermark, the holder, the duration
-// and the renew time. The rest of l (owner references, acquire time) is the writer's.
+// Write sets what r says in l: the replica label, the watermark, how limits are counted,
+// the holder, the duration and the renew time. The rest of l (owner references, acquire time) is the writer's.
 func (r Report) Write(l *coordinationv1.Lease) {
 	if l.Labels == nil {
 		l.Labels = map[string]string{}
@@ -64,6 +93,11 @@ func (r Report) Write(l *coordinationv1.Lease) {
 		l.Annotations = map[string]string{}
 	}
 	l.Annotations[WatermarkAnnotation] = r.Watermark
+	if r.LimitsCounting == CountingUnknown {
+		delete(l.Annotations, LimitsCountingAnnotation)
+	} else {
+		l.Annotations[LimitsCountingAnnotation] = string(r.LimitsCounting)
+	}
 	l.Spec.HolderIdentity = ptr.To(r.ID)
 	l.Spec.LeaseDurationSeconds = ptr.To(int32(r.Duration / time.Second))
 	l.Spec.RenewTime = ptr.To(metav1.NewMicroTime(r.Renewed))
@@ -77,6 +111,9 @@ type Status struct {
 	Expires time.Time
 	// Watermark is the replica's watermark, "" while it has seen no policy.
 	Watermark string
+	// LimitsCounting is how the replica counts limits, CountingUnknown when its Lease
+	// does not say.
+	LimitsCounting Counting
 }
 
 // FromLease reads a replica Lease. ok is false for a Lease that is not a replica's or
@@ -90,14 +127,19 @@ func FromLease(l *coordinationv1.Lease) (s Status, ok bool) {
 		d = time.Duration(*l.Spec.LeaseDurationSeconds) * time.Second
 	}
 	return Status{
-		ID:        *l.Spec.HolderIdentity,
-		Expires:   l.Spec.RenewTime.Add(d),
-		Watermark: l.Annotations[WatermarkAnnotation],
+		ID:             *l.Spec.HolderIdentity,
+		Expires:        l.Spec.RenewTime.Add(d),
+		Watermark:      l.Annotations[WatermarkAnnotation],
+		LimitsCounting: countingOf(l.Annotations[LimitsCountingAnnotation]),
 	}, true
 }
 
 // Alive reports whether the replica counts as alive at now.
 func (s Status) Alive(now time.Time) bool { return now.Before(s.Expires) }
+
+// CountsAlone reports whether the replica's limit counts may be its own: it counts in
+// memory, or does not say how it counts.
+func (s Status) CountsAlone() bool { return s.LimitsCounting != CountingShared }
 
 // Enforces reports whether the replica's snapshot has applied a FriendPolicy that was
 // read at resourceVersion rv, that is, enforces the generation that was current then.
