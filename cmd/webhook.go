@@ -18,6 +18,7 @@ import (
 	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/replica"
 	"github.com/friendgate/friendgate/internal/runnable"
+	"github.com/friendgate/friendgate/internal/velocity"
 )
 
 // replicaFlags are the settings of a webhook replica in a cluster.
@@ -69,9 +70,10 @@ memory. /readyz fails until the first complete snapshot; when the API server is 
 last snapshot keeps answering.
 
 Once its first snapshot is in force, each replica keeps a Lease
-(friendgate-webhook-<replica-id>) saying which policy changes it enforces, so the
-controller can report on each FriendPolicy whether every serving replica enforces its
-current generation. Run as many replicas as the load needs; none is a leader.`,
+(friendgate-webhook-<replica-id>) saying which policy changes it enforces and whether it
+counts limits through Redis or alone, so the controller can report on each FriendPolicy
+whether every serving replica enforces its current generation and whether its limits are
+counted across replicas. Run as many replicas as the load needs; none is a leader.`,
 		Example: `  friendgate webhook --tencent-tokens-dir /etc/friendgate/tencent --openim-allowed-cidrs 10.0.0.0/8`,
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -126,7 +128,9 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		Duration:  flags.leaseDuration,
 		PodName:   os.Getenv("POD_NAME"),
 		PodUID:    types.UID(os.Getenv("POD_UID")),
-		Log:       log.WithName("lease"),
+		// The controller warns on policies with limits when replicas count them alone.
+		LimitsCounting: srv.limitsCounting,
+		Log:            log.WithName("lease"),
 	}
 	builder := &replica.Builder{
 		Cache:   mgr.GetCache(),
@@ -146,4 +150,13 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		}
 	}
 	return nil
+}
+
+// limitsCounting says, for the replica's Lease, how the callback server counts limits at
+// the moment: through Redis (Shared), or in this process (no --redis-addr, or Redis failing).
+func (s *callbackServer) limitsCounting() propagation.Counting {
+	if s.counter.Mode() == velocity.Shared {
+		return propagation.CountingShared
+	}
+	return propagation.CountingLocal
 }

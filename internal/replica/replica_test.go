@@ -316,6 +316,76 @@ func TestLeaseReporterPacing(t *testing.T) {
 	reported("the renewal a third of the duration after the start", "11", t0.Add(10*time.Second))
 }
 
+// updateCounter counts the updates made through a client.
+type updateCounter struct {
+	client.Client
+	mu      sync.Mutex
+	updates int
+}
+
+func (c *updateCounter) Update(ctx context.Context, obj client.Object, opts ...client.UpdateOption) error {
+	c.mu.Lock()
+	c.updates++
+	c.mu.Unlock()
+	return c.Client.Update(ctx, obj, opts...)
+}
+
+func (c *updateCounter) count() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.updates
+}
+
+// TestLeaseReportsLimitsCounting runs a LeaseReporter on a fake clock: the Lease says how
+// limits are counted from the first write, a change is written at the next check, and a
+// check that finds no change writes nothing.
+func TestLeaseReportsLimitsCounting(t *testing.T) {
+	ctx := context.Background()
+	ns := env.NewNamespace(t, "counting")
+	t0 := time.Now().Truncate(time.Second)
+	clk := clocktesting.NewFakeClock(t0)
+	var (
+		mu       sync.Mutex
+		counting = propagation.CountingShared
+	)
+	setCounting := func(c propagation.Counting) { mu.Lock(); counting = c; mu.Unlock() }
+	writes := &updateCounter{Client: env.Client}
+	reporter := &LeaseReporter{Client: writes, Reader: env.Client, Namespace: ns, ID: "replica-e", Duration: 30 * time.Second, Clock: clk, Log: logr.Discard(),
+		LimitsCounting: func() propagation.Counting { mu.Lock(); defer mu.Unlock(); return counting }}
+	reporter.SetWatermark("9")
+	startUntilCleanup(ctx, t, reporter)
+
+	key := client.ObjectKey{Namespace: ns, Name: propagation.LeaseName("replica-e")}
+	reported := func(what string, want propagation.Counting, renewed time.Time) {
+		t.Helper()
+		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
+			var lease coordinationv1.Lease
+			if err := env.Client.Get(ctx, key, &lease); err != nil {
+				return false, err.Error()
+			}
+			st, ok := propagation.FromLease(&lease)
+			return ok && st.LimitsCounting == want && st.Expires.Equal(renewed.Add(30*time.Second)), fmt.Sprintf("%+v", st)
+		})
+	}
+
+	reported("the first write, counting through Redis", propagation.CountingShared, t0)
+	testenv.Eventually(t, 20*time.Second, "the renewal and check tickers", func() (bool, string) {
+		return clk.Waiters() == 2, fmt.Sprintf("%d waiters", clk.Waiters())
+	})
+	setCounting(propagation.CountingLocal)
+	clk.Step(countingCheckInterval)
+	reported("Redis failed: the next check writes Local", propagation.CountingLocal, t0.Add(countingCheckInterval))
+	clk.Step(countingCheckInterval)
+	setCounting(propagation.CountingShared)
+	clk.Step(countingCheckInterval)
+	reported("Redis answers again: Shared", propagation.CountingShared, t0.Add(3*countingCheckInterval))
+	// Whichever check saw Shared first wrote it; the check at t0+2s, which found Local
+	// still, or the one after the write, wrote nothing.
+	if n := writes.count(); n != 2 {
+		t.Errorf("%d Lease updates after the create, want 2 (one a change)", n)
+	}
+}
+
 // TestLeaseWaitsForFirstSnapshot: a replica writes no Lease before its first snapshot is
 // in force, so the controller never counts a joining replica that does not serve yet; the
 // Lease is created with that snapshot's watermark.

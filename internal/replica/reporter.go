@@ -21,9 +21,15 @@ import (
 // replica, not one per change.
 const minReportInterval = time.Second
 
+// countingCheckInterval is how often a replica looks whether it counts limits differently
+// (Redis failed or answers again). Looking costs an atomic load; a change is written at
+// once, paced by minReportInterval like a new watermark, so a flapping Redis costs at
+// most one Lease write a second per replica.
+const countingCheckInterval = time.Second
+
 // LeaseReporter keeps the replica's Lease: created once the first snapshot is in force,
-// renewed every third of Duration, updated with the watermark of the snapshot in force,
-// deleted on shutdown. It is a manager Runnable
+// renewed every third of Duration, updated with the watermark of the snapshot in force
+// and with how limits are counted, deleted on shutdown. It is a manager Runnable
 // that runs on every replica.
 type LeaseReporter struct {
 	// Client writes the Lease; Reader reads it (the manager's API reader: the replica
@@ -41,7 +47,11 @@ type LeaseReporter struct {
 	// collector deletes the Lease of a Pod that is gone.
 	PodName string
 	PodUID  types.UID
-	Log     logr.Logger
+	// LimitsCounting says how the replica counts limits at the moment; it is called at
+	// each write and every countingCheckInterval, and must be cheap. nil leaves the Lease
+	// without the annotation (propagation.CountingUnknown).
+	LimitsCounting func() propagation.Counting
+	Log            logr.Logger
 
 	mu        sync.Mutex
 	watermark string
@@ -99,35 +109,65 @@ func (r *LeaseReporter) Start(ctx context.Context) error {
 	}
 	renew := r.Clock.NewTicker(r.Duration / 3)
 	defer renew.Stop()
-	var last time.Time
+	var check <-chan time.Time
+	if r.LimitsCounting != nil {
+		t := r.Clock.NewTicker(countingCheckInterval)
+		defer t.Stop()
+		check = t.C()
+	}
 	for {
-		if err := r.write(ctx); err != nil {
+		report := r.report()
+		if err := r.write(ctx, report); err != nil {
 			// The API server may be away; the next tick retries. Decisions do not depend on it.
 			r.Log.Error(err, "writing the replica Lease failed", "lease", propagation.LeaseName(r.ID))
 		}
-		last = r.Clock.Now()
-		select {
-		case <-ctx.Done():
+		if !r.waitForWrite(ctx, renew.C(), check, changed, report.LimitsCounting) {
 			r.delete()
 			return nil
-		case <-renew.C():
-		case <-changed:
-			if wait := minReportInterval - r.Clock.Since(last); wait > 0 {
-				select {
-				case <-ctx.Done():
-					r.delete()
-					return nil
-				case <-r.Clock.After(wait):
-				}
-			}
 		}
 	}
 }
 
-func (r *LeaseReporter) write(ctx context.Context) error {
+// waitForWrite returns true when the Lease is due to be written again: the renewal is
+// due, or the watermark or the way limits are counted changed, no sooner than
+// minReportInterval after the last write. It returns false once ctx is done.
+func (r *LeaseReporter) waitForWrite(ctx context.Context, renew, check <-chan time.Time, changed <-chan struct{}, written propagation.Counting) bool {
+	last := r.Clock.Now()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-renew:
+			return true
+		case <-changed:
+		case <-check:
+			if r.LimitsCounting() == written {
+				continue
+			}
+		}
+		if wait := minReportInterval - r.Clock.Since(last); wait > 0 {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-r.Clock.After(wait):
+			}
+		}
+		return true
+	}
+}
+
+// report is what the Lease is to say now.
+func (r *LeaseReporter) report() propagation.Report {
+	report := propagation.Report{ID: r.ID, Watermark: r.current(), Renewed: r.Clock.Now(), Duration: r.Duration}
+	if r.LimitsCounting != nil {
+		report.LimitsCounting = r.LimitsCounting()
+	}
+	return report
+}
+
+func (r *LeaseReporter) write(ctx context.Context, report propagation.Report) error {
 	ctx, cancel := context.WithTimeout(ctx, r.Duration/3)
 	defer cancel()
-	report := propagation.Report{ID: r.ID, Watermark: r.current(), Renewed: r.Clock.Now(), Duration: r.Duration}
 	key := client.ObjectKey{Namespace: r.Namespace, Name: propagation.LeaseName(r.ID)}
 	var lease coordinationv1.Lease
 	err := r.Reader.Get(ctx, key, &lease)
