@@ -582,6 +582,38 @@ const (
 	ReasonListError = "ListError"
 )
 
+// ConditionLimitsShared says, on a policy with limits, whether the serving webhook replicas
+// count them together (True) or each alone (False: a sender may get up to one limit's
+// worth from each replica). A policy without limits has none.
+const ConditionLimitsShared = "LimitsShared"
+
+// Reasons of the LimitsShared condition. While no replica serves it is Unknown with
+// ReasonNoReplicas.
+const (
+	// ReasonShared: every serving webhook replica counts limits through Redis
+	// (LimitsShared=True).
+	ReasonShared = "Shared"
+	// ReasonSingleReplica: one webhook replica serves and counts limits in its memory; its
+	// counts are complete (LimitsShared=True).
+	ReasonSingleReplica = "SingleReplica"
+	// ReasonCountedPerReplica: the serving replicas' counts are split: more than one
+	// replica serves and some count alone (without Redis, Redis failing, or a version that
+	// does not say), LimitsShared=False.
+	ReasonCountedPerReplica = "CountedPerReplica"
+)
+
+// Values of status.limitsCounting, one for each LimitsShared reason.
+const (
+	// LimitsCountingShared: ReasonShared.
+	LimitsCountingShared = "shared"
+	// LimitsCountingSingleReplica: ReasonSingleReplica.
+	LimitsCountingSingleReplica = "single-replica"
+	// LimitsCountingPerReplica: ReasonCountedPerReplica.
+	LimitsCountingPerReplica = "per-replica"
+	// LimitsCountingNone: no webhook replica serves (ReasonNoReplicas).
+	LimitsCountingNone = "none"
+)
+
 // Values of status.enforced besides the "k/n" of a Propagating policy.
 const (
 	// EnforcedAll: every serving webhook replica enforces observedGeneration.
@@ -598,7 +630,8 @@ type FriendPolicyStatus struct {
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
 
 	// conditions hold the Ready condition: True when the policy compiled and its lists
-	// resolved, False with a reason and message saying what is wrong otherwise.
+	// resolved, False with a reason and message saying what is wrong otherwise; and, on a
+	// policy with limits, LimitsShared: whether the replicas count them together.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -631,6 +664,14 @@ type FriendPolicyStatus struct {
 	// controller's summary ConfigMap (docs/operator.md).
 	// +optional
 	Enforced string `json:"enforced,omitempty"`
+
+	// limitsCounting says how the serving webhook replicas count the policy's limits, for
+	// kubectl get -o wide: "shared" (through Redis), "single-replica" (one replica serves
+	// and counts alone, completely), "per-replica" (several count alone: a sender may get
+	// up to one limit's worth from each), "none" (no replica serves). Absent when the
+	// policy has no limits. The LimitsShared condition says the same with counts.
+	// +optional
+	LimitsCounting string `json:"limitsCounting,omitempty"`
 }
 
 // FriendPolicy declares blocklists, exemptions and rules that decide whether two users of
@@ -642,6 +683,7 @@ type FriendPolicyStatus struct {
 // +kubebuilder:printcolumn:name="Priority",type=integer,JSONPath=`.spec.priority`,priority=1
 // +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.rules`
 // +kubebuilder:printcolumn:name="Limits",type=integer,JSONPath=`.status.limits`
+// +kubebuilder:printcolumn:name="Counting",type=string,JSONPath=`.status.limitsCounting`,priority=1
 // +kubebuilder:printcolumn:name="Entries",type=integer,JSONPath=`.status.blocklistEntries`
 // +kubebuilder:printcolumn:name="Enforced",type=string,JSONPath=`.status.enforced`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
