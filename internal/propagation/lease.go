@@ -48,6 +48,10 @@ const (
 	CountingUnknown Counting = ""
 )
 
+// Alone reports whether a replica counting so may keep counts of its own: it counts in
+// memory, or does not say how it counts.
+func (c Counting) Alone() bool { return c != CountingShared }
+
 // countingOf reads the annotation's value; a value this version does not know counts as
 // CountingUnknown.
 func countingOf(v string) Counting {
@@ -136,10 +140,6 @@ func FromLease(l *coordinationv1.Lease) (s Status, ok bool) {
 
 // Alive reports whether the replica counts as alive at now.
 func (s Status) Alive(now time.Time) bool { return now.Before(s.Expires) }
-
-// CountsAlone reports whether the replica's limit counts may be its own: it counts in
-// memory, or does not say how it counts.
-func (s Status) CountsAlone() bool { return s.LimitsCounting != CountingShared }
 
 // Enforces reports whether the replica's snapshot has applied a FriendPolicy that was
 // read at resourceVersion rv, that is, enforces the generation that was current then.

@@ -31,8 +31,8 @@ func TestReportRoundTrip(t *testing.T) {
 			if !ok || s != want {
 				t.Fatalf("FromLease = %+v, %v; want %+v, true", s, ok, want)
 			}
-			if s.CountsAlone() != tc.alone {
-				t.Errorf("CountsAlone = %v, want %v", s.CountsAlone(), tc.alone)
+			if s.LimitsCounting.Alone() != tc.alone {
+				t.Errorf("Alone = %v, want %v", s.LimitsCounting.Alone(), tc.alone)
 			}
 		})
 	}
@@ -58,8 +58,8 @@ func TestFromLeaseReadsUnknownCountingAsUnknown(t *testing.T) {
 	Report{ID: "pod-a", Duration: time.Second}.Write(&l)
 	for _, v := range []string{"Redis", "shared", ""} {
 		l.Annotations[LimitsCountingAnnotation] = v
-		if s, _ := FromLease(&l); s.LimitsCounting != CountingUnknown || !s.CountsAlone() {
-			t.Errorf("annotation %q read as %q (alone %v), want unknown, alone", v, s.LimitsCounting, s.CountsAlone())
+		if s, _ := FromLease(&l); s.LimitsCounting != CountingUnknown || !s.LimitsCounting.Alone() {
+			t.Errorf("annotation %q read as %q (alone %v), want unknown, alone", v, s.LimitsCounting, s.LimitsCounting.Alone())
 		}
 	}
 }
