@@ -22,6 +22,9 @@ type seenGenerations struct {
 	// one finds the current generation enforced everywhere or not enforceable. Watermark
 	// announcements re-evaluate these only.
 	awaiting map[types.NamespacedName]struct{}
+	// hasLimits are the policies with limits in force, as their last reconcile compiled
+	// them: the only ones whose status a change of how replicas count limits can change.
+	hasLimits map[types.NamespacedName]struct{}
 }
 
 // seenGeneration is what the controller keeps of one generation of a policy.
@@ -75,6 +78,7 @@ func (m *seenGenerations) forget(key types.NamespacedName) {
 	defer m.mu.Unlock()
 	delete(m.policies, key)
 	delete(m.awaiting, key)
+	delete(m.hasLimits, key)
 }
 
 // setAwaiting records whether the policy awaits replicas. A reconcile sets it before it
@@ -93,24 +97,45 @@ func (m *seenGenerations) setAwaiting(key types.NamespacedName, awaiting bool) {
 	m.awaiting[key] = struct{}{}
 }
 
+// setHasLimits records whether the policy has limits in force. A reconcile sets it before
+// it counts the replicas, as setAwaiting.
+func (m *seenGenerations) setHasLimits(key types.NamespacedName, has bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !has {
+		delete(m.hasLimits, key)
+		return
+	}
+	if m.hasLimits == nil {
+		m.hasLimits = map[types.NamespacedName]struct{}{}
+	}
+	m.hasLimits[key] = struct{}{}
+}
+
 // affectedBy returns the policies whose status a change of the serving replicas can
 // change, without reading any policy: every known policy when the first replica joins or
-// the last leaves (NoReplicas); otherwise the policies awaiting replicas and, when
-// replicas joined, the policies whose current generation a joiner's watermark does not
-// cover (changed since the joiner's snapshot).
+// the last leaves (NoReplicas); otherwise the policies awaiting replicas; when replicas
+// joined, the policies whose current generation a joiner's watermark does not cover
+// (changed since the joiner's snapshot); and, when the replicas' LimitsShared condition
+// changed, the policies with limits.
 func (m *seenGenerations) affectedBy(c Change) []types.NamespacedName {
 	joined := c.Joined()
+	limits := c.LimitsCountingChanged()
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if c.CrossesZero() {
 		return slices.Collect(maps.Keys(m.policies))
 	}
 	keys := slices.Collect(maps.Keys(m.awaiting))
-	if len(joined) == 0 {
+	if len(joined) == 0 && !limits {
 		return keys
 	}
 	for key, g := range m.policies {
 		if _, ok := m.awaiting[key]; ok {
+			continue
+		}
+		if _, ok := m.hasLimits[key]; ok && limits {
+			keys = append(keys, key)
 			continue
 		}
 		if slices.ContainsFunc(joined, func(wm string) bool { return !(propagation.Status{Watermark: wm}).Enforces(g.firstReadAt) }) {

@@ -179,6 +179,9 @@ func (h *harness) updatePolicy(name string, change func(*v1alpha1.FriendPolicySp
 type fakeReplica struct {
 	id        string
 	watermark string
+	// limitsCounting is how it counts limits; unknown (the zero value) leaves the
+	// annotation out, as an older replica does.
+	limitsCounting propagation.Counting
 	// age is how long before the harness clock's now the replica renewed.
 	age      time.Duration
 	duration time.Duration
@@ -187,6 +190,13 @@ type fakeReplica struct {
 // live is a replica that has just renewed a 30 s Lease.
 func live(id, watermark string) fakeReplica {
 	return fakeReplica{id: id, watermark: watermark, duration: 30 * time.Second}
+}
+
+// counting is a caught-up replica that has just renewed a 30 s Lease and counts limits so.
+func counting(id string, c propagation.Counting) fakeReplica {
+	r := live(id, caughtUp)
+	r.limitsCounting = c
+	return r
 }
 
 // setReplica creates or updates the replica's Lease as the webhook would.
@@ -198,7 +208,7 @@ func (h *harness) setReplica(r fakeReplica) {
 	if err != nil && !apierrors.IsNotFound(err) {
 		h.t.Fatal(err)
 	}
-	propagation.Report{ID: r.id, Watermark: r.watermark, Renewed: h.clock.Now().Add(-r.age), Duration: r.duration}.Write(l)
+	propagation.Report{ID: r.id, Watermark: r.watermark, LimitsCounting: r.limitsCounting, Renewed: h.clock.Now().Add(-r.age), Duration: r.duration}.Write(l)
 	if apierrors.IsNotFound(err) {
 		err = h.api.Create(ctx, l)
 	} else {
@@ -306,6 +316,39 @@ func message(parts ...string) expectation {
 	}
 }
 
+// limitsShared expects the LimitsShared condition with this status and reason, and
+// status.limitsCounting; an empty cond expects neither the condition nor the field.
+func limitsShared(cond metav1.ConditionStatus, reason, counting string) expectation {
+	return func(fp *v1alpha1.FriendPolicy) string {
+		c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionLimitsShared)
+		switch {
+		case cond == "" && (c != nil || fp.Status.LimitsCounting != ""):
+			return fmt.Sprintf("LimitsShared %+v, limitsCounting %q, want neither", c, fp.Status.LimitsCounting)
+		case cond == "":
+			return ""
+		case c == nil:
+			return "no LimitsShared condition"
+		case c.ObservedGeneration != fp.Generation:
+			return fmt.Sprintf("LimitsShared describes generation %d, not %d", c.ObservedGeneration, fp.Generation)
+		case c.Status != cond || c.Reason != reason || fp.Status.LimitsCounting != counting:
+			return fmt.Sprintf("LimitsShared=%s %s limitsCounting %q, want LimitsShared=%s %s limitsCounting %q",
+				c.Status, c.Reason, fp.Status.LimitsCounting, cond, reason, counting)
+		}
+		return ""
+	}
+}
+
+// limitsMessage expects LimitsShared's message to be this.
+func limitsMessage(want string) expectation {
+	return func(fp *v1alpha1.FriendPolicy) string {
+		c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionLimitsShared)
+		if c == nil || c.Message != want {
+			return fmt.Sprintf("LimitsShared %+v, want message %q", c, want)
+		}
+		return ""
+	}
+}
+
 // entries expects these blocklist entry and ConfigMap counts.
 func entries(n int64, configMaps ...string) expectation {
 	return func(fp *v1alpha1.FriendPolicy) string {
@@ -332,18 +375,37 @@ func (h *harness) waitForCache(fp *v1alpha1.FriendPolicy) {
 // waitForSummary waits until the summary ConfigMap names exactly these serving replicas.
 func (h *harness) waitForSummary(ids ...string) {
 	h.t.Helper()
-	want := ""
-	if len(ids) > 0 {
-		want = strings.Join(ids, "\n") + "\n"
-	}
-	testenv.Eventually(h.t, waitTimeout, "the summary to name "+strings.Join(ids, ", "), func() (bool, string) {
+	h.waitForSummaryData("the summary to name "+strings.Join(ids, ", "), func(data map[string]string) bool {
+		return data[status.SummaryKeyServing] == lines(ids) && data[status.SummaryKeyReplicas] == fmt.Sprint(len(ids))
+	})
+}
+
+// waitForCountingAlone waits until the summary ConfigMap names exactly these replicas as
+// counting limits alone.
+func (h *harness) waitForCountingAlone(ids ...string) {
+	h.t.Helper()
+	h.waitForSummaryData("the summary to name "+strings.Join(ids, ", ")+" as counting limits alone", func(data map[string]string) bool {
+		return data[status.SummaryKeyCountingLimitsAlone] == lines(ids)
+	})
+}
+
+func (h *harness) waitForSummaryData(what string, ok func(map[string]string) bool) {
+	h.t.Helper()
+	testenv.Eventually(h.t, waitTimeout, what, func() (bool, string) {
 		cm := &corev1.ConfigMap{}
 		if err := h.api.Get(context.Background(), client.ObjectKey{Namespace: h.ns, Name: status.SummaryName}, cm); err != nil {
 			return false, err.Error()
 		}
-		got := cm.Data[status.SummaryKeyServing]
-		return got == want && cm.Data[status.SummaryKeyReplicas] == fmt.Sprint(len(ids)), fmt.Sprintf("%v", cm.Data)
+		return ok(cm.Data), fmt.Sprintf("%v", cm.Data)
 	})
+}
+
+// lines is the summary's list of IDs, one a line.
+func lines(ids []string) string {
+	if len(ids) == 0 {
+		return ""
+	}
+	return strings.Join(ids, "\n") + "\n"
 }
 
 // deleteReplica deletes the replica's Lease, as a replica does on graceful shutdown.

@@ -13,7 +13,7 @@ import (
 var env *testenv.Env
 
 // unitTests need no API server: `make unit` runs only these.
-var unitTests = []string{"TestReachOf", "TestDescribePropagation", "TestClassify", "TestDesiredStatus", "TestTrackerAnnouncements", "TestTrackerLive", "TestAffectedBy"}
+var unitTests = []string{"TestReachOf", "TestDescribePropagation", "TestClassify", "TestDesiredStatus", "TestCountingOf", "TestDescribeLimitsCounting", "TestTrackerAnnouncements", "TestTrackerAnnouncesLimitsCounting", "TestTrackerLive", "TestAffectedBy"}
 
 func TestMain(m *testing.M) {
 	os.Exit(testenv.RunUnit(m, unitTests, func(e *testenv.Env) { env = e }))

@@ -30,15 +30,18 @@ const (
 
 	actionCompile       = "Compile"
 	actionCountReplicas = "CountReplicas"
+	actionCountLimits   = "CountLimits"
 )
 
-// Reconciler writes FriendPolicy status: Ready, counts, observedGeneration and whether
-// every serving webhook replica enforces the current generation. It never writes spec.
+// Reconciler writes FriendPolicy status: Ready, counts, observedGeneration, whether
+// every serving webhook replica enforces the current generation and, for a policy with
+// limits, whether the replicas count them together (LimitsShared). It never writes spec.
 // It also keeps the summary ConfigMap of the serving replicas (Summary).
 type Reconciler struct {
 	// Client reads through the manager's cache (restricted with CacheByObject) and writes status.
 	Client client.Client
-	// Recorder emits Events on Ready transitions and NoConfigMaps warnings.
+	// Recorder emits Events on Ready transitions, NoConfigMaps warnings and limits
+	// becoming counted per replica, or no longer.
 	Recorder events.EventRecorder
 	// Options are the engine's compile options, the same the webhook replicas use.
 	Options policy.Options
@@ -76,17 +79,19 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	res := classify(compiled, err)
 
 	seen := r.generations.current(fp)
+	// Both are recorded before the replicas are counted, so that a change announced
+	// meanwhile enqueues the policy again rather than being lost.
 	r.generations.setAwaiting(req.NamespacedName, true)
+	r.generations.setHasLimits(req.NamespacedName, res.compiled != nil && len(res.compiled.Limits) > 0)
 	now := r.now()
-	p := reachOf(r.Replicas.Live(now), seen.firstReadAt)
-	status := desiredStatus(fp, res, p, r.Replicas.Namespace(), now)
+	live := r.Replicas.Live(now)
+	p := reachOf(live, seen.firstReadAt)
+	status := desiredStatus(fp, res, p, countingOf(liveCounting(live)), r.Replicas.Namespace(), now)
 	ready := meta.FindStatusCondition(status.Conditions, v1alpha1.ConditionReady)
 	r.generations.setAwaiting(req.NamespacedName, ready.Reason == v1alpha1.ReasonPropagating)
 
-	var oldReady *metav1.Condition
-	if c := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionReady); c != nil {
-		oldReady = c.DeepCopy()
-	}
+	oldReady := findCondition(fp, v1alpha1.ConditionReady)
+	oldLimits := findCondition(fp, v1alpha1.ConditionLimitsShared)
 	if !equality.Semantic.DeepEqual(fp.Status, status) {
 		// The optimistic lock refuses a write computed from a stale cached object; the
 		// conflict requeues, and the retry reads the object our last write produced.
@@ -97,7 +102,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 	}
 	r.recordEvents(fp, oldReady, res, seen)
+	r.recordLimitsEvent(fp, oldLimits)
 	return ctrl.Result{}, nil
+}
+
+// findCondition returns a copy of fp's condition of type typ, or nil.
+func findCondition(fp *v1alpha1.FriendPolicy, typ string) *metav1.Condition {
+	if c := meta.FindStatusCondition(fp.Status.Conditions, typ); c != nil {
+		return c.DeepCopy()
+	}
+	return nil
 }
 
 // listConfigMaps returns the labelled ConfigMaps of fp's namespace, or none when no
@@ -143,6 +157,21 @@ func (r *Reconciler) recordEvents(fp *v1alpha1.FriendPolicy, oldReady *metav1.Co
 			"%s", text.Truncate(joinWarnings(warnings), maxMessage))
 	}
 	r.generations.setAnnouncedWarnings(client.ObjectKeyFromObject(fp), seen, warnings)
+}
+
+// recordLimitsEvent emits a Warning when the policy's limits become counted per replica
+// (or it is created so), and a Normal Event when they are counted together again. Other
+// changes of LimitsShared are routine and get none.
+func (r *Reconciler) recordLimitsEvent(fp *v1alpha1.FriendPolicy, old *metav1.Condition) {
+	cur := meta.FindStatusCondition(fp.Status.Conditions, v1alpha1.ConditionLimitsShared)
+	wasSplit := old != nil && old.Reason == v1alpha1.ReasonCountedPerReplica
+	switch {
+	case cur == nil:
+	case cur.Reason == v1alpha1.ReasonCountedPerReplica && !wasSplit:
+		r.Recorder.Eventf(fp, nil, corev1.EventTypeWarning, cur.Reason, actionCountLimits, "%s", cur.Message)
+	case cur.Status == metav1.ConditionTrue && wasSplit:
+		r.Recorder.Eventf(fp, nil, corev1.EventTypeNormal, cur.Reason, actionCountLimits, "%s", cur.Message)
+	}
 }
 
 func joinWarnings(warnings []string) string {

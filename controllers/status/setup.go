@@ -29,8 +29,8 @@ const ControllerName = "friendpolicy-status"
 //     ours included, leave the generation alone, so they cannot loop;
 //   - a labelled ConfigMap that a policy's configMapSelector selects, before or after
 //     the change, being created, edited, relabelled or deleted;
-//   - the Tracker announcing a change among the serving webhook replicas, for the policies
-//     it can affect only.
+//   - the Tracker announcing a change among the serving webhook replicas (or of how they
+//     count limits), for the policies it can affect only.
 //
 // It also runs, on the leader, the writer of the summary ConfigMap (SummaryName).
 func (r *Reconciler) SetupWithManager(mgr ctrl.Manager) error {
@@ -97,9 +97,10 @@ func (r *Reconciler) enqueueSelecting(ctx context.Context, q workqueue.TypedRate
 
 // policiesForReplicaChange maps a Tracker announcement to the policies it may affect
 // (seenGenerations.affectedBy), from memory: no policy is listed or read. It also passes
-// membership changes on to the summary ConfigMap.
+// membership changes, and changes of how replicas count limits, on to the summary
+// ConfigMap.
 func (r *Reconciler) policiesForReplicaChange(_ context.Context, c Change) []reconcile.Request {
-	if c.MembershipChanged() {
+	if c.CountingChanged() {
 		r.summary.set(c)
 	}
 	keys := r.generations.affectedBy(c)

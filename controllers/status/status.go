@@ -3,6 +3,7 @@ package status
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
 	"strings"
 	"time"
@@ -46,6 +47,76 @@ func reachOf(live []propagation.Status, since string) reach {
 
 func (p reach) enforced() int { return p.live - len(p.behind) }
 
+// limitsCounting is how the live replicas count limits.
+type limitsCounting struct {
+	live int
+	// alone are the live replicas that count in their own memory or do not say how they
+	// count (propagation.Counting.Alone); unknown are those that do not say.
+	alone, unknown int
+}
+
+// countingOf tallies how the replicas count limits.
+func countingOf(replicas iter.Seq[propagation.Counting]) limitsCounting {
+	var c limitsCounting
+	for counting := range replicas {
+		c.live++
+		if counting.Alone() {
+			c.alone++
+		}
+		if counting == propagation.CountingUnknown {
+			c.unknown++
+		}
+	}
+	return c
+}
+
+// liveCounting is how the live replicas count limits.
+func liveCounting(live []propagation.Status) iter.Seq[propagation.Counting] {
+	return func(yield func(propagation.Counting) bool) {
+		for _, s := range live {
+			if !yield(s.LimitsCounting) {
+				return
+			}
+		}
+	}
+}
+
+// counters is how many separate counts the replicas keep of a sender: one shared by those
+// counting through Redis, and one for each replica counting alone.
+func (c limitsCounting) counters() int {
+	if c.live > c.alone {
+		return c.alone + 1
+	}
+	return c.alone
+}
+
+// describeLimitsCounting gives the LimitsShared condition's status, reason and message (the
+// rest is the caller's) and the matching status.limitsCounting. Only a split count's
+// message names replica counts, as only a Propagating Ready does: a policy whose limits
+// every replica counts through Redis is not rewritten when replicas join or leave.
+func describeLimitsCounting(c limitsCounting) (cond metav1.Condition, value string) {
+	switch {
+	case c.live == 0:
+		return metav1.Condition{Status: metav1.ConditionUnknown, Reason: v1alpha1.ReasonNoReplicas,
+			Message: "no webhook replica serves: limits are counted nowhere"}, v1alpha1.LimitsCountingNone
+	case c.alone == 0:
+		return metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonShared,
+			Message: "every serving webhook replica counts limits through Redis, together"}, v1alpha1.LimitsCountingShared
+	case c.live == 1:
+		return metav1.Condition{Status: metav1.ConditionTrue, Reason: v1alpha1.ReasonSingleReplica,
+			Message: "one webhook replica serves and counts limits alone: its counts are complete, " +
+				"until it restarts or a second replica serves without Redis"}, v1alpha1.LimitsCountingSingleReplica
+	}
+	msg := fmt.Sprintf("%d of %d serving webhook replicas count limits alone (no Redis, or Redis failing): "+
+		"counts are split %d ways, so a sender may get up to %d times each limit", c.alone, c.live, c.counters(), c.counters())
+	if c.unknown > 0 {
+		msg += fmt.Sprintf("; %d of them do not say how they count (a version older than the %s annotation)",
+			c.unknown, propagation.LimitsCountingAnnotation)
+	}
+	return metav1.Condition{Status: metav1.ConditionFalse, Reason: v1alpha1.ReasonCountedPerReplica, Message: msg},
+		v1alpha1.LimitsCountingPerReplica
+}
+
 // compileResult is the outcome of compiling a policy with its ConfigMap lists.
 type compileResult struct {
 	compiled *policy.Compiled
@@ -66,13 +137,14 @@ func classify(compiled *policy.Compiled, err error) compileResult {
 	return compileResult{err: err, reason: v1alpha1.ReasonInvalid}
 }
 
-// desiredStatus is the status fp should have. Conditions other than Ready and Stalled are
-// kept, and a condition's lastTransitionTime only moves when its status changes.
+// desiredStatus is the status fp should have. Conditions other than Ready, Stalled and
+// LimitsShared are kept, and a condition's lastTransitionTime only moves when its status
+// changes.
 //
 // Only a Propagating status names replica counts: the status of a policy that every
 // serving replica enforces, or that no replica can enforce, does not change when replicas
 // join or leave, so it is not rewritten then.
-func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
+func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, lc limitsCounting, leaseNamespace string, now time.Time) v1alpha1.FriendPolicyStatus {
 	st := v1alpha1.FriendPolicyStatus{
 		ObservedGeneration: fp.Generation,
 		Conditions:         slices.Clone(fp.Status.Conditions),
@@ -110,6 +182,15 @@ func desiredStatus(fp *v1alpha1.FriendPolicy, res compileResult, p reach, leaseN
 		meta.SetStatusCondition(&st.Conditions, stalled)
 	} else {
 		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionStalled)
+	}
+	// A policy that does not compile has no limits in force: st.Limits is 0.
+	if st.Limits > 0 {
+		var limits metav1.Condition
+		limits, st.LimitsCounting = describeLimitsCounting(lc)
+		limits.Type, limits.ObservedGeneration, limits.LastTransitionTime = v1alpha1.ConditionLimitsShared, fp.Generation, metav1.NewTime(now)
+		meta.SetStatusCondition(&st.Conditions, limits)
+	} else {
+		meta.RemoveStatusCondition(&st.Conditions, v1alpha1.ConditionLimitsShared)
 	}
 	return st
 }

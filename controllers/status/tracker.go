@@ -2,6 +2,7 @@ package status
 
 import (
 	"context"
+	"iter"
 	"maps"
 	"slices"
 	"strings"
@@ -21,12 +22,19 @@ import (
 // at the previous announcement and which serve now, by Lease name.
 type Change struct {
 	// Before maps the Lease name of each replica that served at the previous announcement
-	// to its watermark then; it is nil at the first announcement.
-	Before map[string]string
-	// Now maps the Lease name of each replica serving now to its watermark.
-	Now map[string]string
+	// to what it said then; it is nil at the first announcement.
+	Before map[string]Served
+	// Now maps the Lease name of each replica serving now to what it says.
+	Now map[string]Served
 	// Initial marks the first announcement, the state the Tracker started with.
 	Initial bool
+}
+
+// Served is what a serving replica's Lease says that a Change can tell: its watermark and
+// how it counts limits. A Lease renewal changes neither.
+type Served struct {
+	Watermark      string
+	LimitsCounting propagation.Counting
 }
 
 // Joined are the watermarks of the replicas that serve now and did not before, or whose
@@ -35,12 +43,44 @@ type Change struct {
 // everywhere.
 func (c Change) Joined() []string {
 	var wms []string
-	for name, wm := range c.Now {
-		if prev, ok := c.Before[name]; !ok || propagation.Newer(prev, wm) {
-			wms = append(wms, wm)
+	for name, now := range c.Now {
+		if prev, ok := c.Before[name]; !ok || propagation.Newer(prev.Watermark, now.Watermark) {
+			wms = append(wms, now.Watermark)
 		}
 	}
 	return wms
+}
+
+// LimitsCountingChanged reports whether the replicas' LimitsShared condition changed:
+// then, and only then, every policy with limits has a new one.
+func (c Change) LimitsCountingChanged() bool {
+	before, _ := describeLimitsCounting(countingOf(servedCounting(c.Before)))
+	now, _ := describeLimitsCounting(countingOf(servedCounting(c.Now)))
+	return before.Status != now.Status || before.Reason != now.Reason || before.Message != now.Message
+}
+
+// CountingChanged reports whether replicas joined or left, or one counts limits
+// differently.
+func (c Change) CountingChanged() bool {
+	if c.MembershipChanged() {
+		return true
+	}
+	for name, now := range c.Now {
+		if c.Before[name].LimitsCounting != now.LimitsCounting {
+			return true
+		}
+	}
+	return false
+}
+
+func servedCounting(m map[string]Served) iter.Seq[propagation.Counting] {
+	return func(yield func(propagation.Counting) bool) {
+		for _, s := range m {
+			if !yield(s.LimitsCounting) {
+				return
+			}
+		}
+	}
 }
 
 // MembershipChanged reports whether replicas joined or left.
@@ -74,8 +114,8 @@ type Tracker struct {
 	mu     sync.Mutex
 	leases map[string]propagation.Status // by Lease name
 	// lastLive maps the Lease name of each replica that was alive at the last refresh to
-	// its watermark then.
-	lastLive map[string]string
+	// what it said then.
+	lastLive map[string]Served
 
 	poke    chan struct{}
 	started atomic.Bool
@@ -195,17 +235,17 @@ func (t *Tracker) wait(ctx context.Context, next time.Time) bool {
 }
 
 // refresh compares the replicas alive at now with those alive at the last refresh. next is
-// the earliest time one of them expires (zero when none is alive). Renewals that change no
-// watermark are no change.
+// the earliest time one of them expires (zero when none is alive). Renewals that change
+// neither a watermark nor how a replica counts limits are no change.
 func (t *Tracker) refresh(now time.Time) (c Change, changed bool, next time.Time) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	live := make(map[string]string, len(t.leases))
+	live := make(map[string]Served, len(t.leases))
 	for name, s := range t.leases {
 		if !s.Alive(now) {
 			continue
 		}
-		live[name] = s.Watermark
+		live[name] = Served{Watermark: s.Watermark, LimitsCounting: s.LimitsCounting}
 		if next.IsZero() || s.Expires.Before(next) {
 			next = s.Expires
 		}

@@ -92,6 +92,48 @@ func TestTrackerAnnouncements(t *testing.T) {
 	}
 }
 
+// TestTrackerAnnouncesLimitsCounting: a replica that starts or stops counting through Redis
+// is announced, renewals are not, and the announcement says whether the policies with
+// limits need a new LimitsShared condition.
+func TestTrackerAnnouncesLimitsCounting(t *testing.T) {
+	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
+	lease := func(id string, counting propagation.Counting, renewed time.Time) *coordinationv1.Lease {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Namespace: trackerNS, Name: propagation.LeaseName(id)}}
+		propagation.Report{ID: id, Watermark: "10", LimitsCounting: counting, Renewed: renewed, Duration: 30 * time.Second}.Write(l)
+		return l
+	}
+	tr := NewTracker(nil, trackerNS, clock.RealClock{})
+	tr.set(lease("pod-a", propagation.CountingShared, t0))
+	tr.set(lease("pod-b", propagation.CountingShared, t0))
+	tr.refresh(t0)
+	for _, s := range []struct {
+		name string
+		at   time.Time
+		set  *coordinationv1.Lease
+		// want: announced, CountingChanged, LimitsCountingChanged
+		announced, counting, limits bool
+	}{
+		{"pod-a renews", t0.Add(time.Second), lease("pod-a", propagation.CountingShared, t0.Add(time.Second)), false, false, false},
+		{"pod-a's Redis fails", t0.Add(2 * time.Second), lease("pod-a", propagation.CountingLocal, t0.Add(2*time.Second)), true, true, true},
+		{"pod-a renews, still alone", t0.Add(3 * time.Second), lease("pod-a", propagation.CountingLocal, t0.Add(3*time.Second)), false, false, false},
+		{"pod-b's fails too: the count in the message", t0.Add(4 * time.Second), lease("pod-b", propagation.CountingLocal, t0.Add(4*time.Second)), true, true, true},
+		{"pod-a's Redis answers: one alone again", t0.Add(5 * time.Second), lease("pod-a", propagation.CountingShared, t0.Add(5*time.Second)), true, true, true},
+		{"which one is alone changes, not how many", t0.Add(6 * time.Second), nil, true, true, false},
+	} {
+		if s.set != nil {
+			tr.set(s.set)
+		} else {
+			tr.set(lease("pod-a", propagation.CountingLocal, s.at))
+			tr.set(lease("pod-b", propagation.CountingShared, s.at))
+		}
+		c, changed, _ := tr.refresh(s.at)
+		if changed != s.announced || (changed && (c.CountingChanged() != s.counting || c.LimitsCountingChanged() != s.limits)) {
+			t.Errorf("%s: announced %v, counting changed %v, LimitsShared changed %v; want %v, %v, %v",
+				s.name, changed, c.CountingChanged(), c.LimitsCountingChanged(), s.announced, s.counting, s.limits)
+		}
+	}
+}
+
 func TestTrackerLive(t *testing.T) {
 	t0 := time.Date(2026, 11, 1, 12, 0, 0, 0, time.UTC)
 	tr := NewTracker(nil, trackerNS, clock.RealClock{})
