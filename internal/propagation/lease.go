@@ -39,11 +39,11 @@ const (
 type Counting string
 
 const (
-	// CountingShared: through Redis, in counters every replica configured alike shares.
+	// CountingShared counts through Redis, in counters every replica configured alike shares.
 	CountingShared Counting = "Shared"
-	// CountingLocal: in the replica's own memory, without Redis or while Redis fails.
+	// CountingLocal counts in the replica's own memory, without Redis or while Redis fails.
 	CountingLocal Counting = "Local"
-	// CountingUnknown: the Lease does not say (a replica older than the annotation).
+	// CountingUnknown is a Lease that does not say (a replica older than the annotation).
 	// Such a replica may count alone, and is taken to.
 	CountingUnknown Counting = ""
 )
