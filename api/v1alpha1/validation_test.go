@@ -741,7 +741,7 @@ func TestStatusSubresource(t *testing.T) {
 	}
 
 	fp.Status = v1alpha1.FriendPolicyStatus{ObservedGeneration: fp.Generation, Rules: 1, Limits: 2, BlocklistEntries: 1,
-		Enforced: v1alpha1.EnforcedAll}
+		Enforced: v1alpha1.EnforcedAll, LimitsCounting: v1alpha1.LimitsCountingPerReplica}
 	meta.SetStatusCondition(&fp.Status.Conditions, metav1.Condition{
 		Type:               v1alpha1.ConditionReady,
 		Status:             metav1.ConditionTrue,
@@ -774,6 +774,9 @@ func TestStatusSubresource(t *testing.T) {
 	if ready == nil || ready.Status != metav1.ConditionTrue || ready.Reason != v1alpha1.ReasonEnforced || ready.LastTransitionTime.IsZero() {
 		t.Errorf("Ready condition = %+v, want True/Enforced with a transition time", ready)
 	}
+	if got.Status.LimitsCounting != v1alpha1.LimitsCountingPerReplica {
+		t.Errorf("status.limitsCounting = %q, want %q", got.Status.LimitsCounting, v1alpha1.LimitsCountingPerReplica)
+	}
 
 	// An invalid condition is refused by the metav1.Condition schema.
 	bad := got.DeepCopy()
@@ -790,7 +793,7 @@ func TestStatusSubresource(t *testing.T) {
 	for _, c := range table.ColumnDefinitions {
 		columns = append(columns, c.Name)
 	}
-	wantColumns := []string{"Name", "Action", "Priority", "Rules", "Limits", "Entries", "Enforced", "Ready", "Reason", "Age"}
+	wantColumns := []string{"Name", "Action", "Priority", "Rules", "Limits", "Counting", "Entries", "Enforced", "Ready", "Reason", "Age"}
 	if !slices.Equal(columns, wantColumns) {
 		t.Fatalf("table columns = %v, want %v", columns, wantColumns)
 	}
@@ -803,7 +806,7 @@ func TestStatusSubresource(t *testing.T) {
 	}
 	for col, want := range map[string]any{
 		"Name": "with-status", "Action": "Deny", "Priority": float64(0), "Rules": float64(1), "Limits": float64(2),
-		"Entries": float64(1), "Enforced": v1alpha1.EnforcedAll, "Ready": "True", "Reason": v1alpha1.ReasonEnforced,
+		"Counting": v1alpha1.LimitsCountingPerReplica, "Entries": float64(1), "Enforced": v1alpha1.EnforcedAll, "Ready": "True", "Reason": v1alpha1.ReasonEnforced,
 	} {
 		if cells[col] != want {
 			t.Errorf("column %s = %#v, want %#v", col, cells[col], want)
@@ -881,6 +884,7 @@ func TestPrinterColumns(t *testing.T) {
 		{"Priority", "integer", ".spec.priority", 1},
 		{"Rules", "integer", ".status.rules", 0},
 		{"Limits", "integer", ".status.limits", 0},
+		{"Counting", "string", ".status.limitsCounting", 1},
 		{"Entries", "integer", ".status.blocklistEntries", 0},
 		{"Enforced", "string", ".status.enforced", 0},
 		{"Ready", "string", `.status.conditions[?(@.type=="Ready")].status`, 0},
