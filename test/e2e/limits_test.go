@@ -2,8 +2,16 @@ package e2e
 
 import (
 	"fmt"
+	"io"
 	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // Limits across replicas: several `friendgate serve` processes on one policies directory
@@ -220,4 +228,309 @@ func TestLimitsSharedAcrossReplicas(t *testing.T) {
 			}
 		})
 	}
+}
+
+// lateBound is the longest a callback may take in TestLimitsRedisRestartUnderLoad: a
+// correctness bound, not a benchmark. A count waits on Redis at most the budget (5 ms by
+// default) and never on a dead Redis longer, so an answer takes microseconds plus the
+// budget; a second leaves room for this busy 2-core machine's scheduling while staying
+// below half of the shortest IM server timeout (Tencent Cloud Chat gives up after 2 s,
+// OpenIM's shipped configuration after 5 s), past which a late answer is a failed one.
+const lateBound = time.Second
+
+// callbackLoad is callers that keep sending callbacks to replicas, each from a sender of
+// its own so that no limit refuses them, and check every answer.
+type callbackLoad struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	answers  atomic.Int64
+	mu       sync.Mutex
+	failures []string        // answers that are not the expected 200 and body
+	late     []time.Duration // answers slower than lateBound
+	slowest  time.Duration
+}
+
+// startLoad starts perReplica callers for each replica. Each sends back to back on a
+// keep-alive connection, alternately an OpenIM friend request and a Tencent batch of two,
+// pausing a moment between answers as an IM server's traffic does rather than holding
+// both cores busy.
+func startLoad(replicas []*server, perReplica int) *callbackLoad {
+	l := &callbackLoad{stop: make(chan struct{})}
+	for w := range perReplica * len(replicas) {
+		s := replicas[w%len(replicas)]
+		l.wg.Go(func() {
+			c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			defer c.CloseIdleConnections()
+			for i := 0; ; i++ {
+				select {
+				case <-l.stop:
+					return
+				default:
+				}
+				sender := fmt.Sprintf("load_%d_%d", w, i)
+				path, body, want := openIMPath(openIMAdd), openIMAddFriend(sender, "bob", "hello"), openIMContinue
+				if i%2 == 1 {
+					path, body = tencentPath("1400000001", tencentAdd), friendAdd(sender, "bob", "carol")
+					want = tencentResult(allowed("bob"), allowed("carol"))
+				}
+				start := time.Now()
+				status, answer, err := post(c, s, path, body)
+				d := time.Since(start)
+				l.record(d, func() string {
+					switch {
+					case err != nil:
+						return err.Error()
+					case status != http.StatusOK || answer != want:
+						return fmt.Sprintf("POST %s %s: %d %s, want 200 %s", path, body, status, answer, want)
+					}
+					return ""
+				}())
+				time.Sleep(2 * time.Millisecond)
+			}
+		})
+	}
+	return l
+}
+
+func post(c *http.Client, s *server, path, body string) (int, string, error) {
+	resp, err := c.Post("http://"+s.addr+path, "application/json; charset=utf-8", strings.NewReader(body))
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	answer, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(answer), err
+}
+
+func (l *callbackLoad) record(d time.Duration, failure string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if failure != "" {
+		l.failures = append(l.failures, failure)
+	}
+	if d > lateBound {
+		l.late = append(l.late, d)
+	}
+	l.slowest = max(l.slowest, d)
+	l.answers.Add(1)
+}
+
+// waitAnswers waits until the callers have had n more answers.
+func (l *callbackLoad) waitAnswers(t *testing.T, n int64) {
+	t.Helper()
+	from := l.answers.Load()
+	testenv.Eventually(t, changeTimeout, fmt.Sprintf("%d more answers under load", n), func() (bool, string) {
+		got := l.answers.Load() - from
+		return got >= n, fmt.Sprintf("%d answers", got)
+	})
+}
+
+// finish stops the callers and fails the test for every failed or late answer.
+func (l *callbackLoad) finish(t *testing.T) {
+	t.Helper()
+	close(l.stop)
+	l.wg.Wait()
+	t.Logf("load: %d answers, slowest %s", l.answers.Load(), l.slowest)
+	if len(l.failures) > 0 {
+		t.Errorf("%d of %d callbacks failed; the first: %s", len(l.failures), l.answers.Load(), strings.Join(l.failures[:min(5, len(l.failures))], "\n"))
+	}
+	if len(l.late) > 0 {
+		t.Errorf("%d of %d callbacks took longer than %s: %v", len(l.late), l.answers.Load(), lateBound, l.late[:min(10, len(l.late))])
+	}
+}
+
+// readiness polls every replica's /readyz until stopped and remembers every answer but 200.
+type readiness struct {
+	stop     chan struct{}
+	wg       sync.WaitGroup
+	polls    atomic.Int64
+	mu       sync.Mutex
+	failures []string
+}
+
+func watchReadiness(replicas []*server) *readiness {
+	r := &readiness{stop: make(chan struct{})}
+	for i, s := range replicas {
+		r.wg.Go(func() {
+			for {
+				select {
+				case <-r.stop:
+					return
+				case <-time.After(20 * time.Millisecond):
+				}
+				status, body, err := get(scrapeClient, s, "/readyz")
+				r.polls.Add(1)
+				if err != nil || status != http.StatusOK {
+					r.mu.Lock()
+					r.failures = append(r.failures, fmt.Sprintf("replica %d: %d %q %v", i, status, body, err))
+					r.mu.Unlock()
+				}
+			}
+		})
+	}
+	return r
+}
+
+func get(c *http.Client, s *server, path string) (int, string, error) {
+	resp, err := c.Get("http://" + s.addr + path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
+}
+
+func (r *readiness) finish(t *testing.T) {
+	t.Helper()
+	close(r.stop)
+	r.wg.Wait()
+	if len(r.failures) > 0 {
+		t.Errorf("/readyz answered other than 200 %d times of %d; the first: %s", len(r.failures), r.polls.Load(), strings.Join(r.failures[:min(5, len(r.failures))], "\n"))
+	}
+}
+
+// redisErrors sums friendgate_velocity_redis_errors_total over the replicas.
+func redisErrors(t *testing.T, replicas []*server) float64 {
+	t.Helper()
+	return sumMetric(t, replicas, "friendgate_velocity_redis_errors_total", nil)
+}
+
+// waitShared waits until every replica counts through Redis.
+func waitShared(t *testing.T, replicas []*server) {
+	t.Helper()
+	for i, s := range replicas {
+		s.eventually(t, changeTimeout, fmt.Sprintf("replica %d counts through Redis", i), func() (bool, string) {
+			got := s.gauge(t, "friendgate_velocity_shared")
+			return got == 1, fmt.Sprintf("friendgate_velocity_shared %v", got)
+		})
+	}
+}
+
+// sharedCountAttempts bounds the attempts of checkSharedCount.
+const sharedCountAttempts = 5
+
+// checkSharedCount checks that the replicas count one allowance through Redis: once each
+// counts through Redis, it sends (limit + 5) × R requests of a new sender round-robin,
+// which they must allow exactly limit of between them.
+//
+// A count that misses the budget goes to its replica's own counter, which then counts
+// alone until the next probe, as documented: a busy machine's scheduling delay can do
+// that. Then only the documented worst case, (R + 1) × limit, holds, and the check starts
+// over with another sender, up to sharedCountAttempts times.
+func checkSharedCount(t *testing.T, replicas []*server, sender string, limit int) {
+	t.Helper()
+	for attempt := 1; ; attempt++ {
+		waitShared(t, replicas)
+		errorsBefore := redisErrors(t, replicas)
+		name := fmt.Sprintf("%s_%d", sender, attempt)
+		allowedBy := sendRoundRobin(t, replicas, name, (limit+5)*len(replicas))
+		got := sum(allowedBy)
+		errs := redisErrors(t, replicas) - errorsBefore
+		if errs == 0 {
+			if got != limit {
+				t.Errorf("%s: allowed %d (%v by replica), want %d: the replicas count through Redis", name, got, allowedBy, limit)
+			}
+			return
+		}
+		t.Logf("%s: %v Redis errors while counting, so some replicas counted alone: allowed %v", name, errs, allowedBy)
+		if bound := (len(replicas) + 1) * limit; got > bound {
+			t.Errorf("%s: allowed %d (%v by replica), want at most (R + 1) × limit = %d", name, got, allowedBy, bound)
+		}
+		if attempt == sharedCountAttempts {
+			t.Errorf("%s: Redis failed during each of %d checks: the replicas' sharing is unchecked", sender, attempt)
+			return
+		}
+	}
+}
+
+// switchLines are a replica's log lines saying it counts alone (false) or shared again
+// (true), in order.
+func switchLines(s *server) []bool {
+	var switches []bool
+	for _, e := range s.logEntries() {
+		msg, _ := e["msg"].(string)
+		switch {
+		case strings.HasPrefix(msg, "Redis failed: each replica counts limits alone"):
+			switches = append(switches, false)
+		case strings.HasPrefix(msg, "Redis answers again: replicas count limits together"):
+			switches = append(switches, true)
+		}
+	}
+	return switches
+}
+
+// TestLimitsRedisRestartUnderLoad kills Redis under load and starts it again, empty, on
+// the same port: every callback is answered in time, the replicas stay ready, count alone
+// meanwhile and say so, and count together again once Redis is back.
+//
+// It does not run in parallel: it runs alone, before the parallel tests, so that its
+// latency bound is about friendgate rather than the rest of the suite on two cores.
+func TestLimitsRedisRestartUnderLoad(t *testing.T) {
+	const (
+		replicaCount = 3
+		limit        = 10
+	)
+	rs := startRedis(t)
+	// The default budget: the one callbacks wait on in production.
+	replicas := startReplicas(t, replicaCount, writePolicies(t, limitPolicies(limit)), "--redis-addr", rs.addr())
+	ready := watchReadiness(replicas)
+	load := startLoad(replicas, 2)
+	// Finish the load before the replicas stop (cleanups run last first).
+	t.Cleanup(func() {
+		select {
+		case <-load.stop:
+		default:
+			close(load.stop)
+			load.wg.Wait()
+		}
+	})
+
+	load.waitAnswers(t, 200)
+	checkSharedCount(t, replicas, "before_kill", limit)
+
+	rs.kill()
+	// Each replica finds out at its next count and goes on counting alone.
+	for i, s := range replicas {
+		s.eventually(t, changeTimeout, fmt.Sprintf("replica %d counts alone", i), func() (bool, string) {
+			got := s.gauge(t, "friendgate_velocity_shared")
+			return got == 0, fmt.Sprintf("friendgate_velocity_shared %v", got)
+		})
+	}
+	load.waitAnswers(t, 300)
+	// Counting alone, each replica allows the limit: R × limit, the documented worst case.
+	if allowedBy := sendRoundRobin(t, replicas, "during_outage", (limit+5)*replicaCount); !slices.Equal(allowedBy, slices.Repeat([]int{limit}, replicaCount)) {
+		t.Errorf("with Redis down: allowed by replica %v, want %d by each", allowedBy, limit)
+	}
+
+	rs.start()
+	// A probe every second finds Redis back.
+	waitShared(t, replicas)
+	load.waitAnswers(t, 200)
+	load.finish(t)
+	ready.finish(t)
+
+	// With the load stopped nothing counts, so nothing fails: once a probe has found
+	// Redis, a replica that timed out meanwhile counts shared again, and stays so.
+	waitShared(t, replicas)
+	for i, s := range replicas {
+		if got := s.metric(t, "friendgate_velocity_redis_errors_total", map[string]string{"reason": "error"}); got == 0 {
+			t.Errorf("replica %d: friendgate_velocity_redis_errors_total{reason=error} = 0, want > 0: Redis was down", i)
+		}
+		// A switch is logged once: the lines alternate, from counting alone (false) to
+		// counting shared again (true), and end shared.
+		var switches []bool
+		s.eventually(t, changeTimeout, fmt.Sprintf("replica %d logs that it counts alone, then shared again", i), func() (bool, string) {
+			switches = switchLines(s)
+			alternate := len(switches) >= 2 && len(switches)%2 == 0
+			for j, shared := range switches {
+				alternate = alternate && shared == (j%2 == 1)
+			}
+			return alternate, fmt.Sprintf("switches %v (false: counting alone, true: shared again)", switches)
+		})
+		t.Logf("replica %d: Redis errors %v (timeouts %v), %d switches", i,
+			s.metric(t, "friendgate_velocity_redis_errors_total", nil),
+			s.metric(t, "friendgate_velocity_redis_errors_total", map[string]string{"reason": "timeout"}), len(switches))
+	}
+	checkSharedCount(t, replicas, "after_restart", limit)
 }
