@@ -90,7 +90,7 @@ func sumMetric(t *testing.T, replicas []*server, name string, labels map[string]
 	return sum
 }
 
-// limitOutcomes are friendgate_limit_requests_total's labels for the test limit.
+// limitOutcome is friendgate_limit_requests_total's labels for the test limit and outcome.
 func limitOutcome(outcome string) map[string]string {
 	return map[string]string{"policy": limitPolicy, "limit": limitName, "outcome": outcome}
 }
@@ -155,6 +155,7 @@ func TestLimitsSharedAcrossReplicas(t *testing.T) {
 				flags = redisFlags(startRedis(t))
 			}
 			replicas := startReplicas(t, tc.replicas, policies, flags...)
+			// Without Redis there is no such gauge, which reads 0.
 			wantShared := 0.0
 			if tc.redis {
 				wantShared = 1
