@@ -91,19 +91,23 @@ func TestMeasureLimitOvershoot(t *testing.T) {
 
 	// Cost: the same callbacks, each from a new sender so that every one is counted
 	// (a sender over the limit would be refused from the replica's cache, without a
-	// round trip), to replicas without a limit, with the limit counted in memory and with
-	// it counted through Redis. Configurations alternate over rounds; the report has each
-	// figure's median.
+	// round trip), to replicas without a limit, with the limit counted in memory, and
+	// with it counted through Redis: with a budget no round trip misses, so that every
+	// count goes to Redis, and with the default budget, past which a count goes to the
+	// replica's own counter until the next probe. Configurations alternate over rounds;
+	// the report has each figure's median.
 	type config struct {
 		name     string
 		replicas []*server
 		redis    *redisServer
 	}
 	rs := startRedis(t)
+	withLimit := writePolicies(t, measurePolicies(limit))
 	configs := []*config{
 		{name: "no limit", replicas: startReplicas(t, replicaCount, writePolicies(t, measurePolicies(0)), "--redis-addr", rs.addr())},
-		{name: "limit counted in memory", replicas: startReplicas(t, replicaCount, writePolicies(t, measurePolicies(limit)))},
-		{name: "limit counted in Redis", replicas: startReplicas(t, replicaCount, writePolicies(t, measurePolicies(limit)), "--redis-addr", rs.addr()), redis: rs},
+		{name: "limit in memory", replicas: startReplicas(t, replicaCount, withLimit)},
+		{name: "limit in Redis, budget 1s", replicas: startReplicas(t, replicaCount, withLimit, "--redis-addr", rs.addr(), "--redis-budget", "1s"), redis: rs},
+		{name: "limit in Redis, budget 5ms", replicas: startReplicas(t, replicaCount, withLimit, "--redis-addr", rs.addr()), redis: rs},
 	}
 	const (
 		rounds = 3
@@ -113,12 +117,14 @@ func TestMeasureLimitOvershoot(t *testing.T) {
 		// throughput with the 2 cores saturated.
 		throughputRequests = 1000
 	)
-	type figures struct{ p50, p99, perReplica, cpu, redisCPU []float64 }
+	const roundTripsMetric = "friendgate_velocity_redis_duration_seconds"
+	type figures struct{ p50, p99, perReplica, cpu, redisCPU, viaRedis []float64 }
 	results := make([]figures, len(configs))
 	for round := range rounds {
 		for ci, c := range configs {
 			lat := sendLoad(t, c.replicas, 1, latencyRequests, fmt.Sprintf("lat_%d_%d", round, ci))
 			cpuBefore := cpuTimes(t, c.replicas)
+			roundTripsBefore := sumMetric(t, c.replicas, roundTripsMetric, nil)
 			var redisBefore time.Duration
 			if c.redis != nil {
 				redisBefore = procCPU(t, c.redis.cmd.Process.Pid)
@@ -132,30 +138,31 @@ func TestMeasureLimitOvershoot(t *testing.T) {
 			f.cpu = append(f.cpu, micros(cpu)/float64(tp.answered))
 			if c.redis != nil {
 				f.redisCPU = append(f.redisCPU, micros(procCPU(t, c.redis.cmd.Process.Pid)-redisBefore)/float64(tp.answered))
+				f.viaRedis = append(f.viaRedis, 100*(sumMetric(t, c.replicas, roundTripsMetric, nil)-roundTripsBefore)/float64(tp.answered))
 			}
 		}
 	}
 	report += fmt.Sprintf("\ncost: every request from a new sender (each counted); medians of %d rounds\n", rounds)
 	report += fmt.Sprintf("latency: %d requests one at a time, round-robin; throughput: %d callers (%d per replica) at once, %d requests each, back to back\n",
 		latencyRequests, replicaCount*callers, callers, throughputRequests)
-	report += fmt.Sprintf("%-26s %10s %10s %18s %18s %18s\n", "counting", "p50 µs", "p99 µs", "callbacks/s/replica", "replica CPU µs/cb", "Redis CPU µs/cb")
+	report += fmt.Sprintf("%-27s %7s %7s %19s %17s %15s %15s\n", "counting", "p50 µs", "p99 µs", "callbacks/s/replica", "replica CPU µs/cb", "Redis CPU µs/cb", "counted in Redis")
 	for ci, c := range configs {
 		f := results[ci]
-		redisCPU := "-"
-		if len(f.redisCPU) > 0 {
-			redisCPU = fmt.Sprintf("%.1f", median(f.redisCPU))
+		redisCPU, viaRedis := "-", "-"
+		if c.redis != nil {
+			redisCPU, viaRedis = fmt.Sprintf("%.1f", median(f.redisCPU)), fmt.Sprintf("%.0f%%", median(f.viaRedis))
 		}
-		report += fmt.Sprintf("%-26s %10.0f %10.0f %18.0f %18.1f %18s\n", c.name, median(f.p50), median(f.p99), median(f.perReplica), median(f.cpu), redisCPU)
+		report += fmt.Sprintf("%-27s %7.0f %7.0f %19.0f %17.1f %15s %15s\n", c.name, median(f.p50), median(f.p99), median(f.perReplica), median(f.cpu), redisCPU, viaRedis)
 	}
-	redisCfg := configs[2]
-	var roundTrips float64
-	for _, s := range redisCfg.replicas {
-		roundTrips += s.metric(t, "friendgate_velocity_redis_duration_seconds", nil)
+	for _, c := range configs {
+		if c.redis == nil {
+			continue
+		}
+		report += fmt.Sprintf("%s: %.0f round trips (%s, all runs), p50 ≤ %s, p99 ≤ %s (bucket bounds); Redis errors %v (timeouts %v)\n",
+			c.name, sumMetric(t, c.replicas, roundTripsMetric, nil), roundTripsMetric,
+			histogramQuantile(t, c.replicas, roundTripsMetric, 0.50), histogramQuantile(t, c.replicas, roundTripsMetric, 0.99),
+			redisErrors(t, c.replicas), sumMetric(t, c.replicas, "friendgate_velocity_redis_errors_total", map[string]string{"reason": "timeout"}))
 	}
-	report += fmt.Sprintf("Redis round trips (friendgate_velocity_redis_duration_seconds, all rounds): %.0f, p50 ≤ %s, p99 ≤ %s (bucket bounds); Redis errors: %v (timeouts %v)\n",
-		roundTrips, histogramQuantile(t, redisCfg.replicas, "friendgate_velocity_redis_duration_seconds", 0.50),
-		histogramQuantile(t, redisCfg.replicas, "friendgate_velocity_redis_duration_seconds", 0.99),
-		redisErrors(t, redisCfg.replicas), sumMetric(t, redisCfg.replicas, "friendgate_velocity_redis_errors_total", map[string]string{"reason": "timeout"}))
 	report += fmt.Sprintf("load average after: %s\n", loadAverage(t))
 
 	t.Log("\n" + report)
