@@ -86,6 +86,14 @@ measure-hostile: ## Measure one replica's memory under 4 rounds of 1,000 slow 1 
 	FRIENDGATE_E2E_HOSTILE=1 FRIENDGATE_E2E_REPORT=$(HOSTILE_REPORT) $(GO) test ./test/e2e/ -run '^TestMeasureHostile$$' -count=1 -v -timeout 10m
 	cat $(HOSTILE_REPORT)
 
+LIMITS_REPORT ?= $(LOCALBIN)/measure-limits.txt
+.PHONY: measure-limits
+measure-limits: redis-server ## Measure limits over 3 replicas: overshoot of 1,000 requests of one sender at a limit of 100 (Redis healthy and stopped), and what counting through Redis costs a callback; see docs/benchmarks.md.
+	mkdir -p $(LOCALBIN)
+	rm -f $(LIMITS_REPORT)
+	FRIENDGATE_E2E_LIMITS=1 FRIENDGATE_E2E_REPORT=$(LIMITS_REPORT) $(GO) test ./test/e2e/ -run '^TestMeasureLimitOvershoot$$' -count=1 -v -timeout 10m
+	cat $(LIMITS_REPORT)
+
 SCALE_N ?= 100,1000,5000
 SCALE_REPORT ?= $(LOCALBIN)/measure-scale.txt
 .PHONY: measure-scale

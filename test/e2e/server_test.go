@@ -247,6 +247,26 @@ var scrapeClient = &http.Client{Timeout: 10 * time.Second, Transport: &http.Tran
 // series that does not exist counts 0.
 func (s *server) metric(t *testing.T, name string, labels map[string]string) float64 {
 	t.Helper()
+	var sum float64
+	for _, m := range s.families(t)[name].GetMetric() {
+		if !hasLabels(m, labels) {
+			continue
+		}
+		switch {
+		case m.Counter != nil:
+			sum += m.Counter.GetValue()
+		case m.Gauge != nil:
+			sum += m.Gauge.GetValue()
+		case m.Histogram != nil:
+			sum += float64(m.Histogram.GetSampleCount())
+		}
+	}
+	return sum
+}
+
+// families scrapes /metrics and returns its metric families by name.
+func (s *server) families(t *testing.T) map[string]*dto.MetricFamily {
+	t.Helper()
 	resp, err := scrapeClient.Get("http://" + s.addr + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
@@ -262,21 +282,7 @@ func (s *server) metric(t *testing.T, name string, labels map[string]string) flo
 	if err != nil {
 		t.Fatalf("parsing /metrics: %v", err)
 	}
-	var sum float64
-	for _, m := range families[name].GetMetric() {
-		if !hasLabels(m, labels) {
-			continue
-		}
-		switch {
-		case m.Counter != nil:
-			sum += m.Counter.GetValue()
-		case m.Gauge != nil:
-			sum += m.Gauge.GetValue()
-		case m.Histogram != nil:
-			sum += float64(m.Histogram.GetSampleCount())
-		}
-	}
-	return sum
+	return families
 }
 
 func hasLabels(m *dto.Metric, want map[string]string) bool {
