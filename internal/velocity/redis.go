@@ -74,6 +74,9 @@ type RedisCounter struct {
 	// so that their further requests are refused without a round trip.
 	cache  *table[cached]
 	shared atomic.Bool
+	// timeoutsInARow counts the round trips past the budget since the last one that
+	// answered (see fail).
+	timeoutsInARow atomic.Int32
 
 	duration     prometheus.Histogram
 	timeouts     prometheus.Counter
@@ -254,6 +257,7 @@ func (c *RedisCounter) Take(l *Limit, s Subject, now time.Time) Outcome {
 		c.fail(err)
 		return c.fallback.Take(l, s, now)
 	}
+	c.timeoutsInARow.Store(0)
 	o := Outcome(r[0])
 	if o != Counted {
 		c.remember(k, r[1], Outcome(r[2]))
@@ -322,11 +326,20 @@ func writeEscaped(b *strings.Builder, s string) {
 
 // fail counts err and, on the first failure, switches to local counting until a probe
 // finds Redis answering again.
+// maxTimeoutsInARow is how many round trips in a row may run past the budget before the
+// counter stops asking Redis. A lone timeout on a busy node counts only its request
+// locally: switching at once would let this replica's empty local counter allow a whole
+// limit again until the next probe.
+const maxTimeoutsInARow = 3
+
 func (c *RedisCounter) fail(err error) {
 	reason := "error"
 	if isTimeout(err) {
 		reason = "timeout"
 		c.timeouts.Inc()
+		if c.timeoutsInARow.Add(1) < maxTimeoutsInARow {
+			return
+		}
 	} else {
 		c.errorsOther.Inc()
 	}
