@@ -274,6 +274,12 @@ func TestStatusNotRewritten(t *testing.T) {
 	fp := h.waitFor(h.createPolicy("anti-spam", listSpec("trust-safety")).Name,
 		ready(metav1.ConditionTrue, v1alpha1.ReasonEnforced, v1alpha1.EnforcedAll), entries(2, "ts-1"))
 	h.waitForCache(fp)
+	// The reconcile records the Enforced Event after its status write, which the test may
+	// see first.
+	testenv.Eventually(t, waitTimeout, "the Enforced Event", func() (bool, string) {
+		got := h.events.of(fp.Name)
+		return slices.ContainsFunc(got, func(e recordedEvent) bool { return e.Reason == v1alpha1.ReasonEnforced }), fmt.Sprintf("%+v", got)
+	})
 	events := len(h.events.of(fp.Name))
 
 	// A renewal changes nothing the status says.
