@@ -48,55 +48,63 @@ var (
 // request's pooled decoder: the item decoders would otherwise move it to the heap). An
 // import of more than limit friend IDs is refused (*tooLarge) without holding the excess.
 func decodeOpenIM(d *bodyDecoder, body []byte, limit int, r *openIMRequest) error {
-	*d = bodyDecoder{s: string(body)}
-	isNull, err := d.openTop()
-	if err != nil || isNull {
-		return err
-	}
-	for first := true; ; first = false {
-		key, done, err := d.key(first)
-		if err != nil {
-			return err
-		}
-		if done {
-			return d.end()
-		}
-		switch fieldIndex(openIMFields[:], key) {
+	return d.decodeBody(body, openIMFields[:], func(i int, key string) error {
+		switch i {
 		case 0:
-			err = d.str(&r.CallbackCommand, key)
+			return d.str(&r.CallbackCommand, key)
 		case 1:
-			err = d.str(&r.FromUserID, key)
+			return d.str(&r.FromUserID, key)
 		case 2:
-			err = d.str(&r.ToUserID, key)
+			return d.str(&r.ToUserID, key)
 		case 3:
-			err = d.str(&r.BlackUserID, key)
+			return d.str(&r.BlackUserID, key)
 		case 4:
-			err = d.str(&r.OwnerUserID, key)
+			return d.str(&r.OwnerUserID, key)
 		case 5:
-			err = d.str(&r.FriendUserID, key)
+			return d.str(&r.FriendUserID, key)
 		case 6:
-			err = decodeArray(d, &r.FriendUserIDs, key, limit, "friend IDs", decodeUserID)
+			return decodeArray(d, &r.FriendUserIDs, key, limit, "friend IDs", decodeUserID)
 		case 7:
-			err = d.str(&r.ReqMsg, key)
+			return d.str(&r.ReqMsg, key)
 		case 8:
-			err = d.str(&r.HandleMsg, key)
+			return d.str(&r.HandleMsg, key)
 		case 9:
-			err = d.str(&r.Remark, key)
+			return d.str(&r.Remark, key)
 		case 10:
-			err = d.str(&r.Ex, key)
-		default:
-			err = d.skip(1)
+			return d.str(&r.Ex, key)
 		}
-		if err != nil {
-			return err
-		}
-	}
+		return d.skip(1)
+	})
 }
 
 // decodeTencent reads a Tencent friend callback into r, which must be reset, with d (see
 // decodeOpenIM). A batch of more than limit items is refused (*tooLarge) without holding
 // the excess.
 func decodeTencent(d *bodyDecoder, body []byte, limit int, r *tencentRequest) error {
+	return d.decodeBody(body, tencentFields[:], func(i int, key string) error {
+		switch i {
+		case 0:
+			return d.str(&r.CallbackCommand, key)
+		case 1:
+			return d.str(&r.FromAccount, key)
+		case 2:
+			return decodeArray(d, &r.FriendItem, key, limit, "items", decodeFriendItem)
+		case 3:
+			return decodeArray(d, &r.ResponseFriendItem, key, limit, "items", decodeResponseItem)
+		case 4:
+			return d.str(&r.AddType, key)
+		case 5:
+			return d.int64(&r.ForceAddFlags, key)
+		case 6:
+			return d.int64(&r.EventTime, key)
+		}
+		return d.skip(1)
+	})
+}
+
+// decodeBody reads body, a JSON object (or null), calling field with the index of each
+// key among fields (-1 for others), which must read the value.
+func (d *bodyDecoder) decodeBody(body []byte, fields []string, field func(i int, key string) error) error {
 	*d = bodyDecoder{s: string(body)}
 	isNull, err := d.openTop()
 	if err != nil || isNull {
@@ -110,25 +118,7 @@ func decodeTencent(d *bodyDecoder, body []byte, limit int, r *tencentRequest) er
 		if done {
 			return d.end()
 		}
-		switch fieldIndex(tencentFields[:], key) {
-		case 0:
-			err = d.str(&r.CallbackCommand, key)
-		case 1:
-			err = d.str(&r.FromAccount, key)
-		case 2:
-			err = decodeArray(d, &r.FriendItem, key, limit, "items", decodeFriendItem)
-		case 3:
-			err = decodeArray(d, &r.ResponseFriendItem, key, limit, "items", decodeResponseItem)
-		case 4:
-			err = d.str(&r.AddType, key)
-		case 5:
-			err = d.int64(&r.ForceAddFlags, key)
-		case 6:
-			err = d.int64(&r.EventTime, key)
-		default:
-			err = d.skip(1)
-		}
-		if err != nil {
+		if err := field(fieldIndex(fields, key), key); err != nil {
 			return err
 		}
 	}
