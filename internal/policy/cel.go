@@ -23,22 +23,30 @@ var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	)
 })
 
-// compileWhen type-checks a `when` expression and plans it once, with the cost limit; it
-// must yield a bool. The checked expression is returned for analysis.
-func compileWhen(expr string) (cel.Program, *cel.Ast, error) {
+// checkWhen type-checks a `when` expression against the Request struct; it must yield a
+// bool.
+func checkWhen(expr string) (*cel.Ast, error) {
 	env, err := celEnv()
 	if err != nil {
-		return nil, nil, fmt.Errorf("CEL environment: %w", err)
+		return nil, fmt.Errorf("CEL environment: %w", err)
 	}
 	ast, iss := env.Compile(expr)
 	if iss.Err() != nil {
-		return nil, nil, iss.Err()
+		return nil, iss.Err()
 	}
 	if !ast.OutputType().IsExactType(cel.BoolType) {
-		return nil, nil, fmt.Errorf("must evaluate to a bool, not %s", ast.OutputType())
+		return nil, fmt.Errorf("must evaluate to a bool, not %s", ast.OutputType())
 	}
-	prg, err := env.Program(ast, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(celCostLimit))
-	return prg, ast, err
+	return ast, nil
+}
+
+// trackedWhen plans a checked `when` with the runtime cost limit.
+func trackedWhen(checked *cel.Ast) (cel.Program, error) {
+	env, err := celEnv()
+	if err != nil {
+		return nil, fmt.Errorf("CEL environment: %w", err)
+	}
+	return env.Program(checked, cel.EvalOptions(cel.OptOptimize), cel.CostLimit(celCostLimit))
 }
 
 // requestActivation hands the request to CEL without building a map per evaluation.

@@ -1,7 +1,10 @@
 package policy
 
 import (
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
@@ -12,6 +15,7 @@ import (
 	"github.com/google/cel-go/common/types/ref"
 	"github.com/google/cel-go/ext"
 	"github.com/google/cel-go/interpreter"
+	"github.com/google/cel-go/parser"
 )
 
 // A `when` is type-checked against the Request struct (so errors read as they always
@@ -115,38 +119,115 @@ var fastCELEnv = sync.OnceValues(func() (*cel.Env, error) {
 
 // whenProgram is a compiled `when`.
 type whenProgram struct {
-	// tracked runs with the cost limit; it serves every request fast cannot.
-	tracked cel.Program
-	// fast is nil when the expression reads the request other than field by field or has
-	// no cost bound.
+	expr string
+	// tracked runs with the cost limit; it serves every request the untracked programs
+	// cannot. With an untracked program it is compiled on first use: only a request with a
+	// string over fastCELMaxString needs it, and a program holds several KiB.
+	tracked     cel.Program
+	trackedErr  error
+	trackedOnce sync.Once
+	// fast is the untracked program of the whole expression when it has no guard, or when
+	// what follows the guard has no untracked program of its own; nil when there is none.
 	fast cel.Program
 	// guard is the indexable condition of the top-level conjunction, nil when there is none.
 	guard *celGuard
+	// rest is the untracked program of the other terms of the conjunction, which decides
+	// once the guard holds. Policies written from one template differ in their guards'
+	// constants: they share one rest, compiled once. Nil when there is none.
+	rest *restProgram
+	// guardOnly reports that the guard is the whole expression.
+	guardOnly bool
 }
+
+// restProgram is the untracked program of the terms of a `when` besides its guard.
+type restProgram struct{ prg cel.Program }
 
 // compileWhenProgram compiles a `when`; the error is the type checker's.
 func compileWhenProgram(expr string) (*whenProgram, error) {
-	tracked, checked, err := compileWhen(expr)
+	checked, err := checkWhen(expr)
 	if err != nil {
 		return nil, err
 	}
-	w := &whenProgram{tracked: tracked, guard: findGuard(checked.NativeRep().Expr())}
+	w := &whenProgram{expr: expr}
+	var rest []ast.Expr
+	w.guard, rest = findGuard(checked.NativeRep().Expr())
+	if w.guard != nil {
+		if len(rest) == 0 {
+			w.guardOnly = true
+			return w, nil
+		}
+		if text, ok := unparseConjunction(rest, checked.NativeRep().SourceInfo()); ok {
+			if w.rest, err = restCache.get(text, func() (*restProgram, error) {
+				prg, err := compileFastWhen(text)
+				if prg == nil || err != nil {
+					return nil, errNoRest
+				}
+				return &restProgram{prg}, nil
+			}); err == nil {
+				return w, nil
+			}
+		}
+	}
+	if w.fast, err = compileFastWhen(expr); err != nil {
+		return nil, err
+	}
+	if w.fast == nil {
+		w.trackedOnce.Do(func() { w.tracked, w.trackedErr = trackedWhen(checked) })
+		if w.trackedErr != nil {
+			return nil, w.trackedErr
+		}
+	}
+	return w, nil
+}
+
+// errNoRest is what the rest of a `when` without an untracked program of its own caches as
+// (errors are not cached): the whole expression is compiled instead.
+var errNoRest = errors.New("no untracked program")
+
+// unparseConjunction writes terms back as one CEL conjunction.
+func unparseConjunction(terms []ast.Expr, info *ast.SourceInfo) (string, bool) {
+	var sb strings.Builder
+	for i, t := range terms {
+		text, err := parser.Unparse(t, info)
+		if err != nil {
+			return "", false
+		}
+		if i > 0 {
+			sb.WriteString(" && ")
+		}
+		sb.WriteString("(" + text + ")")
+	}
+	return sb.String(), true
+}
+
+// compileFastWhen compiles the untracked program of expr, or returns nil when expr has none.
+func compileFastWhen(expr string) (cel.Program, error) {
 	env, err := fastCELEnv()
 	if err != nil {
 		return nil, fmt.Errorf("CEL environment: %w", err)
 	}
 	fastAST, iss := env.Compile(expr)
 	if iss.Err() != nil || !fastAST.OutputType().IsExactType(cel.BoolType) {
-		return w, nil
+		return nil, nil
 	}
 	est, err := env.EstimateCost(fastAST, boundedStrings{})
 	if err != nil || est.Max > celCostLimit {
-		return w, nil
+		return nil, nil
 	}
-	if w.fast, err = env.Program(fastAST, cel.EvalOptions(cel.OptOptimize)); err != nil {
-		return nil, err
-	}
-	return w, nil
+	return env.Program(fastAST, cel.EvalOptions(cel.OptOptimize))
+}
+
+// trackedProgram returns the program with the cost limit, compiling it on first use.
+func (w *whenProgram) trackedProgram() (cel.Program, error) {
+	w.trackedOnce.Do(func() {
+		checked, err := checkWhen(w.expr)
+		if err != nil {
+			w.trackedErr = err
+			return
+		}
+		w.tracked, w.trackedErr = trackedWhen(checked)
+	})
+	return w.tracked, w.trackedErr
 }
 
 // boundedStrings tells the cost estimator that request strings are at most
@@ -213,12 +294,26 @@ func (a *celActivation) ResolveName(name string) (any, bool) {
 
 func (a *celActivation) Parent() interpreter.Activation { return nil }
 
-// eval runs the program; an error or a non-bool result means the condition fails.
+// eval runs the program; an error or a non-bool result means the condition fails. With
+// fast, every request string is within fastCELMaxString. A guard that fails decides the
+// conjunction on its own, as CEL's && does whatever the other terms would give.
 func (w *whenProgram) eval(act *celActivation, fast bool) (bool, error) {
-	if fast && w.fast != nil {
+	switch {
+	case w.guardOnly:
+		return w.guard.holds(act.r), nil
+	case fast && w.rest != nil:
+		if !w.guard.holds(act.r) {
+			return false, nil
+		}
+		return boolResult(w.rest.prg.Eval(act))
+	case fast && w.fast != nil:
 		return boolResult(w.fast.Eval(act))
 	}
-	return evalWhen(w.tracked, act.r)
+	prg, err := w.trackedProgram()
+	if err != nil {
+		return false, err
+	}
+	return evalWhen(prg, act.r)
 }
 
 func boolResult(out ref.Val, _ *cel.EvalDetails, err error) (bool, error) {
@@ -242,16 +337,22 @@ type celGuard struct {
 
 // findGuard looks through the top-level conjunction of a checked `when` for a term
 // request.<field> == 'c', 'c' == request.<field>, request.<field>.startsWith('c') or
-// request.<field> in ['a', 'b']. An equality is preferred to a prefix; the first wins.
-func findGuard(e ast.Expr) *celGuard {
+// request.<field> in ['a', 'b'], and returns it with the other terms. An equality is
+// preferred to a prefix; the first wins.
+func findGuard(e ast.Expr) (*celGuard, []ast.Expr) {
 	var best *celGuard
-	for _, term := range conjuncts(e, nil) {
+	at := -1
+	terms := conjuncts(e, nil)
+	for i, term := range terms {
 		g := guardOf(term)
 		if g != nil && (best == nil || (best.prefix && !g.prefix)) {
-			best = g
+			best, at = g, i
 		}
 	}
-	return best
+	if best == nil {
+		return nil, nil
+	}
+	return best, slices.Delete(terms, at, at+1)
 }
 
 func conjuncts(e ast.Expr, out []ast.Expr) []ast.Expr {
@@ -323,6 +424,17 @@ func stringLiteral(e ast.Expr) (string, bool) {
 	}
 	s, ok := e.AsLiteral().(types.String)
 	return string(s), ok
+}
+
+// holds reports whether r meets the guard.
+func (g *celGuard) holds(r *Request) bool {
+	v := r.str(g.field)
+	for _, want := range g.values {
+		if v == want || (g.prefix && strings.HasPrefix(v, want)) {
+			return true
+		}
+	}
+	return false
 }
 
 // describe says in words what the guard needs, for `friendgate test`.

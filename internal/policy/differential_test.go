@@ -45,6 +45,8 @@ var (
 		"request.addSource.startsWith('AddSource_Type_S') && request.to == 'b'",
 		"request.ex == 'vip' || request.ex.startsWith('{')",
 		"request.ex in ['vip', ''] && request.wording != ''",
+		"!request.forceAdd && request.to.startsWith('u') && request.from == 'u2' && request.wording.size() < 8",
+		"request.from.startsWith('u') && (request.to == 'a' || request.eventTime > 5)",
 	}
 	diffApps    = []string{"app1", "app2", ""}
 	diffEvents  = []v1alpha1.Event{v1alpha1.EventFriendRequest, v1alpha1.EventFriendResponse, v1alpha1.EventImportFriends, v1alpha1.EventAddBlack, v1alpha1.EventSetRemark}

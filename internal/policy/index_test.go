@@ -107,25 +107,87 @@ func TestNoteForUnguardedWhen(t *testing.T) {
 // program, which stops a hostile expression.
 func TestFastCELMatchesTracked(t *testing.T) {
 	for _, tt := range []struct {
-		when string
-		fast bool
+		when      string
+		fast      bool
+		guardOnly bool
+		rest      bool
 	}{
-		{"request.from.startsWith('guest_') && !request.forceAdd", true},
-		{"request.wording.contains('x') && request.eventTime > 3", true},
-		{"has(request.from)", false}, // reads the request other than field by field
-		{"request.wording" + strings.Repeat(".replace('a', 'aa')", 20) + ".size() > 0", false},
+		{"request.from.startsWith('guest_') && !request.forceAdd", true, false, true},
+		{"request.from == 'x'", true, true, false},
+		{"request.wording.contains('x') && request.eventTime > 3", true, false, false},
+		{"has(request.from)", false, false, false}, // reads the request other than field by field
+		{"request.wording" + strings.Repeat(".replace('a', 'aa')", 20) + ".size() > 0", false, false, false},
+		// The rest has no bound of its own: the guard's term is not one either.
+		{"request.from == 'x' && request.wording" + strings.Repeat(".replace('a', 'aa')", 20) + ".size() > 0", false, false, false},
 	} {
 		w, err := compileWhenProgram(tt.when)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.when, err)
 		}
-		if (w.fast != nil) != tt.fast {
-			t.Errorf("%s: fast program %v, want %v", tt.when, w.fast != nil, tt.fast)
+		if fast := w.fast != nil || w.rest != nil || w.guardOnly; fast != tt.fast {
+			t.Errorf("%s: untracked evaluation %v, want %v", tt.when, fast, tt.fast)
+		}
+		if w.guardOnly != tt.guardOnly || (w.rest != nil) != tt.rest {
+			t.Errorf("%s: guard only %v, rest %v; want %v, %v", tt.when, w.guardOnly, w.rest != nil, tt.guardOnly, tt.rest)
 		}
 	}
-	long := Request{Wording: strings.Repeat("x", fastCELMaxString+1)}
+	long := Request{Wording: strings.Repeat("x", fastCELMaxString+1), EventTime: 4}
 	if fitsFastCEL(&long) {
 		t.Error("a wording longer than the bound fits the fast programs")
+	}
+	// The tracked program of an expression with a fast one waits for the first request
+	// that needs it, and then decides as the fast one would.
+	w, err := compileWhenProgram("request.wording.contains('x') && request.eventTime > 3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.tracked != nil {
+		t.Error("the tracked program was compiled before a request needed it")
+	}
+	var act celActivation
+	act.reset(&long)
+	if got, err := w.eval(&act, fitsFastCEL(&long)); err != nil || !got {
+		t.Errorf("long request: got %v, %v; want true", got, err)
+	}
+	if w.tracked == nil {
+		t.Error("a request over the bound did not run the tracked program")
+	}
+}
+
+// TestWhenSharesRest checks that `when`s differing only in their guards share the program
+// of the rest, and decide as the whole expression does on both sides of the guard.
+func TestWhenSharesRest(t *testing.T) {
+	a, err := compileWhenProgram("request.from.startsWith('guest1_') && !request.forceAdd && request.wording != ''")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := compileWhenProgram("!request.forceAdd && request.from.startsWith('guest2_') && request.wording != ''")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.rest == nil || a.rest != b.rest {
+		t.Fatalf("rests %p and %p, want one shared program", a.rest, b.rest)
+	}
+	for _, tt := range []struct {
+		r    Request
+		want bool
+	}{
+		{Request{From: "guest1_x", Wording: "hi"}, true},
+		{Request{From: "guest1_x", Wording: "hi", ForceAdd: true}, false},
+		{Request{From: "guest1_x"}, false},
+		{Request{From: "guest2_x", Wording: "hi"}, false},
+		{Request{From: "alice", Wording: "hi"}, false},
+	} {
+		var act celActivation
+		act.reset(&tt.r)
+		got, err := a.eval(&act, true)
+		if err != nil || got != tt.want {
+			t.Errorf("%+v: got %v, %v; want %v", tt.r, got, err, tt.want)
+		}
+		act.reset(&tt.r)
+		if tracked, err := a.eval(&act, false); err != nil || tracked != got {
+			t.Errorf("%+v: the tracked program gives %v, %v; the untracked %v", tt.r, tracked, err, got)
+		}
 	}
 }
 

@@ -64,6 +64,7 @@ type pattern struct {
 var (
 	patternCache internCache[pattern]
 	whenCache    internCache[whenProgram]
+	restCache    internCache[restProgram]
 	acCache      internCache[acMatcher]
 )
 
