@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"net/netip"
 	"regexp/syntax"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -370,15 +373,56 @@ func Build(policies []*v1alpha1.FriendPolicy, configMaps []*corev1.ConfigMap, op
 	for _, cm := range configMaps {
 		byNamespace[cm.Namespace] = append(byNamespace[cm.Namespace], cm)
 	}
+	jobs := make([]Job, len(policies))
+	for i, fp := range policies {
+		jobs[i] = Job{Policy: fp, ConfigMaps: byNamespace[fp.Namespace]}
+	}
+	CompileAll(jobs, opts)
 	compiled := make([]*Compiled, 0, len(policies))
 	var errs []error
-	for _, fp := range policies {
-		c, err := Compile(fp, byNamespace[fp.Namespace], opts)
-		if err != nil {
-			errs = append(errs, err)
+	for _, j := range jobs {
+		if j.Err != nil {
+			errs = append(errs, j.Err)
 			continue
 		}
-		compiled = append(compiled, c)
+		compiled = append(compiled, j.Compiled)
 	}
 	return NewSnapshot(compiled), compiled, errors.Join(errs...)
+}
+
+// Job is one policy to compile with the ConfigMaps it may select, and, once CompileAll
+// returns, what Compile made of it.
+type Job struct {
+	Policy     *v1alpha1.FriendPolicy
+	ConfigMaps []*corev1.ConfigMap
+
+	Compiled *Compiled
+	Err      error
+}
+
+// minJobsPerWorker keeps a handful of policies on one goroutine: starting more costs more
+// than it saves.
+const minJobsPerWorker = 64
+
+// CompileAll compiles every job, on as many goroutines as the process may run at once:
+// policies compile independently (shared expressions are interned under a lock), and an
+// install of thousands of policies is ready sooner.
+func CompileAll(jobs []Job, opts Options) {
+	workers := min(runtime.GOMAXPROCS(0), (len(jobs)+minJobsPerWorker-1)/minJobsPerWorker)
+	if workers <= 1 {
+		for i := range jobs {
+			jobs[i].Compiled, jobs[i].Err = Compile(jobs[i].Policy, jobs[i].ConfigMaps, opts)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(jobs); i = int(next.Add(1) - 1) {
+				jobs[i].Compiled, jobs[i].Err = Compile(jobs[i].Policy, jobs[i].ConfigMaps, opts)
+			}
+		})
+	}
+	wg.Wait()
 }

@@ -302,34 +302,48 @@ func (b *Builder) build(ctx context.Context) error {
 	if propagation.Newer(seen, watermark) {
 		watermark = seen
 	}
-	recompiled, invalid := 0, 0
+	// Policies whose fingerprint changed are compiled together, in parallel.
+	entries := make([]*compilation, len(policies.Items))
+	var jobs []policy.Job
+	var jobEntries []int
 	for i := range policies.Items {
 		fp := &policies.Items[i]
 		if propagation.Newer(fp.ResourceVersion, watermark) {
 			watermark = fp.ResourceVersion
 		}
-		key := fp.Namespace + "/" + fp.Name
 		selected := selectedConfigMaps(fp, byNamespace[fp.Namespace])
 		fingerprint := fingerprint(fp, selected)
-		e, ok := b.compiled[key]
-		if !ok || e.fingerprint != fingerprint {
-			c, err := policy.Compile(fp, selected, b.Options)
-			e = &compilation{fingerprint: fingerprint, compiled: c, err: err}
-			recompiled++
-			if err != nil {
-				b.Log.Error(err, "policy does not compile; it is not enforced", "policy", key, "generation", fp.Generation)
-				if b.OnInvalid != nil {
-					b.OnInvalid(key, err)
-				}
+		if e, ok := b.compiled[fp.Namespace+"/"+fp.Name]; ok && e.fingerprint == fingerprint {
+			entries[i] = e
+			continue
+		}
+		entries[i] = &compilation{fingerprint: fingerprint}
+		jobs = append(jobs, policy.Job{Policy: fp, ConfigMaps: selected})
+		jobEntries = append(jobEntries, i)
+	}
+	policy.CompileAll(jobs, b.Options)
+	for j, i := range jobEntries {
+		e, fp := entries[i], &policies.Items[i]
+		e.compiled, e.err = jobs[j].Compiled, jobs[j].Err
+		if e.err != nil {
+			key := fp.Namespace + "/" + fp.Name
+			b.Log.Error(e.err, "policy does not compile; it is not enforced", "policy", key, "generation", fp.Generation)
+			if b.OnInvalid != nil {
+				b.OnInvalid(key, e.err)
 			}
 		}
-		next[key] = e
+	}
+	invalid := 0
+	for i, e := range entries {
+		fp := &policies.Items[i]
+		next[fp.Namespace+"/"+fp.Name] = e
 		if e.err != nil {
 			invalid++
 			continue
 		}
 		compiled = append(compiled, e.compiled)
 	}
+	recompiled := len(jobs)
 	b.compiled = next
 	b.watermark = watermark
 	snap := policy.NewSnapshot(compiled)
