@@ -186,7 +186,7 @@ func (b *Builder) configMapHandler() toolscache.ResourceEventHandler {
 // or only moves the watermark on, until ctx is done.
 func (b *Builder) Start(ctx context.Context) error {
 	b.pending.wake = make(chan struct{}, 1)
-	var synced []toolscache.InformerSynced
+	var synced []toolscache.DoneChecker
 	for obj, h := range map[client.Object]toolscache.ResourceEventHandler{
 		&v1alpha1.FriendPolicy{}: b.policyHandler(),
 		&corev1.ConfigMap{}:      b.configMapHandler(),
@@ -199,12 +199,17 @@ func (b *Builder) Start(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("watching %T: %w", obj, err)
 		}
-		synced = append(synced, reg.HasSynced)
+		synced = append(synced, reg.HasSyncedChecker())
 	}
 	// Once the handlers have seen every listed object, the first build covers them all and
-	// their events ask for no second one.
-	if !toolscache.WaitForCacheSync(ctx.Done(), synced...) {
-		return ctx.Err()
+	// their events ask for no second one. The checkers' channels close then: polling
+	// HasSynced, as WaitForCacheSync does every 100 ms, would hold a new replica back.
+	for _, c := range synced {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.Done():
+		}
 	}
 	debounce := b.Debounce
 	if debounce <= 0 {
