@@ -48,6 +48,7 @@ type options struct {
 	duration, warmup               time.Duration
 	serverCPU, clientCPU           int
 	connections, rounds            int
+	run                            string
 }
 
 func main() {
@@ -62,6 +63,7 @@ func main() {
 	flag.IntVar(&o.clientCPU, "client-cpu", 1, "core wrk is pinned to")
 	flag.IntVar(&o.connections, "connections", 16, "wrk's keep-alive connections")
 	flag.IntVar(&o.rounds, "rounds", 3, "runs of each case (the machine's noise: the report gives medians)")
+	flag.StringVar(&o.run, "run", "", "only the cases whose \"policies / callback\" matches this regular expression")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -89,6 +91,10 @@ func run(o options) error {
 		{2, openIM, 0.8}, {2, tencent1, 0.8},
 	}
 
+	only, err := regexp.Compile(o.run)
+	if err != nil {
+		return fmt.Errorf("--run: %w", err)
+	}
 	fmt.Printf("loadbench: %s per run after %s warm-up, server on core %d, wrk on core %d (-t1 -c%d), %d rounds\n",
 		o.duration, o.warmup, o.serverCPU, o.clientCPU, o.connections, o.rounds)
 	fmt.Println("Each round runs the no-op server and then friendgate on the same requests; the figures are medians over the rounds.")
@@ -97,6 +103,9 @@ func run(o options) error {
 	fmt.Println("|---|---|---:|---:|---:|---:|")
 	for _, c := range cases {
 		set := sets[c.set]
+		if !only.MatchString(set.name + " / " + c.req.name) {
+			continue
+		}
 		policies := filepath.Join(dir, fmt.Sprintf("policies-%d", set.global))
 		if err := writePolicies(policies, o.samples, set.global); err != nil {
 			return err
