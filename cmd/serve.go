@@ -53,8 +53,8 @@ Cloud Chat's at http://HOST:8080/tencent. /readyz turns ready once the policies 
 				Options: policy.Options{MaxListEntries: maxLists},
 				Log:     log.WithName("policies"),
 				OnSnapshot: func(s *policy.Snapshot, _ []*policy.Compiled) {
-					srv.releaseBuildMemory()
 					srv.store.Set(s)
+					srv.releaseBuildMemory()
 				},
 				OnError: func(error) { srv.metrics.ReloadFailed("files") },
 			}

@@ -137,9 +137,9 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 		Options: policy.Options{MaxListEntries: flags.maxLists},
 		Log:     log.WithName("snapshot"),
 		OnSnapshot: func(s *policy.Snapshot, watermark string) {
-			srv.releaseBuildMemory()
 			srv.store.Set(s)
 			reporter.SetWatermark(watermark)
+			srv.releaseBuildMemory()
 		},
 		OnWatermark: reporter.SetWatermark,
 		OnInvalid:   func(string, error) { srv.metrics.ReloadFailed("kubernetes") },

@@ -211,6 +211,7 @@ func (b *Builder) Start(ctx context.Context) error {
 		case <-c.Done():
 		}
 	}
+	b.Log.V(1).Info("caches synced")
 	debounce := b.Debounce
 	if debounce <= 0 {
 		debounce = DefaultDebounce
@@ -282,6 +283,7 @@ func (b *Builder) advance(seen string) {
 }
 
 func (b *Builder) build(ctx context.Context) error {
+	start := time.Now()
 	// Everything delivered so far is in the cache the lists below read.
 	_, seen := b.pending.take()
 	// The cache's own objects, not copies: a build only reads them, and the cache replaces
@@ -352,7 +354,7 @@ func (b *Builder) build(ctx context.Context) error {
 	b.compiled = next
 	b.watermark = watermark
 	snap := policy.NewSnapshot(compiled)
-	b.Log.V(1).Info("snapshot built", "policies", len(compiled), "invalid", invalid, "recompiled", recompiled, "watermark", watermark)
+	b.Log.V(1).Info("snapshot built", "policies", len(compiled), "invalid", invalid, "recompiled", recompiled, "watermark", watermark, "duration", time.Since(start))
 	if b.OnSnapshot != nil {
 		b.OnSnapshot(snap, watermark)
 	}
