@@ -219,7 +219,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		}
 		// validateSpec reports an invalid selector; such a blocklist reads no ConfigMap.
 		cb.selector, _ = b.ListSelector()
-		if pErrs := checkPatterns(b.Patterns, p.Child("patterns")); len(pErrs) > 0 {
+		if pErrs := checkPatterns(b.Patterns, p.Child("patterns"), anchorPattern); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
 		} else if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err != nil {
 			errs = append(errs, field.Invalid(p.Child("patterns"), b.Patterns, err.Error()))
@@ -246,7 +246,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 				cr.cidrs = append(cr.cidrs, pfx.Masked())
 			}
 		}
-		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns")); len(pErrs) > 0 {
+		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns"), nil); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
 		} else {
 			for _, wp := range r.WordingPatterns {
@@ -281,12 +281,20 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	return c, errs
 }
 
-// checkPatterns parses each RE2 pattern alone, so an error names the pattern at fault.
-// Parsing finds every error compiling would (regexp.Compile adds none after it); the
-// patterns are then compiled once, together.
-func checkPatterns(patterns []string, path *field.Path) field.ErrorList {
+// checkPatterns parses each RE2 pattern alone, so an error names the pattern at fault. A
+// pattern whose compiled form (compiled as form gives, or as it is when form is nil) is in
+// the pattern cache was checked when it was compiled: identical patterns across thousands
+// of policies are parsed once.
+func checkPatterns(patterns []string, path *field.Path, form func(string) string) field.ErrorList {
 	var errs field.ErrorList
 	for i, p := range patterns {
+		key := p
+		if form != nil {
+			key = form(p)
+		}
+		if patternCache.has(key) {
+			continue
+		}
 		if _, err := syntax.Parse(p, syntax.Perl); err != nil {
 			errs = append(errs, field.Invalid(path.Index(i), p, "not a valid RE2 regular expression: "+err.Error()))
 		}

@@ -99,36 +99,58 @@ func newPrefixTrie[V any](k *keyed[V]) prefixTrie[V] {
 	if len(k.keys) == 0 {
 		return prefixTrie[V]{}
 	}
-	// Inserting keys in sorted order makes every node's children arrive in byte order, so
-	// the flat layout is built in one pass: node i's edges are added when i is expanded.
-	type node struct {
-		children []acEdge
-		vals     []V
+	// Inserted in sorted order, keys create nodes in depth-first order, and each node's
+	// children in byte order, one after the other: the only child a key can share with an
+	// earlier one is its parent's latest. The nodes are numbered as created; their edges
+	// and values are then laid out by counting, with a handful of allocations whatever the
+	// keys (a snapshot of thousands of scopes builds as many tries).
+	order := k.sorted()
+	size := 1
+	for _, key := range k.keys {
+		size += len(key)
 	}
-	nodes := []node{{}}
-	for _, i := range k.sorted() {
-		key, s := k.keys[i], uint32(0)
+	parent := make([]uint32, 1, size)
+	label := make([]byte, 1, size)
+	latest := make([]uint32, 1, size) // latest child of each node; 0: none yet
+	end := make([]uint32, len(k.keys))
+	for _, i := range order {
+		key, n := k.keys[i], uint32(0)
 		for j := 0; j < len(key); j++ {
-			ch := nodes[s].children
-			if n := len(ch); n > 0 && ch[n-1].b == key[j] {
-				s = ch[n-1].next
+			if c := latest[n]; c != 0 && label[c] == key[j] {
+				n = c
 				continue
 			}
-			next := uint32(len(nodes))
-			nodes[s].children = append(ch, acEdge{key[j], next})
-			nodes = append(nodes, node{})
-			s = next
+			c := uint32(len(parent))
+			parent, label, latest = append(parent, n), append(label, key[j]), append(latest, 0)
+			latest[n] = c
+			n = c
 		}
-		nodes[s].vals = append(nodes[s].vals, k.vals[i])
+		end[i] = n
 	}
-	t := prefixTrie[V]{nodes: make([]trieNode, len(nodes))}
-	for i := range nodes {
-		t.nodes[i].edges = span{uint32(len(t.edges)), 0}
-		t.edges = append(t.edges, nodes[i].children...)
-		t.nodes[i].edges.hi = uint32(len(t.edges))
-		t.nodes[i].vals = span{uint32(len(t.vals)), 0}
-		t.vals = append(t.vals, nodes[i].vals...)
-		t.nodes[i].vals.hi = uint32(len(t.vals))
+	t := prefixTrie[V]{nodes: make([]trieNode, len(parent)), edges: make([]acEdge, len(parent)-1), vals: make([]V, len(k.vals))}
+	for c := 1; c < len(parent); c++ {
+		t.nodes[parent[c]].edges.hi++
+	}
+	for _, n := range end {
+		t.nodes[n].vals.hi++
+	}
+	// The counts become offsets; hi then counts up again as each span is filled.
+	var edges, vals uint32
+	for i := range t.nodes {
+		nd := &t.nodes[i]
+		ne, nv := nd.edges.hi, nd.vals.hi
+		nd.edges, nd.vals = span{edges, edges}, span{vals, vals}
+		edges, vals = edges+ne, vals+nv
+	}
+	for c := 1; c < len(parent); c++ {
+		nd := &t.nodes[parent[c]]
+		t.edges[nd.edges.hi] = acEdge{label[c], uint32(c)}
+		nd.edges.hi++
+	}
+	for _, i := range order {
+		nd := &t.nodes[end[i]]
+		t.vals[nd.vals.hi] = k.vals[i]
+		nd.vals.hi++
 	}
 	return t
 }

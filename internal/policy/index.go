@@ -439,7 +439,9 @@ type guardBuilder struct {
 }
 
 func newIndexBuilder(s *Snapshot) *indexBuilder {
-	return &indexBuilder{s: s, x: &scopeIndex{}, idPats: map[uint32]int{}, wordingLits: map[string][]ruleRef{}, cidrs: map[netip.Prefix][]ruleRef{}, dicts: map[uint32]int{}}
+	// The maps are made on first use: a snapshot of thousands of app-scoped policies has as
+	// many scopes, most of which use one or two of them.
+	return &indexBuilder{s: s, x: &scopeIndex{}}
 }
 
 // add files policy p (its ordinal in the snapshot) in the scope.
@@ -476,6 +478,9 @@ func (b *indexBuilder) add(p uint32) {
 			k, ok := b.idPats[id]
 			if !ok {
 				k = len(b.x.idPatterns)
+				if b.idPats == nil {
+					b.idPats = map[uint32]int{}
+				}
 				b.idPats[id] = k
 				b.x.idPatterns = append(b.x.idPatterns, scopePattern{id: id})
 			}
@@ -500,6 +505,9 @@ func (b *indexBuilder) addRule(c *Compiled, ref ruleRef) {
 	case wordingIndexable(rule.wording):
 		for _, wp := range rule.wording {
 			for _, lit := range wp.literals {
+				if b.wordingLits == nil {
+					b.wordingLits = map[string][]ruleRef{}
+				}
 				b.wordingLits[lit] = append(b.wordingLits[lit], ref)
 			}
 		}
@@ -509,6 +517,9 @@ func (b *indexBuilder) addRule(c *Compiled, ref ruleRef) {
 		b.addSources.addAll(rule.addSources, ref)
 	case len(rule.cidrs) > 0:
 		for _, pfx := range rule.cidrs {
+			if b.cidrs == nil {
+				b.cidrs = map[netip.Prefix][]ruleRef{}
+			}
 			b.cidrs[pfx] = append(b.cidrs[pfx], ref)
 		}
 	case rule.keywords != nil:
@@ -519,6 +530,9 @@ func (b *indexBuilder) addRule(c *Compiled, ref ruleRef) {
 		k, ok := b.dicts[id]
 		if !ok {
 			k = len(b.x.keywords)
+			if b.dicts == nil {
+				b.dicts = map[uint32]int{}
+			}
 			b.dicts[id] = k
 			b.x.keywords = append(b.x.keywords, scopeDict{id: id})
 		}

@@ -54,6 +54,14 @@ func (c *internCache[T]) get(key string, build func() (*T, error)) (*T, error) {
 	return v, nil
 }
 
+// has reports whether a value is cached under key.
+func (c *internCache[T]) has(key string) bool {
+	c.mu.Lock()
+	wp, ok := c.m[key]
+	c.mu.Unlock()
+	return ok && wp.Value() != nil
+}
+
 // pattern is a compiled regular expression with the literals its matches require.
 type pattern struct {
 	re *regexp.Regexp

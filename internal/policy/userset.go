@@ -30,7 +30,7 @@ func newUserSet(users []string, prefixes []string, patterns []string) (userSet, 
 		slices.Sort(s.users)
 	}
 	for _, p := range patterns {
-		cp, err := compilePattern(`^(?:` + p + `)$`)
+		cp, err := compilePattern(anchorPattern(p))
 		if err != nil {
 			return userSet{}, err
 		}
@@ -38,6 +38,9 @@ func newUserSet(users []string, prefixes []string, patterns []string) (userSet, 
 	}
 	return s, nil
 }
+
+// anchorPattern is a whole-ID pattern as it is compiled.
+func anchorPattern(p string) string { return `^(?:` + p + `)$` }
 
 // prefixFree sorts prefixes and drops those made redundant by a shorter one. In a sorted
 // prefix-free slice, the only candidate prefix of an ID is the greatest element <= the ID.
