@@ -312,6 +312,27 @@ const keywordWording = "Hi! I saw your profile in the hiking group and would lov
 	"I'm Anna, 28, from Lyon, I work as a nurse. 你好，很高兴认识你！ Message me any " +
 	"time, I'm usually online in the evening after my work. ｈａｐｐｙ weekend :) see you!!!!"
 
+// BenchmarkBuildGlobalPolicies builds BenchmarkDecideGlobalPolicies' 1,000 policies, each
+// with expressions of its own (users, prefixes, patterns and a `when` guard constant), and
+// reports the live heap the snapshot keeps per policy: mostly compiled regular expressions
+// and CEL programs, the garbage collector's marking work in a running replica.
+func BenchmarkBuildGlobalPolicies(b *testing.B) {
+	const n = 1_000
+	policies := make([]*v1alpha1.FriendPolicy, n)
+	for i := range policies {
+		policies[i] = globalPolicy(i)
+	}
+	for b.Loop() {
+		before := liveHeap()
+		s, _, err := Build(policies, nil, Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(liveHeap()-before)/n, "heap-B/policy")
+		runtime.KeepAlive(s)
+	}
+}
+
 // BenchmarkDecideKeywords measures a decision by a rule whose dictionary (from a ConfigMap)
 // holds 100 to 100,000 words, every normalisation on, against a 256-byte wording: allow
 // reads the whole wording; deny finds a word, disguised, at its end.
