@@ -295,22 +295,8 @@ func BenchmarkBuildScopedPolicies(b *testing.B) {
 			},
 		})
 	}
-	for b.Loop() {
-		before := liveHeap()
-		s, _, err := Build(policies, nil, Options{})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.ReportMetric(float64(liveHeap()-before)/n, "heap-B/policy")
-		runtime.KeepAlive(s)
-	}
+	benchBuild(b, policies)
 }
-
-// keywordWording is a 256-byte greeting in Latin, Chinese and fullwidth letters that matches
-// none of keywordWords: a passing request reads all of it.
-const keywordWording = "Hi! I saw your profile in the hiking group and would love to be friends. " +
-	"I'm Anna, 28, from Lyon, I work as a nurse. 你好，很高兴认识你！ Message me any " +
-	"time, I'm usually online in the evening after my work. ｈａｐｐｙ weekend :) see you!!!!"
 
 // BenchmarkBuildGlobalPolicies builds BenchmarkDecideGlobalPolicies' 1,000 policies, each
 // with expressions of its own (users, prefixes, patterns and a `when` guard constant), and
@@ -322,16 +308,28 @@ func BenchmarkBuildGlobalPolicies(b *testing.B) {
 	for i := range policies {
 		policies[i] = globalPolicy(i)
 	}
+	benchBuild(b, policies)
+}
+
+// benchBuild builds policies into a snapshot per iteration and reports the live heap the
+// snapshot keeps per policy.
+func benchBuild(b *testing.B, policies []*v1alpha1.FriendPolicy) {
 	for b.Loop() {
 		before := liveHeap()
 		s, _, err := Build(policies, nil, Options{})
 		if err != nil {
 			b.Fatal(err)
 		}
-		b.ReportMetric(float64(liveHeap()-before)/n, "heap-B/policy")
+		b.ReportMetric(float64(liveHeap()-before)/float64(len(policies)), "heap-B/policy")
 		runtime.KeepAlive(s)
 	}
 }
+
+// keywordWording is a 256-byte greeting in Latin, Chinese and fullwidth letters that matches
+// none of keywordWords: a passing request reads all of it.
+const keywordWording = "Hi! I saw your profile in the hiking group and would love to be friends. " +
+	"I'm Anna, 28, from Lyon, I work as a nurse. 你好，很高兴认识你！ Message me any " +
+	"time, I'm usually online in the evening after my work. ｈａｐｐｙ weekend :) see you!!!!"
 
 // BenchmarkDecideKeywords measures a decision by a rule whose dictionary (from a ConfigMap)
 // holds 100 to 100,000 words, every normalisation on, against a 256-byte wording: allow
