@@ -18,10 +18,13 @@ const celCostLimit = 100_000
 var celEnv = sync.OnceValues(func() (*cel.Env, error) {
 	return cel.NewEnv(
 		ext.NativeTypes(reflect.TypeFor[Request](), ext.ParseStructTags(true)),
-		cel.Variable("request", cel.ObjectType(reflect.TypeFor[Request]().String())),
+		cel.Variable(celRequest, cel.ObjectType(reflect.TypeFor[Request]().String())),
 		ext.Strings(),
 	)
 })
+
+// celRequest is the variable a `when` reads the request through.
+const celRequest = "request"
 
 // checkWhen type-checks a `when` expression against the Request struct; it must yield a
 // bool.
@@ -53,7 +56,7 @@ func trackedWhen(checked *cel.Ast) (cel.Program, error) {
 type requestActivation struct{ r *Request }
 
 func (a requestActivation) ResolveName(name string) (any, bool) {
-	if name == "request" {
+	if name == celRequest {
 		return a.r, true
 	}
 	return nil, false

@@ -137,6 +137,9 @@ type whenProgram struct {
 	rest *restProgram
 	// guardOnly reports that the guard is the whole expression.
 	guardOnly bool
+	// native evaluates the expression without CEL, when it is made of what nativeWhen
+	// compiles; then it serves every request, and there are no programs.
+	native nativeBool
 }
 
 // restProgram is the untracked program of the terms of a `when` besides its guard.
@@ -151,6 +154,9 @@ func compileWhenProgram(expr string) (*whenProgram, error) {
 	w := &whenProgram{expr: expr}
 	var rest []ast.Expr
 	w.guard, rest = findGuard(checked.NativeRep().Expr())
+	if w.native, _ = nativeWhen(checked.NativeRep().Expr()); w.native != nil {
+		return w, nil
+	}
 	if w.guard != nil {
 		if len(rest) == 0 {
 			w.guardOnly = true
@@ -299,6 +305,8 @@ func (a *celActivation) Parent() interpreter.Activation { return nil }
 // conjunction on its own, as CEL's && does whatever the other terms would give.
 func (w *whenProgram) eval(act *celActivation, fast bool) (bool, error) {
 	switch {
+	case w.native != nil:
+		return w.native(act.r), nil
 	case w.guardOnly:
 		return w.guard.holds(act.r), nil
 	case fast && w.rest != nil:
@@ -407,14 +415,7 @@ func guardOf(e ast.Expr) *celGuard {
 
 // requestField recognises request.<string field>.
 func requestField(e ast.Expr) (reqField, bool) {
-	if e.Kind() != ast.SelectKind {
-		return 0, false
-	}
-	sel := e.AsSelect()
-	if sel.IsTestOnly() || sel.Operand().Kind() != ast.IdentKind || sel.Operand().AsIdent() != "request" {
-		return 0, false
-	}
-	f, ok := fieldByName(sel.FieldName())
+	f, ok := anyRequestField(e)
 	return f, ok && f < numStringFields
 }
 

@@ -47,6 +47,8 @@ var (
 		"request.ex in ['vip', ''] && request.wording != ''",
 		"!request.forceAdd && request.to.startsWith('u') && request.from == 'u2' && request.wording.size() < 8",
 		"request.from.startsWith('u') && (request.to == 'a' || request.eventTime > 5)",
+		"request.wording.trim() == '' || request.remark.size() > 3",
+		"request.to.endsWith('1') != request.forceAdd && request.wording.lowerAscii() != 'x'",
 	}
 	diffApps    = []string{"app1", "app2", ""}
 	diffEvents  = []v1alpha1.Event{v1alpha1.EventFriendRequest, v1alpha1.EventFriendResponse, v1alpha1.EventImportFriends, v1alpha1.EventAddBlack, v1alpha1.EventSetRemark}

@@ -112,9 +112,9 @@ func TestFastCELMatchesTracked(t *testing.T) {
 		guardOnly bool
 		rest      bool
 	}{
-		{"request.from.startsWith('guest_') && !request.forceAdd", true, false, true},
-		{"request.from == 'x'", true, true, false},
-		{"request.wording.contains('x') && request.eventTime > 3", true, false, false},
+		{"request.from.startsWith('guest_') && request.wording.matches('x')", true, false, true},
+		{"request.to in ['a', 'b']", true, true, false},
+		{"request.wording.lowerAscii().contains('x') && request.eventTime > 3", true, false, false},
 		{"has(request.from)", false, false, false}, // reads the request other than field by field
 		{"request.wording" + strings.Repeat(".replace('a', 'aa')", 20) + ".size() > 0", false, false, false},
 		// The rest has no bound of its own: the guard's term is not one either.
@@ -123,6 +123,9 @@ func TestFastCELMatchesTracked(t *testing.T) {
 		w, err := compileWhenProgram(tt.when)
 		if err != nil {
 			t.Fatalf("%s: %v", tt.when, err)
+		}
+		if w.native != nil {
+			t.Errorf("%s: compiled without CEL", tt.when)
 		}
 		if fast := w.fast != nil || w.rest != nil || w.guardOnly; fast != tt.fast {
 			t.Errorf("%s: untracked evaluation %v, want %v", tt.when, fast, tt.fast)
@@ -137,7 +140,7 @@ func TestFastCELMatchesTracked(t *testing.T) {
 	}
 	// The tracked program of an expression with a fast one waits for the first request
 	// that needs it, and then decides as the fast one would.
-	w, err := compileWhenProgram("request.wording.contains('x') && request.eventTime > 3")
+	w, err := compileWhenProgram("request.wording.lowerAscii().contains('x') && request.eventTime > 3")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,14 +157,62 @@ func TestFastCELMatchesTracked(t *testing.T) {
 	}
 }
 
+// TestNativeWhen checks which `when`s run without CEL, and that they decide as the
+// tracked CEL program does.
+func TestNativeWhen(t *testing.T) {
+	requests := []Request{
+		{},
+		{From: "guest_1", To: "bob", Wording: "  hi  ", Remark: "héllo", EventTime: 7, ForceAdd: true},
+		{From: "guest", To: "b1", Wording: "\t\n", Remark: "\xffab", EventTime: -3},
+		{From: "alice", To: "vip_1", Wording: "call me", Remark: "ab", EventTime: 5},
+	}
+	for _, tt := range []struct {
+		when   string
+		native bool
+	}{
+		{"request.from.startsWith('guest_') && !request.forceAdd", true},
+		{"request.wording.trim() == ''", true},
+		{"request.remark.size() > 2 || size(request.wording) <= 2", true},
+		{"request.to.endsWith('1') != request.forceAdd", true},
+		{"request.wording.contains('me') && request.eventTime >= 5 && request.eventTime < 7", true},
+		{"request.from != 'alice' || false == request.forceAdd", true},
+		{"true", true},
+		{"request.remark.lowerAscii() == 'ab'", false},
+		{"request.to in ['bob', 'b1']", false},
+		{"request.wording.matches('^c')", false},
+		{"int(request.eventTime) == 5", false},
+	} {
+		w, err := compileWhenProgram(tt.when)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.when, err)
+		}
+		if (w.native != nil) != tt.native {
+			t.Errorf("%s: native %v, want %v", tt.when, w.native != nil, tt.native)
+		}
+		tracked, err := w.trackedProgram()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range requests {
+			var act celActivation
+			act.reset(&r)
+			got, err := w.eval(&act, true)
+			want, wantErr := evalWhen(tracked, &r)
+			if got != want || (err != nil) != (wantErr != nil) {
+				t.Errorf("%s on %+v: got %v, %v; CEL gives %v, %v", tt.when, r, got, err, want, wantErr)
+			}
+		}
+	}
+}
+
 // TestWhenSharesRest checks that `when`s differing only in their guards share the program
 // of the rest, and decide as the whole expression does on both sides of the guard.
 func TestWhenSharesRest(t *testing.T) {
-	a, err := compileWhenProgram("request.from.startsWith('guest1_') && !request.forceAdd && request.wording != ''")
+	a, err := compileWhenProgram("request.from.startsWith('guest1_') && !request.forceAdd && request.wording.lowerAscii() != ''")
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := compileWhenProgram("!request.forceAdd && request.from.startsWith('guest2_') && request.wording != ''")
+	b, err := compileWhenProgram("!request.forceAdd && request.from.startsWith('guest2_') && request.wording.lowerAscii() != ''")
 	if err != nil {
 		t.Fatal(err)
 	}
