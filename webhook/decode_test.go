@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"reflect"
 	"strings"
 	"testing"
@@ -193,4 +194,25 @@ func normalizeTencent(r tencentRequest) tencentRequest {
 		r.ResponseFriendItem = nil
 	}
 	return r
+}
+
+// TestStopsScan checks the word-at-a-time test against the byte table, on words built from
+// the bytes around each boundary it must tell apart.
+func TestStopsScan(t *testing.T) {
+	edges := []byte{0x00, 0x01, 0x1f, 0x20, 0x21, '"', '#', '[', '\\', ']', 0x7e, 0x7f, 0x80, 0x81, 0xfe, 0xff, 'a'}
+	rng := rand.New(rand.NewPCG(3, 4))
+	var b [8]byte
+	for range 200_000 {
+		want := false
+		for i := range b {
+			b[i] = edges[rng.IntN(len(edges))]
+			if rng.IntN(3) > 0 {
+				b[i] = 'a' + byte(rng.IntN(26))
+			}
+			want = want || stringStop[b[i]]
+		}
+		if got := stopsScan(load64(string(b[:]), 0)); got != want {
+			t.Fatalf("stopsScan(%q) = %v, want %v", b, got, want)
+		}
+	}
 }

@@ -82,7 +82,10 @@ func parseTencentQuery(raw string) tencentQuery {
 		default:
 			continue
 		}
-		if u, err := url.QueryUnescape(v); err == nil {
+		// Tencent's values (digits, an IP address, a platform name) rarely need unescaping.
+		if strings.IndexByte(v, '%') < 0 && strings.IndexByte(v, '+') < 0 {
+			*dst = v
+		} else if u, err := url.QueryUnescape(v); err == nil {
 			*dst = u
 		}
 	}
