@@ -572,7 +572,7 @@ func load64(s string, i int) uint64 {
 // below 0x20 are the classic word-at-a-time tests: exact on whether any byte matches.
 func stopsScan(w uint64) bool {
 	hasZero := func(x uint64) uint64 { return (x - lsbs) & ^x & msbs }
-	return (hasZero(w^(lsbs*'"'))|hasZero(w^(lsbs*'\\'))|((w-lsbs*0x20)&^w&msbs)|w&msbs) != 0
+	return (hasZero(w^(lsbs*'"')) | hasZero(w^(lsbs*'\\')) | ((w - lsbs*0x20) &^ w & msbs) | w&msbs) != 0
 }
 
 // scanString checks the string starting at d.i and returns the index past its closing
