@@ -6,7 +6,6 @@ import (
 
 	"github.com/google/cel-go/common/ast"
 	"github.com/google/cel-go/common/operators"
-	"github.com/google/cel-go/common/types"
 )
 
 // Most `when`s compare request fields with constants through a few string functions. Such
@@ -28,18 +27,24 @@ type (
 func nativeWhen(e ast.Expr) (nativeBool, bool) { return nativeBoolExpr(e) }
 
 func nativeBoolExpr(e ast.Expr) (nativeBool, bool) {
+	if e.Kind() == ast.CallKind {
+		return nativeBoolCall(e.AsCall())
+	}
+	return nativeLeaf(e, fieldForceAdd, func(r *Request) bool { return r.ForceAdd })
+}
+
+// nativeLeaf compiles a literal of Go type T (CEL's bool, int or string), or the request
+// field f, which read returns.
+func nativeLeaf[T bool | int64 | string](e ast.Expr, f reqField, read func(*Request) T) (func(*Request) T, bool) {
 	switch e.Kind() {
 	case ast.LiteralKind:
-		if b, ok := e.AsLiteral().(types.Bool); ok {
-			v := bool(b)
-			return func(*Request) bool { return v }, true
+		if v, ok := e.AsLiteral().Value().(T); ok {
+			return func(*Request) T { return v }, true
 		}
 	case ast.SelectKind:
-		if f, ok := anyRequestField(e); ok && f == fieldForceAdd {
-			return func(r *Request) bool { return r.ForceAdd }, true
+		if got, ok := anyRequestField(e); ok && got == f {
+			return read, true
 		}
-	case ast.CallKind:
-		return nativeBoolCall(e.AsCall())
 	}
 	return nil, false
 }
@@ -90,15 +95,8 @@ func nativeBoolCall(call ast.CallExpr) (nativeBool, bool) {
 
 func nativeComparison(name string, x, y ast.Expr) (nativeBool, bool) {
 	if a, ok := nativeStrExpr(x); ok {
-		b, ok := nativeStrExpr(y)
-		if !ok {
-			return nil, false
-		}
-		switch name {
-		case operators.Equals:
-			return func(r *Request) bool { return a(r) == b(r) }, true
-		case operators.NotEquals:
-			return func(r *Request) bool { return a(r) != b(r) }, true
+		if b, ok := nativeStrExpr(y); ok {
+			return nativeEquality(name, a, b)
 		}
 		return nil, false
 	}
@@ -108,10 +106,6 @@ func nativeComparison(name string, x, y ast.Expr) (nativeBool, bool) {
 			return nil, false
 		}
 		switch name {
-		case operators.Equals:
-			return func(r *Request) bool { return a(r) == b(r) }, true
-		case operators.NotEquals:
-			return func(r *Request) bool { return a(r) != b(r) }, true
 		case operators.Less:
 			return func(r *Request) bool { return a(r) < b(r) }, true
 		case operators.LessEquals:
@@ -121,19 +115,23 @@ func nativeComparison(name string, x, y ast.Expr) (nativeBool, bool) {
 		case operators.GreaterEquals:
 			return func(r *Request) bool { return a(r) >= b(r) }, true
 		}
-		return nil, false
+		return nativeEquality(name, a, b)
 	}
 	if a, ok := nativeBoolExpr(x); ok {
-		b, ok := nativeBoolExpr(y)
-		if !ok {
-			return nil, false
+		if b, ok := nativeBoolExpr(y); ok {
+			return nativeEquality(name, a, b)
 		}
-		switch name {
-		case operators.Equals:
-			return func(r *Request) bool { return a(r) == b(r) }, true
-		case operators.NotEquals:
-			return func(r *Request) bool { return a(r) != b(r) }, true
-		}
+	}
+	return nil, false
+}
+
+// nativeEquality compiles == and != of a and b.
+func nativeEquality[T comparable](name string, a, b func(*Request) T) (nativeBool, bool) {
+	switch name {
+	case operators.Equals:
+		return func(r *Request) bool { return a(r) == b(r) }, true
+	case operators.NotEquals:
+		return func(r *Request) bool { return a(r) != b(r) }, true
 	}
 	return nil, false
 }
@@ -141,8 +139,7 @@ func nativeComparison(name string, x, y ast.Expr) (nativeBool, bool) {
 func nativeStrExpr(e ast.Expr) (nativeStr, bool) {
 	switch e.Kind() {
 	case ast.LiteralKind:
-		if s, ok := e.AsLiteral().(types.String); ok {
-			v := string(s)
+		if v, ok := e.AsLiteral().Value().(string); ok {
 			return func(*Request) string { return v }, true
 		}
 	case ast.SelectKind:
@@ -166,38 +163,28 @@ func nativeStrExpr(e ast.Expr) (nativeStr, bool) {
 }
 
 func nativeIntExpr(e ast.Expr) (nativeInt, bool) {
-	switch e.Kind() {
-	case ast.LiteralKind:
-		if n, ok := e.AsLiteral().(types.Int); ok {
-			v := int64(n)
-			return func(*Request) int64 { return v }, true
-		}
-	case ast.SelectKind:
-		if f, ok := anyRequestField(e); ok && f == fieldEventTime {
-			return func(r *Request) int64 { return r.EventTime }, true
-		}
-	case ast.CallKind:
-		call := e.AsCall()
-		if call.FunctionName() != "size" {
-			return nil, false
-		}
-		var target ast.Expr
-		switch {
-		case call.IsMemberFunction() && len(call.Args()) == 0:
-			target = call.Target()
-		case !call.IsMemberFunction() && len(call.Args()) == 1:
-			target = call.Args()[0]
-		default:
-			return nil, false
-		}
-		s, ok := nativeStrExpr(target)
-		if !ok {
-			return nil, false
-		}
-		// CEL counts code points; an invalid byte counts as one, as here.
-		return func(r *Request) int64 { return int64(utf8.RuneCountInString(s(r))) }, true
+	if e.Kind() != ast.CallKind {
+		return nativeLeaf(e, fieldEventTime, func(r *Request) int64 { return r.EventTime })
 	}
-	return nil, false
+	call := e.AsCall()
+	if call.FunctionName() != "size" {
+		return nil, false
+	}
+	var target ast.Expr
+	switch {
+	case call.IsMemberFunction() && len(call.Args()) == 0:
+		target = call.Target()
+	case !call.IsMemberFunction() && len(call.Args()) == 1:
+		target = call.Args()[0]
+	default:
+		return nil, false
+	}
+	s, ok := nativeStrExpr(target)
+	if !ok {
+		return nil, false
+	}
+	// CEL counts code points; an invalid byte counts as one, as here.
+	return func(r *Request) int64 { return int64(utf8.RuneCountInString(s(r))) }, true
 }
 
 // anyRequestField recognises request.<field>, of any type.
