@@ -121,7 +121,7 @@ func (r *LeaseReporter) Start(ctx context.Context) error {
 			// The API server may be away; the next tick retries. Decisions do not depend on it.
 			r.Log.Error(err, "writing the replica Lease failed", "lease", propagation.LeaseName(r.ID))
 		}
-		if !r.waitForWrite(ctx, renew.C(), check, changed, report.LimitsCounting) {
+		if !r.waitForWrite(ctx, renew.C(), check, changed, report) {
 			r.delete()
 			return nil
 		}
@@ -130,9 +130,8 @@ func (r *LeaseReporter) Start(ctx context.Context) error {
 
 // waitForWrite returns true when the Lease is due to be written again: the renewal is
 // due, or the watermark or the way limits are counted changed, no sooner than
-// minReportInterval after the last write. It returns false once ctx is done.
-func (r *LeaseReporter) waitForWrite(ctx context.Context, renew, check <-chan time.Time, changed <-chan struct{}, written propagation.Counting) bool {
-	last := r.Clock.Now()
+// minReportInterval after the last write (written). It returns false once ctx is done.
+func (r *LeaseReporter) waitForWrite(ctx context.Context, renew, check <-chan time.Time, changed <-chan struct{}, written propagation.Report) bool {
 	for {
 		select {
 		case <-ctx.Done():
@@ -141,11 +140,13 @@ func (r *LeaseReporter) waitForWrite(ctx context.Context, renew, check <-chan ti
 			return true
 		case <-changed:
 		case <-check:
-			if r.LimitsCounting() == written {
+			if r.LimitsCounting() == written.LimitsCounting {
 				continue
 			}
 		}
-		if wait := minReportInterval - r.Clock.Since(last); wait > 0 {
+		// From the write's own time, not from when this wait began: a change that came
+		// while the write was on its way is written as soon as the interval allows.
+		if wait := minReportInterval - r.Clock.Since(written.Renewed); wait > 0 {
 			select {
 			case <-ctx.Done():
 				return false
