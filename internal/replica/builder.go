@@ -309,30 +309,32 @@ func (b *Builder) build(ctx context.Context) error {
 	if propagation.Newer(seen, watermark) {
 		watermark = seen
 	}
-	// Policies whose fingerprint changed are compiled together, in parallel.
+	// Policies whose fingerprint changed are compiled together, in parallel, into the
+	// entries made for them (fresh).
 	entries := make([]*compilation, len(policies.Items))
 	var jobs []policy.Job
-	var jobEntries []int
+	var fresh []*compilation
 	for i := range policies.Items {
 		fp := &policies.Items[i]
 		if propagation.Newer(fp.ResourceVersion, watermark) {
 			watermark = fp.ResourceVersion
 		}
+		key := fp.Namespace + "/" + fp.Name
 		selected := selectedConfigMaps(fp, byNamespace[fp.Namespace])
 		fingerprint := fingerprint(fp, selected)
-		if e, ok := b.compiled[fp.Namespace+"/"+fp.Name]; ok && e.fingerprint == fingerprint {
-			entries[i] = e
-			continue
+		e, ok := b.compiled[key]
+		if !ok || e.fingerprint != fingerprint {
+			e = &compilation{fingerprint: fingerprint}
+			jobs = append(jobs, policy.Job{Policy: fp, ConfigMaps: selected})
+			fresh = append(fresh, e)
 		}
-		entries[i] = &compilation{fingerprint: fingerprint}
-		jobs = append(jobs, policy.Job{Policy: fp, ConfigMaps: selected})
-		jobEntries = append(jobEntries, i)
+		entries[i] = e
+		next[key] = e
 	}
 	policy.CompileAll(jobs, b.Options)
-	for j, i := range jobEntries {
-		e, fp := entries[i], &policies.Items[i]
+	for j, e := range fresh {
 		e.compiled, e.err = jobs[j].Compiled, jobs[j].Err
-		if e.err != nil {
+		if fp := jobs[j].Policy; e.err != nil {
 			key := fp.Namespace + "/" + fp.Name
 			b.Log.Error(e.err, "policy does not compile; it is not enforced", "policy", key, "generation", fp.Generation)
 			if b.OnInvalid != nil {
@@ -341,20 +343,17 @@ func (b *Builder) build(ctx context.Context) error {
 		}
 	}
 	invalid := 0
-	for i, e := range entries {
-		fp := &policies.Items[i]
-		next[fp.Namespace+"/"+fp.Name] = e
+	for _, e := range entries {
 		if e.err != nil {
 			invalid++
 			continue
 		}
 		compiled = append(compiled, e.compiled)
 	}
-	recompiled := len(jobs)
 	b.compiled = next
 	b.watermark = watermark
 	snap := policy.NewSnapshot(compiled)
-	b.Log.V(1).Info("snapshot built", "policies", len(compiled), "invalid", invalid, "recompiled", recompiled, "watermark", watermark, "duration", time.Since(start))
+	b.Log.V(1).Info("snapshot built", "policies", len(compiled), "invalid", invalid, "recompiled", len(jobs), "watermark", watermark, "duration", time.Since(start))
 	if b.OnSnapshot != nil {
 		b.OnSnapshot(snap, watermark)
 	}
