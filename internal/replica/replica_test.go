@@ -270,14 +270,8 @@ func TestLeaseReporterPacing(t *testing.T) {
 	// reported waits until the Lease says watermark, renewed at renewed.
 	reported := func(what, watermark string, renewed time.Time) {
 		t.Helper()
-		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
-			var lease coordinationv1.Lease
-			if err := env.Client.Get(ctx, key, &lease); err != nil {
-				return false, err.Error()
-			}
-			st, ok := propagation.FromLease(&lease)
-			return ok && st.Watermark == watermark && st.Expires.Equal(renewed.Add(30*time.Second)),
-				fmt.Sprintf("%+v", st)
+		waitForLease(t, key, what, func(st propagation.Status) bool {
+			return st.Watermark == watermark && st.Expires.Equal(renewed.Add(30*time.Second))
 		})
 	}
 	// waiting waits until the reporter waits on the clock for n timers (its renewal ticker
@@ -360,15 +354,10 @@ func TestLeaseReportsLimitsCounting(t *testing.T) {
 	// reported waits for the Lease to say want, renewed at one of the times given.
 	reported := func(what string, want propagation.Counting, renewed ...time.Time) {
 		t.Helper()
-		testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
-			var lease coordinationv1.Lease
-			if err := env.Client.Get(ctx, key, &lease); err != nil {
-				return false, err.Error()
-			}
-			st, ok := propagation.FromLease(&lease)
-			return ok && st.LimitsCounting == want && slices.ContainsFunc(renewed, func(at time.Time) bool {
+		waitForLease(t, key, what, func(st propagation.Status) bool {
+			return st.LimitsCounting == want && slices.ContainsFunc(renewed, func(at time.Time) bool {
 				return st.Expires.Equal(at.Add(30 * time.Second))
-			}), fmt.Sprintf("%+v", st)
+			})
 		})
 	}
 
@@ -389,6 +378,19 @@ func TestLeaseReportsLimitsCounting(t *testing.T) {
 	if n := writes.count(); n != 2 {
 		t.Errorf("%d Lease updates after the create, want 2 (one a change)", n)
 	}
+}
+
+// waitForLease waits until the replica Lease at key says what holds asks for.
+func waitForLease(t *testing.T, key client.ObjectKey, what string, holds func(propagation.Status) bool) {
+	t.Helper()
+	testenv.Eventually(t, 20*time.Second, what, func() (bool, string) {
+		var lease coordinationv1.Lease
+		if err := env.Client.Get(context.Background(), key, &lease); err != nil {
+			return false, err.Error()
+		}
+		st, ok := propagation.FromLease(&lease)
+		return ok && holds(st), fmt.Sprintf("%+v", st)
+	})
 }
 
 // TestLeaseWaitsForFirstSnapshot: a replica writes no Lease before its first snapshot is
