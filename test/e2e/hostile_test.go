@@ -188,18 +188,20 @@ func TestLoadShedding(t *testing.T) {
 	for _, fp := range failurePolicies {
 		t.Run(fp.name+"/connections", func(t *testing.T) {
 			t.Parallel()
-			// Room for the two slow bodies and one more: the connection that just asked
-			// whether the server is ready may not count as idle yet when they arrive, and
-			// then a slow body, not a stale connection, would be answered busy.
+			// Three slow bodies fill the limit, so an honest caller is decided only once one
+			// of them is closed to make room. (Were the connection that asked whether the
+			// server is ready still being answered when the third arrives, that body would be
+			// answered busy and the idle /readyz connection closed in its stead.)
 			s := startServer(t, policies, "--failure-policy", fp.name, "--max-connections", "3")
-			for range 2 {
+			for range 3 {
 				dialRaw(t, s).startSlowBody(t, addFriend, 1<<20, 1)
 			}
-			// Each slow body holds one 4 KiB reservation once the server has read its byte.
-			s.waitGauge(t, "friendgate_callback_inflight_body_bytes", 2*4096)
-			// While the slow bodies are young, honest callers may be answered busy; once they
+			// A connection of its own each time: an idle one kept by a shared client would
+			// let the honest caller in without a new connection.
+			fresh := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+			// While the slow bodies are young, honest callers are answered busy; once they
 			// have stalled for a second, they make room and honest callers are decided.
-			ex := exchange{path: addFriend, body: openIMAddFriend("spam_1", "bob", "hello")}
+			ex := exchange{path: addFriend, body: openIMAddFriend("spam_1", "bob", "hello"), client: fresh}
 			s.eventually(t, changeTimeout, "an honest caller is decided", func() (bool, string) {
 				got := s.do(t, ex)
 				wellFormed(t, "openim", got.body)

@@ -32,6 +32,8 @@ type exchange struct {
 	operationID string // OpenIM's trace header, when set
 	chunked     bool   // send the body without a Content-Length
 	body        string
+	// client sends the request; the shared client when nil.
+	client *http.Client
 
 	wantStatus int
 	// wantBody is the exact answer. An ellipsis (…) stands for any JSON string content: it
@@ -70,7 +72,7 @@ func (s *server) do(t *testing.T, ex exchange) response {
 	if ex.operationID != "" {
 		req.Header.Set("operationID", ex.operationID)
 	}
-	resp, err := client.Do(req)
+	resp, err := cmp.Or(ex.client, client).Do(req)
 	if err != nil {
 		t.Fatalf("%s\nsending: %v", ex, err)
 	}
