@@ -15,6 +15,10 @@ import (
 type automaton struct {
 	nodes []node
 	outs  []output
+	// next is the full transition table of a small automaton, row by state: a character
+	// costs one lookup instead of a walk along failure links. classes is its row length.
+	next    []int32
+	classes int32
 
 	ascii     [utf8.RuneSelf]int32
 	hash      []uint64 // open addressing: rune<<32 | class; 0 is empty
@@ -142,6 +146,8 @@ func buildAutomaton(forms []string) automaton {
 		}
 	}
 
+	a.buildNext()
+
 	// Outputs: a state's own entry, then those of its failure link, which is shallower and
 	// so already done.
 	a.outs = make([]output, 0, len(forms))
@@ -155,6 +161,23 @@ func buildAutomaton(forms []string) automaton {
 		}
 	}
 	return a
+}
+
+// maxNextEntries bounds the full transition table (16 KiB): a dictionary of a few dozen
+// words, the kind checked on every request, gets one; a large one would pay more memory
+// than its lookups save, as most of its states are rarely reached.
+const maxNextEntries = 4096
+
+func (a *automaton) buildNext() {
+	if len(a.nodes)*int(a.classes) > maxNextEntries {
+		return
+	}
+	a.next = make([]int32, len(a.nodes)*int(a.classes))
+	for s := range a.nodes {
+		for c := int32(1); c < a.classes; c++ {
+			a.next[s*int(a.classes)+int(c)] = a.step(int32(s), c)
+		}
+	}
 }
 
 // buildTrie inserts the forms in sorted order, so that each new branch hangs off the path
@@ -223,6 +246,7 @@ func (a *automaton) setClasses(forms []string) {
 		a.hash = make([]uint64, size)
 		a.hashShift = uint(32 - bits.TrailingZeros(uint(size)))
 	}
+	a.classes = int32(len(runes) + 1)
 	for i, r := range runes {
 		c := int32(i + 1)
 		if r < utf8.RuneSelf {

@@ -73,7 +73,7 @@ func benchDictionary(b *testing.B, n int) *Dictionary {
 // every normalisation on; the cost must not follow the dictionary's size.
 func BenchmarkMatch(b *testing.B) {
 	text := wording("mixed")
-	for _, n := range []int{100, 1000, 10000, 100000} {
+	for _, n := range []int{10, 100, 1000, 10000, 100000} {
 		b.Run(fmt.Sprintf("words=%d", n), func(b *testing.B) {
 			loopMatch(b, benchDictionary(b, n), text)
 		})

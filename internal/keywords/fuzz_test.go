@@ -21,7 +21,14 @@ type refChar struct {
 func refNormalize(text string, opts Options) []refChar {
 	m := newMapper(opts)
 	if opts.FoldCompatibility {
-		text = norm.NFKC.String(text)
+		// Each invalid byte reads as U+FFFD first, as in Match: after an invalid byte,
+		// x/text's NFKC leaves the rest of the text as it is ("\xf0ͺ" stays, where "ͺ"
+		// alone becomes " ͅ").
+		var valid strings.Builder
+		for _, r := range text {
+			valid.WriteRune(r)
+		}
+		text = norm.NFKC.String(valid.String())
 	}
 	var out []refChar
 	sep, space, joins := false, false, false
@@ -125,6 +132,13 @@ func FuzzMatch(f *testing.F) {
 		want, form, wantOK := refMatch(words, opts, text)
 		if ok != wantOK || m.Entry != want {
 			t.Fatalf("opts %+v words %q text %q: Match = %q, %v; reference = %q, %v", opts, words, text, m.Entry, ok, want, wantOK)
+		}
+		// A dictionary this small has a full transition table; large ones walk failure
+		// links instead, and must find the same.
+		walk := *d
+		walk.ac.next = nil
+		if wm, wok := walk.Match(text); wok != ok || wm != m {
+			t.Fatalf("opts %+v words %q text %q: Match = %+v, %v with the table, %+v, %v without", opts, words, text, m, ok, wm, wok)
 		}
 		if !ok {
 			return

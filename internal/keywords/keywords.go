@@ -303,7 +303,9 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		prevEnd int
 	)
 	whole, ignoreSep, compat := d.opts.WholeWords, d.opts.IgnoreSeparators, d.opts.FoldCompatibility
-	nodes := d.ac.nodes
+	nodes, next, classes := d.ac.nodes, d.ac.next, int(d.ac.classes)
+	// NFKC leaves ASCII as it is: an ASCII text needs no source, only the table.
+	asciiText := isASCII(text)
 	for {
 		var (
 			c          int32 // class of the mapped rune
@@ -312,7 +314,14 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		)
 		// ASCII that NFKC leaves alone (the next byte is ASCII too) goes through one table
 		// lookup; the rest through the source and the mapper.
-		if i := src.i; i < len(text) && text[i] < utf8.RuneSelf && len(src.seg) == 0 && !src.itBusy &&
+		if i := src.i; asciiText {
+			if i == len(text) {
+				break
+			}
+			e := &d.ascii[text[i]]
+			c, k, start, end = e.class, e.k, i, i+1
+			src.i++
+		} else if i < len(text) && text[i] < utf8.RuneSelf && len(src.seg) == 0 && !src.itBusy &&
 			(!compat || i+1 == len(text) || text[i+1] < utf8.RuneSelf) {
 			e := &d.ascii[text[i]]
 			c, k, start, end = e.class, e.k, i, i+1
@@ -355,8 +364,11 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		} else {
 			bounds[slot/64] &^= 1 << (slot % 64)
 		}
-		// The direct transition inline; failure links in step.
-		if c == 0 {
+		// The full table when there is one; else the direct transition inline, failure
+		// links in step.
+		if next != nil {
+			state = next[int(state)*classes+int(c)]
+		} else if c == 0 {
 			state = 0
 		} else if t := nodes[state].base + c; uint32(t) < uint32(len(nodes)) && nodes[t].check == state {
 			state = t
@@ -387,6 +399,24 @@ func (d *Dictionary) wholeWord(state int32, pos int, starts *[ringSize]int32, bo
 		}
 	}
 	return Match{}, false
+}
+
+// isASCII reports whether s is all ASCII, eight bytes at a time.
+func isASCII(s string) bool {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
+			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
+		if w&0x8080808080808080 != 0 {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 func (d *Dictionary) match(e int32, start int32, end int) Match {
