@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 )
 
@@ -129,3 +130,29 @@ func benchRequest(target, body string) (*http.Request, *benchWriter, *benchBody)
 }
 
 var _ io.ReadCloser = (*benchBody)(nil)
+
+// BenchmarkDecode reads the benchmark requests' bodies alone: the decoder's part of
+// BenchmarkHandler.
+func BenchmarkDecode(b *testing.B) {
+	for _, bc := range benchCases {
+		b.Run(bc.name, func(b *testing.B) {
+			body := []byte(bc.body)
+			c := &call{}
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				var err error
+				if strings.HasPrefix(bc.target, "/tencent") {
+					c.tencentBody.reset()
+					err = decodeTencent(&c.decoder, body, 100, &c.tencentBody)
+				} else {
+					c.openIMBody.reset()
+					err = decodeOpenIM(&c.decoder, body, 100, &c.openIMBody)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

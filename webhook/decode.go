@@ -37,18 +37,69 @@ type bodyDecoder struct {
 }
 
 var (
-	openIMFields = [...]string{"callbackCommand", "fromUserID", "toUserID", "blackUserID", "ownerUserID",
-		"friendUserID", "friendUserIDs", "reqMsg", "HandleMsg", "remark", "ex"}
-	tencentFields         = [...]string{"CallbackCommand", "From_Account", "FriendItem", "ResponseFriendItem", "AddType", "ForceAddFlags", "EventTime"}
-	tencentFriendFields   = [...]string{"To_Account", "Remark", "GroupName", "AddSource", "AddWording"}
-	tencentResponseFields = [...]string{"To_Account", "Remark", "TagName", "ResponseAction"}
+	openIMFields = newFieldSet("callbackCommand", "fromUserID", "toUserID", "blackUserID", "ownerUserID",
+		"friendUserID", "friendUserIDs", "reqMsg", "HandleMsg", "remark", "ex")
+	tencentFields         = newFieldSet("CallbackCommand", "From_Account", "FriendItem", "ResponseFriendItem", "AddType", "ForceAddFlags", "EventTime")
+	tencentFriendFields   = newFieldSet("To_Account", "Remark", "GroupName", "AddSource", "AddWording")
+	tencentResponseFields = newFieldSet("To_Account", "Remark", "TagName", "ResponseAction")
 )
+
+// fieldSet is the field names of one body shape, with a table from a key's length and
+// first byte to the one name it can equal exactly: a key costs one comparison, not one
+// per name.
+type fieldSet struct {
+	names []string
+	slot  [64]int8 // 1 + index of the only name of that hash; 0: none; -1: several
+}
+
+func newFieldSet(names ...string) *fieldSet {
+	f := &fieldSet{names: names}
+	for i, n := range names {
+		switch h := fieldHash(n); f.slot[h] {
+		case 0:
+			f.slot[h] = int8(i + 1)
+		default:
+			f.slot[h] = -1
+		}
+	}
+	return f
+}
+
+func fieldHash(key string) int { return (len(key)*31 + int(key[0])) & 63 }
+
+// index finds key among the names as encoding/json does: an exact match, else the first
+// case-insensitive one; -1 when none.
+func (f *fieldSet) index(key string) int {
+	if key != "" {
+		switch s := f.slot[fieldHash(key)]; {
+		case s > 0:
+			if f.names[s-1] == key {
+				return int(s - 1)
+			}
+		case s < 0:
+			for i, n := range f.names {
+				if n == key {
+					return i
+				}
+			}
+		}
+	}
+	// Only a non-ASCII key can fold to a name of another length (K, the Kelvin sign, is
+	// three bytes and folds to k).
+	ascii := isASCII(key)
+	for i, n := range f.names {
+		if (!ascii || len(n) == len(key)) && strings.EqualFold(n, key) {
+			return i
+		}
+	}
+	return -1
+}
 
 // decodeOpenIM reads an OpenIM friend callback into r, which must be reset, with d (the
 // request's pooled decoder: the item decoders would otherwise move it to the heap). An
 // import of more than limit friend IDs is refused (*tooLarge) without holding the excess.
 func decodeOpenIM(d *bodyDecoder, body []byte, limit int, r *openIMRequest) error {
-	return d.decodeBody(body, openIMFields[:], func(i int, key string) error {
+	return d.decodeBody(body, openIMFields, func(i int, key string) error {
 		switch i {
 		case 0:
 			return d.str(&r.CallbackCommand, key)
@@ -81,7 +132,7 @@ func decodeOpenIM(d *bodyDecoder, body []byte, limit int, r *openIMRequest) erro
 // decodeOpenIM). A batch of more than limit items is refused (*tooLarge) without holding
 // the excess.
 func decodeTencent(d *bodyDecoder, body []byte, limit int, r *tencentRequest) error {
-	return d.decodeBody(body, tencentFields[:], func(i int, key string) error {
+	return d.decodeBody(body, tencentFields, func(i int, key string) error {
 		switch i {
 		case 0:
 			return d.str(&r.CallbackCommand, key)
@@ -104,7 +155,7 @@ func decodeTencent(d *bodyDecoder, body []byte, limit int, r *tencentRequest) er
 
 // decodeBody reads body, a JSON object (or null), calling field with the index of each
 // key among fields (-1 for others), which must read the value.
-func (d *bodyDecoder) decodeBody(body []byte, fields []string, field func(i int, key string) error) error {
+func (d *bodyDecoder) decodeBody(body []byte, fields *fieldSet, field func(i int, key string) error) error {
 	*d = bodyDecoder{s: string(body)}
 	isNull, err := d.openTop()
 	if err != nil || isNull {
@@ -118,7 +169,7 @@ func (d *bodyDecoder) decodeBody(body []byte, fields []string, field func(i int,
 		if done {
 			return d.end()
 		}
-		if err := field(fieldIndex(fields, key), key); err != nil {
+		if err := field(fields.index(key), key); err != nil {
 			return err
 		}
 	}
@@ -162,7 +213,7 @@ func decodeArray[T any](d *bodyDecoder, dst *[]T, key string, limit int, what st
 }
 
 func decodeFriendItem(d *bodyDecoder, f *tencentFriendItem, key string) error {
-	return d.object(key, tencentFriendFields[:], func(i int, k string) error {
+	return d.object(key, tencentFriendFields, func(i int, k string) error {
 		switch i {
 		case 0:
 			return d.str(&f.ToAccount, k)
@@ -180,7 +231,7 @@ func decodeFriendItem(d *bodyDecoder, f *tencentFriendItem, key string) error {
 }
 
 func decodeResponseItem(d *bodyDecoder, f *tencentResponseItem, key string) error {
-	return d.object(key, tencentResponseFields[:], func(i int, k string) error {
+	return d.object(key, tencentResponseFields, func(i int, k string) error {
 		switch i {
 		case 0:
 			return d.str(&f.ToAccount, k)
@@ -200,7 +251,7 @@ func decodeUserID(d *bodyDecoder, s *string, key string) error { return d.str(s,
 
 // object reads an item object (or null) at depth 3, calling field with the index of each
 // key among fields (-1 for others), which must read the value.
-func (d *bodyDecoder) object(key string, fields []string, field func(i int, key string) error) error {
+func (d *bodyDecoder) object(key string, fields *fieldSet, field func(i int, key string) error) error {
 	d.ws()
 	if d.consumeNull() {
 		return nil
@@ -217,29 +268,10 @@ func (d *bodyDecoder) object(key string, fields []string, field func(i int, key 
 		if err != nil || done {
 			return err
 		}
-		if err := field(fieldIndex(fields, k), k); err != nil {
+		if err := field(fields.index(k), k); err != nil {
 			return err
 		}
 	}
-}
-
-// fieldIndex finds key among names as encoding/json does: an exact match, else the
-// first case-insensitive one; -1 when none.
-func fieldIndex(names []string, key string) int {
-	for i, n := range names {
-		if n == key {
-			return i
-		}
-	}
-	// Only a non-ASCII key can fold to a name of another length (K, the Kelvin sign, is
-	// three bytes and folds to k).
-	ascii := isASCII(key)
-	for i, n := range names {
-		if (!ascii || len(n) == len(key)) && strings.EqualFold(n, key) {
-			return i
-		}
-	}
-	return -1
 }
 
 func isASCII(s string) bool {

@@ -164,7 +164,7 @@ func repeatsItemArray(body []byte) bool {
 		if err != nil {
 			return false
 		}
-		if i := fieldIndex(tencentFields[:], tok.(string)); i == 2 || i == 3 {
+		if i := tencentFields.index(tok.(string)); i == 2 || i == 3 {
 			if seen[i] {
 				return true
 			}
@@ -213,6 +213,43 @@ func TestStopsScan(t *testing.T) {
 		}
 		if got := stopsScan(load64(string(b[:]), 0)); got != want {
 			t.Fatalf("stopsScan(%q) = %v, want %v", b, got, want)
+		}
+	}
+}
+
+// TestFieldSetIndex: a key finds its field as encoding/json would, whether its hash slot
+// holds one name, several or none.
+func TestFieldSetIndex(t *testing.T) {
+	// "ab" and "AB" hash alike only if their first bytes agree modulo 64: 'a' (97) and
+	// '!' (33) do, so "ab" and "!b" share a slot.
+	shared := newFieldSet("ab", "!b", "cd")
+	if fieldHash("ab") != fieldHash("!b") || shared.slot[fieldHash("ab")] != -1 {
+		t.Fatalf("the test's names do not share a slot")
+	}
+	for _, tc := range []struct {
+		set  *fieldSet
+		key  string
+		want int
+	}{
+		{tencentFields, "CallbackCommand", 0},
+		{tencentFields, "EventTime", 6},
+		{tencentFields, "eventtime", 6},
+		{tencentFields, "EVENTTIME", 6},
+		{tencentFields, "Event_Time", -1},
+		{tencentFields, "", -1},
+		{tencentFriendFields, "AddWording", 4},
+		{tencentFriendFields, "to_account", 0},
+		{openIMFields, "ex", 10},
+		{openIMFields, "EX", 10},
+		{openIMFields, "remar\u212a", 9}, // the Kelvin sign folds to k
+		{shared, "ab", 0},
+		{shared, "!b", 1},
+		{shared, "AB", 0},
+		{shared, "cd", 2},
+		{shared, "ef", -1},
+	} {
+		if got := tc.set.index(tc.key); got != tc.want {
+			t.Errorf("index(%q) among %q = %d, want %d", tc.key, tc.set.names, got, tc.want)
 		}
 	}
 }
