@@ -191,7 +191,9 @@ func (b *Builder) Start(ctx context.Context) error {
 		&v1alpha1.FriendPolicy{}: b.policyHandler(),
 		&corev1.ConfigMap{}:      b.configMapHandler(),
 	} {
-		inf, err := b.Cache.GetInformer(ctx, obj)
+		// Not blocking: GetInformer would wait for each informer's sync in turn, polling
+		// every 100 ms, before starting the next; both list at once instead.
+		inf, err := b.Cache.GetInformer(ctx, obj, cache.BlockUntilSynced(false))
 		if err != nil {
 			return fmt.Errorf("informer for %T: %w", obj, err)
 		}
