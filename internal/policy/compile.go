@@ -187,11 +187,35 @@ func sortedConfigMaps(cms []*corev1.ConfigMap) []*corev1.ConfigMap {
 	return out
 }
 
+// The paths of the spec's list elements, made once: validating and compiling thousands of
+// policies names them every time, and a field.Path never changes once made.
+var (
+	specPath       = field.NewPath("spec")
+	blocklistPaths = elementPaths("blocklists", v1alpha1.MaxBlocklists)
+	rulePaths      = elementPaths("rules", v1alpha1.MaxRules)
+	limitPaths     = elementPaths("limits", v1alpha1.MaxLimits)
+)
+
+func elementPaths(list string, n int) []*field.Path {
+	paths := make([]*field.Path, n)
+	for i := range paths {
+		paths[i] = specPath.Child(list).Index(i)
+	}
+	return paths
+}
+
+// elementPath is spec.<list>[i], made anew only past the list's maximum (an error).
+func elementPath(paths []*field.Path, list string, i int) *field.Path {
+	if i < len(paths) {
+		return paths[i]
+	}
+	return specPath.Child(list).Index(i)
+}
+
 // compileSpec validates and compiles a policy with its inline lists only.
 func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	spec := &fp.Spec
-	specPath := field.NewPath("spec")
-	errs := validateSpec(spec, specPath)
+	errs := validateSpec(spec)
 	if fp.Name == "" {
 		errs = append(errs, field.Required(field.NewPath("metadata", "name"), ""))
 	}
@@ -211,7 +235,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 
 	for i := range spec.Blocklists {
 		b := &spec.Blocklists[i]
-		p := specPath.Child("blocklists").Index(i)
+		p := elementPath(blocklistPaths, "blocklists", i)
 		cb := compiledBlocklist{
 			from:    b.Subject != v1alpha1.SubjectTo,
 			to:      b.Subject != v1alpha1.SubjectFrom,
@@ -219,7 +243,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 		}
 		// validateSpec reports an invalid selector; such a blocklist reads no ConfigMap.
 		cb.selector, _ = b.ListSelector()
-		if pErrs := checkPatterns(b.Patterns, p.Child("patterns"), anchorPattern); len(pErrs) > 0 {
+		if pErrs := checkPatterns(b.Patterns, p, "patterns", anchorPattern); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
 		} else if set, err := newUserSet(b.Users, b.Prefixes, b.Patterns); err != nil {
 			errs = append(errs, field.Invalid(p.Child("patterns"), b.Patterns, err.Error()))
@@ -232,7 +256,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 
 	for i := range spec.Rules {
 		r := &spec.Rules[i]
-		p := specPath.Child("rules").Index(i)
+		p := elementPath(rulePaths, "rules", i)
 		cr := compiledRule{
 			events:     eventMask(r.Events, nil),
 			addSources: r.AddSources,
@@ -246,7 +270,7 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 				cr.cidrs = append(cr.cidrs, pfx.Masked())
 			}
 		}
-		if pErrs := checkPatterns(r.WordingPatterns, p.Child("wordingPatterns"), nil); len(pErrs) > 0 {
+		if pErrs := checkPatterns(r.WordingPatterns, p, "wordingPatterns", nil); len(pErrs) > 0 {
 			errs = append(errs, pErrs...)
 		} else {
 			for _, wp := range r.WordingPatterns {
@@ -281,11 +305,11 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	return c, errs
 }
 
-// checkPatterns parses each RE2 pattern alone, so an error names the pattern at fault. A
+// checkPatterns parses each RE2 pattern of the list child of parent alone, so an error names the pattern at fault. A
 // pattern whose compiled form (compiled as form gives, or as it is when form is nil) is in
 // the pattern cache was checked when it was compiled: identical patterns across thousands
 // of policies are parsed once.
-func checkPatterns(patterns []string, path *field.Path, form func(string) string) field.ErrorList {
+func checkPatterns(patterns []string, parent *field.Path, child string, form func(string) string) field.ErrorList {
 	var errs field.ErrorList
 	for i, p := range patterns {
 		key := p
@@ -296,7 +320,7 @@ func checkPatterns(patterns []string, path *field.Path, form func(string) string
 			continue
 		}
 		if _, err := syntax.Parse(p, syntax.Perl); err != nil {
-			errs = append(errs, field.Invalid(path.Index(i), p, "not a valid RE2 regular expression: "+err.Error()))
+			errs = append(errs, field.Invalid(parent.Child(child).Index(i), p, "not a valid RE2 regular expression: "+err.Error()))
 		}
 	}
 	return errs
