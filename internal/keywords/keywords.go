@@ -289,6 +289,9 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 	if d == nil || len(d.entryEnd) == 0 {
 		return Match{}, false
 	}
+	if d.ac.next != nil && isASCII(text) {
+		return d.matchASCII(text)
+	}
 	src := source{text: text, compat: d.opts.FoldCompatibility, propsAt: -1}
 	defer src.release()
 
@@ -303,9 +306,7 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		prevEnd int
 	)
 	whole, ignoreSep, compat := d.opts.WholeWords, d.opts.IgnoreSeparators, d.opts.FoldCompatibility
-	nodes, next, classes := d.ac.nodes, d.ac.next, int(d.ac.classes)
-	// NFKC leaves ASCII as it is: an ASCII text needs no source, only the table.
-	asciiText := isASCII(text)
+	nodes := d.ac.nodes
 	for {
 		var (
 			c          int32 // class of the mapped rune
@@ -314,14 +315,7 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		)
 		// ASCII that NFKC leaves alone (the next byte is ASCII too) goes through one table
 		// lookup; the rest through the source and the mapper.
-		if i := src.i; asciiText {
-			if i == len(text) {
-				break
-			}
-			e := &d.ascii[text[i]]
-			c, k, start, end = e.class, e.k, i, i+1
-			src.i++
-		} else if i < len(text) && text[i] < utf8.RuneSelf && len(src.seg) == 0 && !src.itBusy &&
+		if i := src.i; i < len(text) && text[i] < utf8.RuneSelf && len(src.seg) == 0 && !src.itBusy &&
 			(!compat || i+1 == len(text) || text[i+1] < utf8.RuneSelf) {
 			e := &d.ascii[text[i]]
 			c, k, start, end = e.class, e.k, i, i+1
@@ -364,11 +358,8 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		} else {
 			bounds[slot/64] &^= 1 << (slot % 64)
 		}
-		// The full table when there is one; else the direct transition inline, failure
-		// links in step.
-		if next != nil {
-			state = next[int(state)*classes+int(c)]
-		} else if c == 0 {
+		// The direct transition inline; failure links in step.
+		if c == 0 {
 			state = 0
 		} else if t := nodes[state].base + c; uint32(t) < uint32(len(nodes)) && nodes[t].check == state {
 			state = t
@@ -381,6 +372,66 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 			return d.match(e, starts[(pos-int(d.entryRunes[e]))&(ringSize-1)], end), true
 		}
 		sep, joins, space, prevEnd = false, word, k == kindSpace, end
+	}
+	if whole && pos > 0 && nodes[state].out != 0 {
+		return d.wholeWord(state, pos, &starts, &bounds, prevEnd)
+	}
+	return Match{}, false
+}
+
+// matchASCII is Match for an ASCII text (which NFKC leaves as it is) and a dictionary
+// with a full transition table: each byte is one lookup in the byte table and one in the
+// transition table. The steps after those lookups are Match's; it is a loop of its own so
+// that Match's, which reads any text, keeps its registers.
+func (d *Dictionary) matchASCII(text string) (Match, bool) {
+	var (
+		starts  [ringSize]int32
+		bounds  [ringSize / 64]uint64
+		state   int32
+		pos     int
+		sep     bool
+		joins   bool
+		space   bool
+		prevEnd int
+	)
+	whole, ignoreSep := d.opts.WholeWords, d.opts.IgnoreSeparators
+	nodes, next, classes := d.ac.nodes, d.ac.next, int(d.ac.classes)
+	for i := 0; i < len(text); i++ {
+		e := &d.ascii[text[i]]
+		k := e.k
+		switch k {
+		case kindInvisible:
+			continue
+		case kindSpace, kindPunct:
+			if ignoreSep {
+				sep = true
+				continue
+			}
+			if k == kindSpace && space {
+				continue
+			}
+		}
+		word := k == kindWord
+		boundary := pos == 0 || sep || !joins || !word
+		if whole && boundary && pos > 0 && nodes[state].out != 0 {
+			if m, ok := d.wholeWord(state, pos, &starts, &bounds, prevEnd); ok {
+				return m, true
+			}
+		}
+		slot := pos & (ringSize - 1)
+		starts[slot] = int32(i)
+		if boundary {
+			bounds[slot/64] |= 1 << (slot % 64)
+		} else {
+			bounds[slot/64] &^= 1 << (slot % 64)
+		}
+		state = next[int(state)*classes+int(e.class)]
+		pos++
+		if o := nodes[state].out; !whole && o != 0 {
+			e := d.ac.outs[o-1].entry
+			return d.match(e, starts[(pos-int(d.entryRunes[e]))&(ringSize-1)], i+1), true
+		}
+		sep, joins, space, prevEnd = false, word, k == kindSpace, i+1
 	}
 	if whole && pos > 0 && nodes[state].out != 0 {
 		return d.wholeWord(state, pos, &starts, &bounds, prevEnd)
