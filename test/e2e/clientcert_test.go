@@ -1,77 +1,15 @@
 package e2e
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/http"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/friendgate/friendgate/internal/testcert"
 )
-
-// testCA is a certificate authority that signs client certificates.
-type testCA struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func newTestCA(t *testing.T, name string) *testCA {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: name},
-		NotBefore:             time.Now().Add(-time.Minute),
-		NotAfter:              time.Now().Add(time.Hour),
-		KeyUsage:              x509.KeyUsageCertSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &testCA{cert: cert, key: key}
-}
-
-func (ca *testCA) pem() string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: ca.cert.Raw}))
-}
-
-// clientCert issues a client certificate.
-func (ca *testCA) clientCert(t *testing.T, name string) tls.Certificate {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Minute),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.cert, &key.PublicKey, ca.key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
-}
 
 // TestClientCertificate requires a client certificate signed by a configured CA: real TLS
 // clients with such a certificate are decided, those without one are refused with the
@@ -81,8 +19,8 @@ func TestClientCertificate(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	serverCert := writeCert(t, dir, 1)
-	ca, other := newTestCA(t, "IM servers"), newTestCA(t, "someone else")
-	writeFile(t, filepath.Join(dir, "client-ca.crt"), ca.pem())
+	ca, other := testcert.NewCA(t, "IM servers"), testcert.NewCA(t, "someone else")
+	writeFile(t, filepath.Join(dir, "client-ca.crt"), string(ca.PEM()))
 	s := spawn(t, writePolicies(t, protocolPolicies),
 		"--tls-cert-file", filepath.Join(dir, "tls.crt"), "--tls-key-file", filepath.Join(dir, "tls.key"),
 		"--tls-client-ca-file", filepath.Join(dir, "client-ca.crt"))
@@ -99,7 +37,7 @@ func TestClientCertificate(t *testing.T) {
 		}
 		return &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: cfg, DisableKeepAlives: true}}
 	}
-	good, bad := ca.clientCert(t, "openim"), other.clientCert(t, "openim")
+	good, bad := ca.Client(t, "openim"), other.Client(t, "openim")
 	imServer, anonymous, impostor := clientWith(&good), clientWith(nil), clientWith(&bad)
 	s.waitHTTPSReady(t, anonymous, "the server is ready, probed without a client certificate")
 
