@@ -16,7 +16,8 @@ type automaton struct {
 	nodes []node
 	outs  []output
 	// next is the full transition table of a small automaton, row by state: a character
-	// costs one lookup instead of a walk along failure links. classes is its row length.
+	// costs one lookup instead of a walk along failure links. An entry is the next state,
+	// with nextOut set when an entry ends there. classes is a row's length.
 	next    []int32
 	classes int32
 
@@ -146,8 +147,6 @@ func buildAutomaton(forms []string) automaton {
 		}
 	}
 
-	a.buildNext()
-
 	// Outputs: a state's own entry, then those of its failure link, which is shallower and
 	// so already done.
 	a.outs = make([]output, 0, len(forms))
@@ -160,6 +159,7 @@ func buildAutomaton(forms []string) automaton {
 			a.nodes[q.state].out = inherited
 		}
 	}
+	a.buildNext()
 	return a
 }
 
@@ -175,10 +175,21 @@ func (a *automaton) buildNext() {
 	a.next = make([]int32, len(a.nodes)*int(a.classes))
 	for s := range a.nodes {
 		for c := int32(1); c < a.classes; c++ {
-			a.next[s*int(a.classes)+int(c)] = a.step(int32(s), c)
+			t := a.step(int32(s), c)
+			if a.nodes[t].out != 0 {
+				t |= nextOut
+			}
+			a.next[s*int(a.classes)+int(c)] = t
 		}
 	}
 }
+
+// nextOut marks a transition table entry whose state ends an entry; nextState masks it
+// off. A double array of this size has far fewer states than the bit.
+const (
+	nextOut   = 1 << 30
+	nextState = nextOut - 1
+)
 
 // buildTrie inserts the forms in sorted order, so that each new branch hangs off the path
 // of the form before it.

@@ -387,7 +387,7 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 	var (
 		starts  [ringSize]int32
 		bounds  [ringSize / 64]uint64
-		state   int32
+		state   int32 // with nextOut when an entry ends at it
 		pos     int
 		sep     bool
 		joins   bool
@@ -395,7 +395,7 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 		prevEnd int
 	)
 	whole, ignoreSep := d.opts.WholeWords, d.opts.IgnoreSeparators
-	nodes, next, classes := d.ac.nodes, d.ac.next, int(d.ac.classes)
+	next, classes := d.ac.next, int(d.ac.classes)
 	for i := 0; i < len(text); i++ {
 		e := &d.ascii[text[i]]
 		k := e.k
@@ -413,8 +413,8 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 		}
 		word := k == kindWord
 		boundary := pos == 0 || sep || !joins || !word
-		if whole && boundary && pos > 0 && nodes[state].out != 0 {
-			if m, ok := d.wholeWord(state, pos, &starts, &bounds, prevEnd); ok {
+		if whole && boundary && state&nextOut != 0 {
+			if m, ok := d.wholeWord(state&nextState, pos, &starts, &bounds, prevEnd); ok {
 				return m, true
 			}
 		}
@@ -425,16 +425,16 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 		} else {
 			bounds[slot/64] &^= 1 << (slot % 64)
 		}
-		state = next[int(state)*classes+int(e.class)]
+		state = next[int(state&nextState)*classes+int(e.class)]
 		pos++
-		if o := nodes[state].out; !whole && o != 0 {
-			e := d.ac.outs[o-1].entry
+		if !whole && state&nextOut != 0 {
+			e := d.ac.outs[d.ac.nodes[state&nextState].out-1].entry
 			return d.match(e, starts[(pos-int(d.entryRunes[e]))&(ringSize-1)], i+1), true
 		}
 		sep, joins, space, prevEnd = false, word, k == kindSpace, i+1
 	}
-	if whole && pos > 0 && nodes[state].out != 0 {
-		return d.wholeWord(state, pos, &starts, &bounds, prevEnd)
+	if whole && state&nextOut != 0 {
+		return d.wholeWord(state&nextState, pos, &starts, &bounds, prevEnd)
 	}
 	return Match{}, false
 }
