@@ -6,6 +6,8 @@ import (
 	"strings"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 // The two callback bodies are read by a scanner written for their shapes rather than by
@@ -86,7 +88,7 @@ func (f *fieldSet) index(key string) int {
 	}
 	// Only a non-ASCII key can fold to a name of another length (K, the Kelvin sign, is
 	// three bytes and folds to k).
-	ascii := isASCII(key)
+	ascii := text.IsASCII(key)
 	for i, n := range f.names {
 		if (!ascii || len(n) == len(key)) && strings.EqualFold(n, key) {
 			return i
@@ -272,15 +274,6 @@ func (d *bodyDecoder) object(key string, fields *fieldSet, field func(i int, key
 			return err
 		}
 	}
-}
-
-func isASCII(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 // openTop reads the start of the body: '{', or a null, which decodes to nothing.

@@ -19,6 +19,8 @@ import (
 	"fmt"
 	"strings"
 	"unicode/utf8"
+
+	fgtext "github.com/friendgate/friendgate/internal/text"
 )
 
 // Options are a dictionary's normalisation and matching switches. Each normalisation is
@@ -289,7 +291,7 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 	if d == nil || len(d.entryEnd) == 0 {
 		return Match{}, false
 	}
-	if d.ac.next != nil && isASCII(text) {
+	if d.ac.next != nil && fgtext.IsASCII(text) {
 		return d.matchASCII(text)
 	}
 	src := source{text: text, compat: d.opts.FoldCompatibility, propsAt: -1}
@@ -450,24 +452,6 @@ func (d *Dictionary) wholeWord(state int32, pos int, starts *[ringSize]int32, bo
 		}
 	}
 	return Match{}, false
-}
-
-// isASCII reports whether s is all ASCII, eight bytes at a time.
-func isASCII(s string) bool {
-	i := 0
-	for ; i+8 <= len(s); i += 8 {
-		w := uint64(s[i]) | uint64(s[i+1])<<8 | uint64(s[i+2])<<16 | uint64(s[i+3])<<24 |
-			uint64(s[i+4])<<32 | uint64(s[i+5])<<40 | uint64(s[i+6])<<48 | uint64(s[i+7])<<56
-		if w&0x8080808080808080 != 0 {
-			return false
-		}
-	}
-	for ; i < len(s); i++ {
-		if s[i] >= utf8.RuneSelf {
-			return false
-		}
-	}
-	return true
 }
 
 func (d *Dictionary) match(e int32, start int32, end int) Match {

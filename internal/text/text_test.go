@@ -40,3 +40,26 @@ func TestTruncate(t *testing.T) {
 		})
 	}
 }
+
+// TestIsASCII: a byte of 0x80 or above anywhere, in the eight-byte words or the tail,
+// makes a string non-ASCII.
+func TestIsASCII(t *testing.T) {
+	for _, tc := range []struct {
+		s    string
+		want bool
+	}{
+		{"", true},
+		{"a", true},
+		{"hello, we met at the conference", true},
+		{"\x7f\x00\x01abcdefgh", true},
+		{"é", false},
+		{"abcdefg\x80", false},
+		{"abcdefgh\xff", false},
+		{"abcdefghijklmno你", false},
+		{"\x80bcdefghijklmnop", false},
+	} {
+		if got := IsASCII(tc.s); got != tc.want {
+			t.Errorf("IsASCII(%q) = %v, want %v", tc.s, got, tc.want)
+		}
+	}
+}
