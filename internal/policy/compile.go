@@ -305,10 +305,10 @@ func compileSpec(fp *v1alpha1.FriendPolicy) (*Compiled, field.ErrorList) {
 	return c, errs
 }
 
-// checkPatterns parses each RE2 pattern of the list child of parent alone, so an error names the pattern at fault. A
-// pattern whose compiled form (compiled as form gives, or as it is when form is nil) is in
-// the pattern cache was checked when it was compiled: identical patterns across thousands
-// of policies are parsed once.
+// checkPatterns parses each RE2 pattern of the list child of parent alone, so an error
+// names the pattern at fault. A pattern whose compiled form (compiled as form gives, or as
+// it is when form is nil) is in the pattern cache was checked when it was compiled:
+// identical patterns across thousands of policies are parsed once.
 func checkPatterns(patterns []string, parent *field.Path, child string, form func(string) string) field.ErrorList {
 	var errs field.ErrorList
 	for i, p := range patterns {
