@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"net/http"
 	"unsafe"
 
 	"github.com/friendgate/friendgate/internal/policy"
@@ -14,8 +15,9 @@ const (
 	DefaultMaxBatchBodyBytes = 16 << 20
 )
 
-// maxUserIDBytes bounds one user ID of a batch. Both IM servers limit user IDs to a few
-// dozen bytes; a longer one is not a user ID.
+// maxUserIDBytes bounds one user ID of a callback. Both IM servers limit user IDs to a
+// few dozen bytes; a longer one is not a user ID, and it must not reach the velocity
+// counters, which keep a copy of the IDs they count.
 const maxUserIDBytes = 1024
 
 // itemCost is what one decided item of a batch holds beyond its bytes in the body: its
@@ -36,11 +38,17 @@ func itemsOver(n, limit int, what string) error {
 	return nil
 }
 
-// checkUserIDs refuses a batch holding a user ID longer than maxUserIDBytes.
-func checkUserIDs(ids []string) error {
-	for i, id := range ids {
+// checkUserIDs refuses a callback one of whose items names a user ID longer than
+// maxUserIDBytes.
+func checkUserIDs(items []policy.Request) *refusal {
+	for i := range items {
+		side, id := "from", items[i].From
+		if len(items[i].To) > len(id) {
+			side, id = "to", items[i].To
+		}
 		if len(id) > maxUserIDBytes {
-			return &tooLarge{fmt.Sprintf("user ID %d of the batch is %d bytes long, more than the limit of %d", i, len(id), maxUserIDBytes)}
+			return &refusal{oversized, http.StatusRequestEntityTooLarge,
+				fmt.Sprintf("the %s user ID of item %d is %d bytes long, more than the limit of %d", side, i, len(id), maxUserIDBytes)}
 		}
 	}
 	return nil

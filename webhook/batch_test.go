@@ -30,6 +30,7 @@ func TestBatchBounds(t *testing.T) {
 		}
 		return "[" + strings.Join(out, ",") + "]"
 	}
+	long := strings.Repeat("x", maxUserIDBytes+1)
 	tests := []struct {
 		name       string
 		opts       Options
@@ -48,7 +49,19 @@ func TestBatchBounds(t *testing.T) {
 		{"import over the item limit under failure policy Allow", Options{MaxBatchItems: 5, FailurePolicy: FailAllow}, importPath,
 			`{"ownerUserID":"alice","friendUserIDs":` + ids("u", 6) + `}`, 413, tooLarge},
 		{"import with an overlong ID", Options{}, importPath,
-			`{"ownerUserID":"alice","friendUserIDs":["bob","` + strings.Repeat("x", maxUserIDBytes+1) + `"]}`, 413, tooLarge + "user ID 1 of the batch is 1025 bytes long"},
+			`{"ownerUserID":"alice","friendUserIDs":["bob","` + long + `"]}`, 413, tooLarge + "the to user ID of item 1 is 1025 bytes long"},
+		{"import by an overlong owner", Options{}, importPath,
+			`{"ownerUserID":"` + long + `","friendUserIDs":["bob"]}`, 413, tooLarge + "the from user ID of item 0 is 1025 bytes long"},
+		{"OpenIM add-friend from an overlong ID", Options{}, "/openim/callbackBeforeAddFriendCommand",
+			`{"fromUserID":"` + long + `","toUserID":"bob"}`, 413, tooLarge + "the from user ID of item 0"},
+		{"OpenIM add-friend at the ID limit", Options{}, "/openim/callbackBeforeAddFriendCommand",
+			`{"fromUserID":"` + long[1:] + `","toUserID":"bob"}`, 200, allowOpenIM},
+		{"Tencent to an overlong ID", Options{}, tencent,
+			`{"From_Account":"alice","FriendItem":[{"To_Account":"bob"},{"To_Account":"` + long + `"}]}`, 413,
+			`{"ActionStatus":"FAIL","ErrorCode":413,"ErrorInfo":"friendgate: the to user ID of item 1 is 1025 bytes long`},
+		{"Tencent from an overlong ID", Options{}, tencent,
+			`{"From_Account":"` + long + `","FriendItem":[{"To_Account":"bob"}]}`, 413,
+			`{"ActionStatus":"FAIL","ErrorCode":413,"ErrorInfo":"friendgate: the from user ID of item 0`},
 		{"import over the body limit, within the batch limit", Options{MaxBodyBytes: 1024, MaxBatchBodyBytes: 1 << 20}, importPath,
 			`{"ownerUserID":"alice","friendUserIDs":` + ids("user_", 2000) + `}`, 200, allowOpenIM},
 		{"import over the batch body limit", Options{MaxBodyBytes: 1024, MaxBatchBodyBytes: 4096}, importPath,

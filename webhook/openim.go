@@ -170,14 +170,12 @@ func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path strin
 		h.failOpenIM(w, c, cmd, continues, traceID, undecided(http.StatusServiceUnavailable, "policies are not loaded yet"))
 		return
 	}
-	if cmd.kind == kindImportFriends {
-		if err := checkUserIDs(c.openIMBody.FriendUserIDs); err != nil {
-			h.failOpenIM(w, c, cmd, continues, traceID, decodeRefusal(err))
-			return
-		}
-	}
 	c.items = openIMItems(cmd, appID, &c.openIMBody, c.items[:0])
-	if rf := h.reserveItems(c); rf != nil {
+	rf := checkUserIDs(c.items)
+	if rf == nil {
+		rf = h.reserveItems(c)
+	}
+	if rf != nil {
 		h.failOpenIM(w, c, cmd, continues, traceID, rf)
 		return
 	}

@@ -160,7 +160,11 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		return
 	}
 	c.items = tencentItems(cmd, &q, &c.tencentBody, c.items[:0])
-	if rf := h.reserveItems(c); rf != nil {
+	rf := checkUserIDs(c.items)
+	if rf == nil {
+		rf = h.reserveItems(c)
+	}
+	if rf != nil {
 		h.failTencent(w, c, cmd, rf, false)
 		return
 	}
