@@ -65,7 +65,7 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
 		"answer to a request that cannot be decided (malformed, unroutable, policies not loaded, server busy): Allow or Deny; see --too-large-policy for oversized ones")
 	fs.StringVar(&f.clientDetail, "client-detail", string(webhook.DetailReference),
-		"what an OpenIM denial's errDlt, which OpenIM shows the refused user's app, reveals: Reference (an opaque reference, logged with the deciding policy), None, or Full (namespace/name/kind/entry of the deciding policy)")
+		"what an OpenIM denial's errDlt, which OpenIM shows the refused user's app, reveals: Reference (an opaque reference, logged with the deciding policy or the reason a request was not decided), None, or Full (namespace/name/kind/entry of the deciding policy, or the reason)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest callback body accepted; larger ones get 413")
 	fs.Int64Var(&f.maxBatchBytes, "max-batch-body-bytes", webhook.DefaultMaxBatchBodyBytes,
 		"largest body of a batch callback (OpenIM callbackBeforeImportFriendsCommand, Tencent Sns.CallbackPrevFriendAdd and Sns.CallbackPrevFriendResponse); larger ones get 413")

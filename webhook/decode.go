@@ -412,7 +412,7 @@ func (d *bodyDecoder) int64(dst *int64, key string) error {
 	}
 	n, err := strconv.ParseInt(d.s[start:d.i], 10, 64)
 	if err != nil {
-		return &jsonError{start, fmt.Sprintf("%q: %s is not a 64-bit integer", key, d.s[start:d.i])}
+		return &jsonError{start, fmt.Sprintf("%q: %s is not a 64-bit integer", key, text.Truncate(d.s[start:d.i], 32))}
 	}
 	*dst = n
 	return nil

@@ -76,6 +76,8 @@ func TestDecodeTencent(t *testing.T) {
 		{name: "negative zero", body: `{"EventTime":-0}`},
 		{name: "an integer with a fraction", body: `{"ForceAddFlags":1.0}`, wantErr: `"ForceAddFlags": 1.0 is not a 64-bit integer`},
 		{name: "an integer out of range", body: `{"EventTime":9223372036854775808}`, wantErr: "is not a 64-bit integer"},
+		{name: "a long integer is cut in the message", body: `{"EventTime":` + strings.Repeat("9", 10000) + `}`,
+			wantErr: `"EventTime": ` + strings.Repeat("9", 29) + `... is not a 64-bit integer`},
 		{name: "an integer given as a string", body: `{"EventTime":"1"}`, wantErr: `"EventTime": expected an integer, found a string`},
 		{name: "a bad number", body: `{"EventTime":-}`, wantErr: `invalid character '}' looking for the beginning of a value`},
 		{name: "an item of the wrong type", body: `{"FriendItem":["b"]}`, wantErr: `"FriendItem": expected an object, found a string`},

@@ -3,6 +3,7 @@ package webhook
 import (
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"regexp"
 	"strings"
 	"testing"
@@ -509,5 +510,24 @@ func TestRequireClientCert(t *testing.T) {
 	}
 	if got := testutil.ToFloat64(s.metrics.authFailures.WithLabelValues(ProtocolOpenIM, ReasonClientCertificate)); got != 1 {
 		t.Fatalf("auth failures = %v, want 1", got)
+	}
+}
+
+// TestOperationIDCut: the operationID header reaches the log lines cut to a bound, however
+// long the caller made it.
+func TestOperationIDCut(t *testing.T) {
+	for _, tt := range []struct{ header, want string }{
+		{"", ""},
+		{"op-1", "op-1"},
+		{strings.Repeat("a", maxOperationIDBytes), strings.Repeat("a", maxOperationIDBytes)},
+		{strings.Repeat("a", 60<<10), strings.Repeat("a", maxOperationIDBytes-3) + "..."},
+	} {
+		r := httptest.NewRequest(http.MethodPost, "/openim/callbackBeforeAddFriendCommand", nil)
+		if tt.header != "" {
+			r.Header.Set("operationID", tt.header)
+		}
+		if got := operationID(r); got != tt.want {
+			t.Errorf("operationID of a %d-byte header: %d bytes %.20q, want %d bytes", len(tt.header), len(got), got, len(tt.want))
+		}
 	}
 }

@@ -55,12 +55,17 @@ func (r *openIMRequest) reset() {
 // every callback.
 var operationIDHeader = http.CanonicalHeaderKey("operationID")
 
+// operationID is the request's trace ID for the log lines, cut to maxOperationIDBytes:
+// the header may be as long as the caller likes.
 func operationID(r *http.Request) string {
 	if v := r.Header[operationIDHeader]; len(v) > 0 {
-		return v[0]
+		return text.Truncate(v[0], maxOperationIDBytes)
 	}
 	return ""
 }
+
+// maxOperationIDBytes is far above OpenIM's operation IDs (a few dozen bytes).
+const maxOperationIDBytes = 128
 
 // openIMRoute reads the app and command from the request URL: /openim/<command> (v3.4.2
 // and later), /openim/<appID>/<command>, and the older /openim?command=<command> and
@@ -261,15 +266,22 @@ func (h *Handler) clientDetail(c *call, v *policy.Verdict) string {
 // always refused; otherwise the operation continues when the URL named a command that is
 // never refused (continues), else the failure policy decides.
 func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, continues bool, traceID string, rf *refusal) {
-	h.refused(w, cmd, ProtocolOpenIM, traceID, rf)
 	out := c.out[:0]
 	if (continues && rf.kind != unauthenticated) || h.lets(rf) {
+		h.refused(w, cmd, ProtocolOpenIM, traceID, "", rf)
 		out = appendOpenIMContinue(out)
 	} else {
-		detail := "friendgate: " + rf.reason
-		if h.opts.ClientDetail == DetailNone {
-			detail = ""
+		// The reason may name internal addresses (an upstream's error, the caller's own):
+		// only Full hands it to the refused user's app.
+		var detail, reference string
+		switch h.opts.ClientDetail {
+		case DetailFull:
+			detail = "friendgate: " + rf.reason
+		case DetailReference:
+			reference = newReference()
+			detail = reference
 		}
+		h.refused(w, cmd, ProtocolOpenIM, traceID, reference, rf)
 		msg := "friend request could not be checked"
 		if rf.kind == upstreamFailed {
 			msg = "the callback could not be completed"

@@ -572,7 +572,7 @@ func (h *Handler) logItem(msg, protocol string, cmd *command, operationID string
 
 // refused logs and counts a request that was not decided. A server at a bound also drops
 // the connection, rather than read the rest of a body it will not use.
-func (h *Handler) refused(w http.ResponseWriter, cmd *command, protocol, operationID string, rf *refusal) {
+func (h *Handler) refused(w http.ResponseWriter, cmd *command, protocol, operationID, reference string, rf *refusal) {
 	if rf.kind == overloaded {
 		w.Header().Set("Connection", "close")
 	}
@@ -584,6 +584,9 @@ func (h *Handler) refused(w http.ResponseWriter, cmd *command, protocol, operati
 	args := []any{"protocol", protocol, "command", cmd.name, "status", rf.status, "reason", rf.reason, "failurePolicy", h.opts.FailurePolicy}
 	if operationID != "" {
 		args = append(args, "operationID", operationID)
+	}
+	if reference != "" {
+		args = append(args, "reference", reference)
 	}
 	if rf.kind == overloaded {
 		// Counted in friendgate_callback_shed_total; a line each would add to the load.

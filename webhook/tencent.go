@@ -229,7 +229,7 @@ func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []poli
 // status as ErrorCode. When the items are known (withItems), each gets the verdict of the
 // policy that applies (see lets), for a console set to read the body of a failed callback.
 func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *refusal, withItems bool) {
-	h.refused(w, cmd, ProtocolTencent, "", rf)
+	h.refused(w, cmd, ProtocolTencent, "", "", rf)
 	out := append(c.out[:0], `{"ActionStatus":"FAIL","ErrorCode":`...)
 	out = appendInt(out, int64(rf.status))
 	out = append(out, `,"ErrorInfo":`...)

@@ -429,6 +429,20 @@ func TestClientDetail(t *testing.T) {
 		s.waitLog(t, map[string]string{"msg": "denied", "reference": a.ErrDlt, "operationID": "op-ref-1",
 			"policy": "e2e/spam", "entry": "e2e/spam/blocklist/spammers"})
 	})
+	t.Run("default, request not decided", func(t *testing.T) {
+		t.Parallel()
+		s := startServer(t, policies, "--client-detail", "Reference", "--failure-policy", "Deny")
+		got := s.do(t, exchange{path: openIMPath("callbackBeforeAddFriendCommand"), body: `{"fromUserID":`, operationID: "op-ref-2"})
+		var a struct{ ErrDlt string }
+		if err := json.Unmarshal([]byte(got.body), &a); err != nil || got.status != http.StatusBadRequest || !bodyMatches(got.body, openIMDeny(failureCode, failureMessage, "ref:…")) {
+			t.Fatalf("got %d %s (%v), want a refusal with an opaque reference", got.status, got.body, err)
+		}
+		if len(a.ErrDlt) != len("ref:")+16 {
+			t.Fatalf("errDlt %q reveals more than a reference", a.ErrDlt)
+		}
+		s.waitLog(t, map[string]string{"msg": "request not decided", "reference": a.ErrDlt, "operationID": "op-ref-2",
+			"reason": "malformed JSON body: unexpected end of JSON input (at byte 14)"})
+	})
 	t.Run("None", func(t *testing.T) {
 		t.Parallel()
 		s := startServer(t, policies, "--client-detail", "None", "--failure-policy", "Deny")
