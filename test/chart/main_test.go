@@ -18,7 +18,8 @@
 //   - the examples of docs/install.md and docs/gitops.md: the Helm values and kustomize
 //     overlay install, the Flux CEL health checks classify every Ready reason, the policy
 //     repository passes `friendgate test` and builds (docs_test.go, gitops_test.go);
-//   - the Grafana dashboard queries only metrics the server exports (dashboard_test.go).
+//   - the Grafana dashboard queries only metrics the server exports, and the docs name
+//     every registered metric and no other (dashboard_test.go).
 //
 // The Argo CD health check (Lua) is tested in the module test/chart/argocd, and the
 // Dockerfile by hack/dockerfile_test.go.
