@@ -63,7 +63,7 @@ type redisFlags struct {
 func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.StringVar(&f.addr, "addr", ":8080", "address serving the callbacks (/openim, /tencent), /healthz, /readyz and /metrics")
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
-		"answer to a request that cannot be decided (malformed, unroutable, policies not loaded, server busy): Allow or Deny; see --too-large-policy for oversized ones")
+		"answer to a request that cannot be decided (malformed, unroutable, policies not loaded, server busy): Allow or Deny; see --too-large-policy for oversized ones. Tencent reads it only for requests whose items were read; others get ActionStatus FAIL and its console's setting")
 	fs.StringVar(&f.clientDetail, "client-detail", string(webhook.DetailReference),
 		"what an OpenIM denial's errDlt, which OpenIM shows the refused user's app, reveals: Reference (an opaque reference, logged with the deciding policy or the reason a request was not decided), None, or Full (namespace/name/kind/entry of the deciding policy, or the reason)")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", webhook.DefaultMaxBodyBytes, "largest callback body accepted; larger ones get 413")

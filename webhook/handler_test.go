@@ -183,10 +183,10 @@ func TestUndecidableRequests(t *testing.T) {
 		{"notification with a malformed body, Deny", FailDeny, true, "POST", "/openim/callbackAfterAddFriendCommand", `{`, "", 200, allowOpenIM},
 		{"malformed Tencent", FailAllow, true, "POST", tencent, `[`, "", 400, `{"ActionStatus":"FAIL","ErrorCode":400,"ErrorInfo":"friendgate: malformed JSON body`},
 		{"oversized Tencent", FailDeny, true, "POST", tencent, big, "", 413, `{"ActionStatus":"FAIL","ErrorCode":413,"ErrorInfo":"friendgate: body of`},
-		{"not loaded Tencent, Allow", FailAllow, false, "POST", tencent, `{"From_Account":"a","FriendItem":[{"To_Account":"b"}]}`, "", 503,
-			`{"ActionStatus":"FAIL","ErrorCode":503,"ErrorInfo":"friendgate: policies are not loaded yet","ResultItem":[{"To_Account":"b","ResultCode":0,"ResultInfo":""}]}`},
-		{"not loaded Tencent, Deny", FailDeny, false, "POST", tencent, `{"From_Account":"a","FriendItem":[{"To_Account":"b"}]}`, "", 503,
-			`{"ActionStatus":"FAIL","ErrorCode":503,"ErrorInfo":"friendgate: policies are not loaded yet","ResultItem":[{"To_Account":"b","ResultCode":38000,"ResultInfo":"friend request could not be checked"}]}`},
+		{"not loaded Tencent, Allow", FailAllow, false, "POST", tencent, `{"From_Account":"a","FriendItem":[{"To_Account":"b"}]}`, "", 200,
+			`{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"friendgate: policies are not loaded yet","ResultItem":[{"To_Account":"b","ResultCode":0,"ResultInfo":""}]}`},
+		{"not loaded Tencent, Deny", FailDeny, false, "POST", tencent, `{"From_Account":"a","FriendItem":[{"To_Account":"b"}]}`, "", 200,
+			`{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"friendgate: policies are not loaded yet","ResultItem":[{"To_Account":"b","ResultCode":38000,"ResultInfo":"friend request could not be checked"}]}`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -299,5 +300,33 @@ func TestBodyMemoryFollowsBytes(t *testing.T) {
 	rec = s.do("POST", target, `{"fromUserID":"spam_1","toUserID":"bob"}`)
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"errCode":38001`) {
 		t.Fatalf("after the budget was released: got %d %s, want the spammer denied", rec.Code, rec.Body)
+	}
+}
+
+// TestTencentItemsOverBudget: a Tencent batch whose body fits the in-flight budget but
+// whose decoded items do not is shed after its items are known, so it is answered in a
+// 200 that Tencent reads, each item refused by the failure policy (Deny), and counted.
+func TestTencentItemsOverBudget(t *testing.T) {
+	s := newTestServer(t, Options{FailurePolicy: FailDeny, MaxBodyBytes: 1 << 20, MaxInflightBodyBytes: 2 * bodyReserveStep}, true)
+	var items []string
+	var want []string
+	for i := range 64 {
+		items = append(items, fmt.Sprintf(`{"To_Account":"u%d"}`, i))
+		want = append(want, fmt.Sprintf(`{"To_Account":"u%d","ResultCode":38000,"ResultInfo":"friend request could not be checked"}`, i))
+	}
+	body := `{"From_Account":"alice","FriendItem":[` + strings.Join(items, ",") + `]}`
+	if int64(len(body)) > bodyReserveStep || 64*itemCost <= bodyReserveStep {
+		t.Fatalf("the body (%d bytes) must fit one reservation and its items (%d bytes) must not fit the rest", len(body), 64*itemCost)
+	}
+	rec := s.do("POST", "/tencent?SdkAppid=1&CallbackCommand=Sns.CallbackPrevFriendAdd", body)
+	wantBody := `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":"friendgate: server busy: too many request bytes in flight","ResultItem":[` + strings.Join(want, ",") + `]}`
+	if rec.Code != http.StatusOK || rec.Body.String() != wantBody || rec.Header().Get("Connection") != "close" {
+		t.Fatalf("got %d %s (Connection %q), want 200 %s and Connection: close", rec.Code, rec.Body, rec.Header().Get("Connection"), wantBody)
+	}
+	if got := testutil.ToFloat64(s.metrics.shedBody); got != 1 {
+		t.Errorf("shed for body bytes = %v, want 1", got)
+	}
+	if got := s.handler.budget.used.Load(); got != 0 {
+		t.Errorf("in flight after the answer: %d, want 0", got)
 	}
 }

@@ -282,7 +282,7 @@ func (h *Handler) failOpenIM(w http.ResponseWriter, c *call, cmd *command, conti
 			detail = reference
 		}
 		h.refused(w, cmd, ProtocolOpenIM, traceID, reference, rf)
-		msg := "friend request could not be checked"
+		msg := FailureMessage
 		if rf.kind == upstreamFailed {
 			msg = "the callback could not be completed"
 		}

@@ -94,6 +94,9 @@ const DefaultMaxBodyBytes = 1 << 20
 // authenticated; it is the default deny code, in the range both IM servers accept.
 const FailureCode = v1alpha1.DefaultCode
 
+// FailureMessage is the message that goes with FailureCode.
+const FailureMessage = "friend request could not be checked"
+
 // Protocol names, the values of the `protocol` label.
 const (
 	ProtocolOpenIM  = "openim"

@@ -165,7 +165,7 @@ func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool
 		rf = h.reserveItems(c)
 	}
 	if rf != nil {
-		h.failTencent(w, c, cmd, rf, false)
+		h.failTencent(w, c, cmd, rf, true)
 		return
 	}
 	snap := h.store.Snapshot()
@@ -225,32 +225,43 @@ func tencentItems(cmd *command, q *tencentQuery, b *tencentRequest, items []poli
 	return items
 }
 
-// failTencent answers a request that was not decided with ActionStatus FAIL and the HTTP
-// status as ErrorCode. When the items are known (withItems), each gets the verdict of the
-// policy that applies (see lets), for a console set to read the body of a failed callback.
+// failTencent answers a request that was not decided. Tencent counts any non-200
+// answer as a failed callback and applies the console's own setting (by default, let
+// it through), so when the items are known (withItems) the answer is an HTTP 200 whose
+// ResultItem gives each item the verdict of the policy that applies (see lets), the
+// only way --failure-policy Deny or --too-large-policy reaches Tencent; ErrorInfo
+// carries the reason. A request whose items are unknown (not read, not understood, not
+// authenticated) gets ActionStatus FAIL with the HTTP status as ErrorCode.
 func (h *Handler) failTencent(w http.ResponseWriter, c *call, cmd *command, rf *refusal, withItems bool) {
-	h.refused(w, cmd, ProtocolTencent, "", "", rf)
-	out := append(c.out[:0], `{"ActionStatus":"FAIL","ErrorCode":`...)
-	out = appendInt(out, int64(rf.status))
-	out = append(out, `,"ErrorInfo":`...)
-	out = appendString(out, "friendgate: "+rf.reason)
-	if withItems {
-		out = append(out, `,"ResultItem":[`...)
-		for i := range c.items {
-			if i > 0 {
-				out = append(out, ',')
-			}
-			if !h.lets(rf) {
-				out = appendTencentItem(out, c.items[i].To, FailureCode, "friend request could not be checked")
-			} else {
-				out = appendTencentItem(out, c.items[i].To, 0, "")
-			}
-		}
-		out = append(out, ']')
+	if !withItems {
+		h.refused(w, cmd, ProtocolTencent, "", "", rf)
+		out := append(c.out[:0], `{"ActionStatus":"FAIL","ErrorCode":`...)
+		out = appendInt(out, int64(rf.status))
+		out = append(out, `,"ErrorInfo":`...)
+		out = appendString(out, "friendgate: "+rf.reason)
+		out = append(out, '}')
+		c.out = out
+		writeJSON(w, rf.status, out)
+		return
 	}
-	out = append(out, '}')
+	h.refused(w, cmd, ProtocolTencent, "", "", &refusal{rf.kind, http.StatusOK, rf.reason})
+	out := append(c.out[:0], `{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":`...)
+	out = appendString(out, "friendgate: "+rf.reason)
+	out = append(out, `,"ResultItem":[`...)
+	lets := h.lets(rf)
+	for i := range c.items {
+		if i > 0 {
+			out = append(out, ',')
+		}
+		if lets {
+			out = appendTencentItem(out, c.items[i].To, 0, "")
+		} else {
+			out = appendTencentItem(out, c.items[i].To, FailureCode, FailureMessage)
+		}
+	}
+	out = append(out, "]}"...)
 	c.out = out
-	writeJSON(w, rf.status, out)
+	writeJSON(w, http.StatusOK, out)
 }
 
 const (

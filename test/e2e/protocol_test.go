@@ -201,10 +201,11 @@ func tencentFail(status int, info string) string {
 	return fmt.Sprintf(`{"ActionStatus":"FAIL","ErrorCode":%d,"ErrorInfo":%s}`, status, jsonString("friendgate: "+info))
 }
 
-// tencentFailItems is the answer to a Tencent callback whose items were read but could
-// not be decided.
-func tencentFailItems(status int, info string, items ...resultItem) string {
-	return strings.TrimSuffix(tencentFail(status, info), "}") + "," + resultItems(items) + "}"
+// tencentUndecided is the answer to a Tencent callback whose items were read but could
+// not be decided: an HTTP 200 whose items carry the failure policy's verdict, since
+// Tencent would apply its console's setting to any other status.
+func tencentUndecided(info string, items ...resultItem) string {
+	return fmt.Sprintf(`{"ActionStatus":"OK","ErrorCode":0,"ErrorInfo":%s,`, jsonString("friendgate: "+info)) + resultItems(items) + "}"
 }
 
 // tencentPath is the URL Tencent calls for a command of an app. params are further query
