@@ -9,8 +9,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
+
+	"github.com/friendgate/friendgate/internal/text"
 )
 
 // DefaultUpstreamTimeout bounds a forwarded callback: OpenIM's shipped configuration gives
@@ -82,12 +85,13 @@ func (u *Upstream) URL() string { return u.base.Redacted() }
 // hopHeaders are not forwarded: they describe the connection, not the callback.
 var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Te", "Trailer", "Transfer-Encoding", "Upgrade", "Content-Length"}
 
-// forward sends the callback body of command to the upstream and returns its answer.
+// forward sends the callback body of command (forwardable) to the upstream and returns its
+// answer.
 func (u *Upstream) forward(ctx context.Context, r *http.Request, command string, body []byte) (status int, answer []byte, err error) {
 	ctx, cancel := context.WithTimeout(ctx, u.timeout)
 	defer cancel()
 	target := *u.base
-	target.Path = strings.TrimSuffix(target.Path, "/") + "/" + url.PathEscape(command)
+	target.Path = strings.TrimSuffix(target.Path, "/") + "/" + command
 	target.RawPath = ""
 	target.RawQuery = r.URL.RawQuery
 	req, err := http.NewRequestWithContext(ctx, r.Method, target.String(), bytes.NewReader(body))
@@ -117,10 +121,30 @@ func (u *Upstream) forward(ctx context.Context, r *http.Request, command string,
 	return resp.StatusCode, answer, nil
 }
 
+// forwardable reports whether command can be a path segment of the upstream's URL: OpenIM
+// names its commands in letters and digits, and anything else (a "..", say) could point
+// the callback at another path of the upstream.
+func forwardable(command string) bool {
+	if command == "" || len(command) > 128 {
+		return false
+	}
+	for i := 0; i < len(command); i++ {
+		if b := command[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
 // forwardOpenIM forwards an OpenIM callback to the upstream and relays its answer; when
 // the upstream does not answer, the upstream's failure policy does.
 func (h *Handler) forwardOpenIM(w http.ResponseWriter, r *http.Request, c *call, cmd *command, command, traceID string) {
 	u := h.opts.Upstream
+	if !forwardable(command) {
+		h.failOpenIM(w, c, cmd, false, traceID, &refusal{upstreamFailed, http.StatusBadRequest,
+			"command " + strconv.Quote(text.Truncate(command, 64)) + " is not forwarded to the upstream webhook: a command name is letters and digits"})
+		return
+	}
 	start := time.Now()
 	_, answer, err := u.forward(r.Context(), r, command, c.body)
 	m := h.opts.Metrics

@@ -85,6 +85,16 @@ func TestUpstream(t *testing.T) {
 		wantStatus: http.StatusBadGateway, wantBody: openIMDeny(failureCode, "the callback could not be completed", "friendgate: the upstream webhook did not answer: answer is not JSON")})
 	s.check(t, exchange{name: "backend hangs", path: openIMPath("callbackBeforeUserRegisterCommand"), body: `{}`,
 		wantStatus: http.StatusGatewayTimeout, wantBody: openIMDeny(failureCode, "the callback could not be completed", "friendgate: the upstream webhook did not answer: …")})
+	// A command named only in the body becomes a path segment of the backend's URL: one
+	// that is not letters and digits could point the callback elsewhere, so it is not sent.
+	for _, name := range []string{"..", "a/../../admin", "callback%2F..", "callbackBefore AddFriend"} {
+		s.check(t, exchange{name: "command " + name, path: "/openim", body: fmt.Sprintf(`{"callbackCommand":%q}`, name),
+			wantStatus: http.StatusBadRequest, wantBody: openIMDeny(failureCode, "the callback could not be completed",
+				fmt.Sprintf("friendgate: command %q is not forwarded to the upstream webhook: a command name is letters and digits", name))})
+	}
+	if got := len(b.calls()); got != 5 {
+		t.Errorf("backend got %d callbacks, want 5: none with a command that is not letters and digits", got)
+	}
 	s.checkMetric(t, "friendgate_upstream_requests_total", map[string]string{"result": "ok"}, 3)
 	s.checkMetric(t, "friendgate_upstream_requests_total", map[string]string{"result": "error"}, 1)
 	s.checkMetric(t, "friendgate_upstream_requests_total", map[string]string{"result": "timeout"}, 1)
