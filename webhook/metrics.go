@@ -238,6 +238,28 @@ func (c *counterCache[K]) get(key K, resolve func() prometheus.Counter) promethe
 	return ctr
 }
 
+// prune drops the keys keep refuses and hands each to drop (which deletes its series), so
+// a cache does not outlive what its keys name.
+func (c *counterCache[K]) prune(keep func(K) bool, drop func(K)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	m := c.m.Load()
+	if m == nil {
+		return
+	}
+	next := make(map[K]prometheus.Counter, len(*m))
+	for k, ctr := range *m {
+		if keep(k) {
+			next[k] = ctr
+		} else {
+			drop(k)
+		}
+	}
+	if len(next) != len(*m) {
+		c.m.Store(&next)
+	}
+}
+
 // policyCounters are a decision counter's series by policy, for one command and result.
 type policyCounters struct {
 	vec    *prometheus.CounterVec
@@ -254,4 +276,24 @@ func (p *policyCounters) get(policy string) prometheus.Counter {
 	return p.cache.get(policy, func() prometheus.Counter {
 		return p.vec.WithLabelValues(p.labels[0], p.labels[1], p.labels[2], p.labels[3], policy)
 	})
+}
+
+// forget deletes the series of policies that are not live.
+func (p *policyCounters) forget(live map[string]bool) {
+	p.cache.prune(func(policy string) bool { return live[policy] }, func(policy string) {
+		p.vec.DeleteLabelValues(p.labels[0], p.labels[1], p.labels[2], p.labels[3], policy)
+	})
+}
+
+// forgetPolicies deletes the per-policy series (decisions, limits) of policies that are
+// no longer in the snapshot, so that a policy per campaign or per tenant, removed, does
+// not leave its series behind for the life of the replica.
+func (m *Metrics) forgetPolicies(live map[string]bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.commands {
+		c.denyByPolicy.forget(live)
+		c.wouldByPolicy.forget(live)
+	}
+	m.limits.forget(live)
 }

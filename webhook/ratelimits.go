@@ -22,8 +22,7 @@ type limitCounters struct {
 }
 
 type limitOutcome struct {
-	id      string
-	outcome string
+	policy, limit, outcome string
 }
 
 func newLimitCounters(reg prometheus.Registerer) *limitCounters {
@@ -36,8 +35,15 @@ func newLimitCounters(reg prometheus.Registerer) *limitCounters {
 }
 
 func (c *limitCounters) get(l *policy.Limit, outcome string) prometheus.Counter {
-	return c.cache.get(limitOutcome{l.Velocity.ID, outcome}, func() prometheus.Counter {
+	return c.cache.get(limitOutcome{l.Verdict.Policy, l.Verdict.Name, outcome}, func() prometheus.Counter {
 		return c.vec.WithLabelValues(l.Verdict.Policy, l.Verdict.Name, outcome)
+	})
+}
+
+// forget deletes the series of policies that are not live.
+func (c *limitCounters) forget(live map[string]bool) {
+	c.cache.prune(func(k limitOutcome) bool { return live[k.policy] }, func(k limitOutcome) {
+		c.vec.DeleteLabelValues(k.policy, k.limit, k.outcome)
 	})
 }
 

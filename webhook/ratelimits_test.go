@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"fmt"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -101,5 +102,89 @@ func TestLimitsTencentBatch(t *testing.T) {
 		`{"To_Account":"u_3","ResultCode":38040,"ResultInfo":"too many friend requests"},{"To_Account":"u_4","ResultCode":38040,"ResultInfo":"too many friend requests"}]}`
 	if w.Code != http.StatusOK || w.Body.String() != want {
 		t.Fatalf("got %d %s\nwant %s", w.Code, w.Body, want)
+	}
+}
+
+// TestRemovedPolicySeries: when a policy leaves the snapshot, its decision and limit
+// series go with it (a policy per campaign or tenant must not leave series behind for the
+// replica's life); the series of the policies that stay keep their counts, and a policy
+// that comes back starts afresh.
+func TestRemovedPolicySeries(t *testing.T) {
+	clk := testingclock.NewFakeClock(time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC))
+	s := limitServer(t, clk)
+	all := s.store.Snapshot().Policies()
+	send := func(from string) {
+		t.Helper()
+		if w := s.do(http.MethodPost, "/openim/app1/callbackBeforeAddFriendCommand", fmt.Sprintf(`{"fromUserID":%q,"toUserID":"bob"}`, from)); w.Code != http.StatusOK {
+			t.Fatalf("status %d: %s", w.Code, w.Body)
+		}
+	}
+	for range 4 {
+		send("alice")
+	}
+	// series lists friendgate_limit_requests_total and friendgate_decisions_total by their
+	// policy label and the other labels that vary here.
+	series := func() map[string]float64 {
+		t.Helper()
+		families, err := s.reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]float64{}
+		for _, f := range families {
+			if f.GetName() != "friendgate_limit_requests_total" && f.GetName() != "friendgate_decisions_total" {
+				continue
+			}
+			for _, m := range f.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if labels["policy"] == "" {
+					continue
+				}
+				got[f.GetName()+"{"+labels["policy"]+","+labels["limit"]+labels["result"]+","+labels["outcome"]+"}"] = m.GetCounter().GetValue()
+			}
+		}
+		return got
+	}
+	want := map[string]float64{
+		"friendgate_limit_requests_total{im/velocity,per-sender,counted}": 3,
+		"friendgate_limit_requests_total{im/velocity,per-sender,limited}": 1,
+		"friendgate_limit_requests_total{im/shadow,strict,counted}":       2,
+		"friendgate_limit_requests_total{im/shadow,strict,would_limit}":   2,
+		"friendgate_decisions_total{im/velocity,deny,}":                   1,
+		"friendgate_decisions_total{im/shadow,would-deny,}":               2,
+	}
+	if got := series(); !maps.Equal(got, want) {
+		t.Fatalf("series before the removal:\n got %v\nwant %v", got, want)
+	}
+
+	var velocityOnly []*policy.Compiled
+	for _, c := range all {
+		if c.Key == "im/velocity" {
+			velocityOnly = append(velocityOnly, c)
+		}
+	}
+	s.store.Set(policy.NewSnapshot(velocityOnly))
+	for k := range want {
+		if strings.Contains(k, "im/shadow") {
+			delete(want, k)
+		}
+	}
+	if got := series(); !maps.Equal(got, want) {
+		t.Fatalf("series after im/shadow was removed:\n got %v\nwant %v", got, want)
+	}
+
+	s.store.Set(policy.NewSnapshot(all))
+	send("carol")
+	send("carol")
+	send("carol")
+	want["friendgate_limit_requests_total{im/velocity,per-sender,counted}"] = 6
+	want["friendgate_limit_requests_total{im/shadow,strict,counted}"] = 2
+	want["friendgate_limit_requests_total{im/shadow,strict,would_limit}"] = 1
+	want["friendgate_decisions_total{im/shadow,would-deny,}"] = 1
+	if got := series(); !maps.Equal(got, want) {
+		t.Fatalf("series after im/shadow came back:\n got %v\nwant %v", got, want)
 	}
 }

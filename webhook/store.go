@@ -51,9 +51,12 @@ func (s *Store) Set(snap *policy.Snapshot) {
 	s.cur.Store(st)
 	if m := s.metrics; m != nil {
 		var entries int64
+		live := make(map[string]bool, len(snap.Policies()))
 		for _, p := range snap.Policies() {
 			entries += p.BlocklistEntries
+			live[p.Key] = true
 		}
+		m.forgetPolicies(live)
 		m.reloads.Inc()
 		m.generation.Set(float64(st.generation))
 		m.policies.Set(float64(len(snap.Policies())))
