@@ -2,6 +2,8 @@ package cmd
 
 import (
 	"github.com/spf13/cobra"
+
+	"github.com/friendgate/friendgate/webhook"
 )
 
 func newRunCommand() *cobra.Command {
@@ -15,7 +17,7 @@ func newRunCommand() *cobra.Command {
 		Long: `run is friendgate controller and friendgate webhook in one process: the FriendPolicy
 status reconciler and admission webhook, and a callback server answering OpenIM and
 Tencent Cloud Chat from the cluster's policies. The flags are those of both commands;
-/metrics is served on the callback address (--addr) with every metric of both roles.
+/metrics (--metrics-bind-address, :9090 here) serves every metric of both roles.
 
 Status counts this process as one webhook replica, so kubectl wait --for=condition=Ready
 works as with separate roles. Use separate roles when the callback load needs more than
@@ -25,6 +27,9 @@ one replica.`,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			replica.namespace = controller.namespace
 			replica.maxLists = controller.maxLists
+			// One /metrics, the callback server's, serves controller-runtime's registry,
+			// which holds the metrics of both roles.
+			replica.callback.metricsAddr, controller.metricsAddr = controller.metricsAddr, "0"
 			if err := controller.validate(); err != nil {
 				return err
 			}
@@ -47,8 +52,8 @@ one replica.`,
 	controller.bind(fs)
 	replica.callback.bind(fs)
 	replica.bindIdentity(fs)
-	// The callback server's /metrics serves controller-runtime's registry already.
-	controller.metricsAddr = "0"
-	fs.Lookup("metrics-bind-address").DefValue = "0"
+	// The controller's default, :8080, is the callback port's here.
+	controller.metricsAddr = webhook.DefaultMetricsAddr
+	fs.Lookup("metrics-bind-address").DefValue = webhook.DefaultMetricsAddr
 	return c
 }

@@ -27,7 +27,8 @@ second of a change; an edit that does not compile is logged and counted
 (friendgate_snapshot_reload_errors_total) and the last good policies stay in force.
 
 Point OpenIM's callback URL at http://HOST:8080/openim (or /openim/APPID) and Tencent
-Cloud Chat's at http://HOST:8080/tencent. /readyz turns ready once the policies are loaded.`,
+Cloud Chat's at http://HOST:8080/tencent. /readyz turns ready once the policies are loaded;
+Prometheus metrics are at http://HOST:9090/metrics.`,
 		Example: `  friendgate serve --policies config/samples
   friendgate serve --policies policies/ --tencent-tokens-dir /etc/friendgate/tencent --failure-policy Deny`,
 		Args: cobra.NoArgs,
@@ -82,5 +83,6 @@ Cloud Chat's at http://HOST:8080/tencent. /readyz turns ready once the policies 
 	c.Flags().StringSliceVar(&paths, "policies", nil, "FriendPolicy and ConfigMap manifest files or directories (repeatable, comma-separated)")
 	c.Flags().IntVar(&maxLists, "max-list-entries", policy.DefaultMaxListEntries, "most user IDs one blocklist may take from ConfigMaps")
 	flags.bind(c.Flags())
+	flags.bindMetrics(c.Flags())
 	return c
 }

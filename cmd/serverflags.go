@@ -22,6 +22,7 @@ import (
 // callbackFlags are the settings of the callback server, shared by `serve` and `webhook`.
 type callbackFlags struct {
 	addr             string
+	metricsAddr      string
 	failurePolicy    string
 	clientDetail     string
 	maxBodyBytes     int64
@@ -61,7 +62,7 @@ type redisFlags struct {
 }
 
 func (f *callbackFlags) bind(fs *pflag.FlagSet) {
-	fs.StringVar(&f.addr, "addr", ":8080", "address serving the callbacks (/openim, /tencent), /healthz, /readyz and /metrics")
+	fs.StringVar(&f.addr, "addr", ":8080", "address serving the callbacks (/openim, /tencent), /healthz and /readyz")
 	fs.StringVar(&f.failurePolicy, "failure-policy", string(webhook.FailAllow),
 		"answer to a request that cannot be decided (malformed, unroutable, policies not loaded, server busy): Allow or Deny; see --too-large-policy for oversized ones. Tencent reads it only for requests whose items were read; others get ActionStatus FAIL and its console's setting")
 	fs.StringVar(&f.clientDetail, "client-detail", string(webhook.DetailReference),
@@ -112,6 +113,13 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 	fs.DurationVar(&f.redis.budget, "redis-budget", defaultRedisBudget,
 		"longest a callback waits on Redis to count a limit (100µs to 1s); past it the request is counted in this process's memory")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, fmt.Sprintf("how long in-flight requests may take to finish after SIGTERM and a %s drain, in which answers ask clients to close their keep-alive connections", webhook.DefaultDrainPeriod))
+}
+
+// bindMetrics binds --metrics-bind-address. `run` binds the controller's flag of that
+// name instead and hands its value over.
+func (f *callbackFlags) bindMetrics(fs *pflag.FlagSet) {
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", webhook.DefaultMetricsAddr,
+		`address of the Prometheus /metrics endpoint (plain HTTP), apart from the callback port so that exposing the callbacks does not expose the metrics; "0" disables it`)
 }
 
 // callbackServer is a configured callback server: its store, handler and metrics.
@@ -254,7 +262,6 @@ func newCallbackServer(f *callbackFlags, log logr.Logger, reg registry) (*callba
 		Counter:              s.counter,
 		Logger:               log,
 		Metrics:              s.metrics,
-		MetricsHandler:       promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}),
 	})
 	return s, nil
 }
@@ -315,6 +322,22 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 				log.Error(err, "rereading the client CA certificates failed; the previous ones stay in force")
 			}
 		})
+	}
+	if s.flags.metricsAddr != "0" {
+		ms, err := webhook.ListenMetrics(s.flags.metricsAddr, promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+		if err != nil {
+			return fmt.Errorf("--metrics-bind-address: %w", err)
+		}
+		// The metrics outlive the callbacks' drain, so a scrape sees the shutdown.
+		mctx, stopMetrics := context.WithCancel(context.Background())
+		metricsDone := make(chan error, 1)
+		go func() { metricsDone <- ms.Serve(mctx, log) }()
+		defer func() {
+			stopMetrics()
+			if err := <-metricsDone; err != nil {
+				log.Error(err, "serving metrics")
+			}
+		}()
 	}
 	return webhook.ListenAndServe(ctx, log, s.handler, webhook.ServerOptions{
 		Addr:            s.flags.addr,

@@ -32,6 +32,7 @@ type replicaFlags struct {
 
 func (f *replicaFlags) bind(fs *pflag.FlagSet) {
 	f.callback.bind(fs)
+	f.callback.bindMetrics(fs)
 	f.bindIdentity(fs)
 	fs.StringVar(&f.namespace, "namespace", defaultNamespace(), "namespace of the replica's Lease; defaults to POD_NAMESPACE, else the pod's ServiceAccount namespace")
 	fs.IntVar(&f.maxLists, "max-list-entries", policy.DefaultMaxListEntries, "most user IDs one blocklist may take from ConfigMaps")
@@ -97,7 +98,7 @@ counted across replicas. Run as many replicas as the load needs; none is a leade
 }
 
 // newReplicaManager starts the manager of a replica: a cache of policies and labelled
-// ConfigMaps, no metrics or probe server of its own (the callback port serves both), and
+// ConfigMaps, no metrics or probe server of its own (the callback server serves both), and
 // no leader election: every replica serves.
 func newReplicaManager() (manager.Manager, error) {
 	cfg, err := ctrl.GetConfig()

@@ -146,8 +146,6 @@ type Options struct {
 	Clock clock.PassiveClock
 	// Metrics must be set; see NewMetrics.
 	Metrics *Metrics
-	// MetricsHandler, when set, is served at /metrics.
-	MetricsHandler http.Handler
 }
 
 // Handler answers IM callbacks from a Store. It is safe for concurrent use.
@@ -253,8 +251,9 @@ var kindEvents = map[commandKind]string{
 }
 
 // ServeHTTP routes /openim and /openim/... to the OpenIM adapter, /tencent to the Tencent
-// adapter, and serves /healthz, /readyz and, when set, /metrics. The path is cleaned first
-// (empty and dot segments, as in //openim/cmd, /openim/cmd/ or /tencent/.), so a stray
+// adapter, and serves /healthz and /readyz (/metrics has a port of its own, see
+// MetricsServer). The path is cleaned first (empty and dot segments, as in
+// //openim/cmd, /openim/cmd/ or /tencent/.), so a stray
 // slash in a console URL still reaches its adapter; a POST to any other path is answered
 // in the shape of the protocol it looks like (see unroutable). It routes by itself rather
 // than through http.ServeMux, which answers unclean paths with a redirect that an IM
@@ -282,8 +281,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		fmt.Fprintf(w, "ok: snapshot generation %d\n", h.store.Generation())
-	case urlPath == "/metrics" && h.opts.MetricsHandler != nil:
-		h.opts.MetricsHandler.ServeHTTP(w, r)
 	case r.Method == http.MethodPost:
 		h.unroutable(w, r, urlPath)
 	default:

@@ -116,7 +116,7 @@ func run(o options) error {
 			if err != nil {
 				return fmt.Errorf("no-op server, %s: %w", c.req.name, err)
 			}
-			f, err := measure(o, dir, c.req, o.friendgate, "serve", "--policies", policies)
+			f, err := measure(o, dir, c.req, o.friendgate, "serve", "--policies", policies, "--metrics-bind-address", "0")
 			if err != nil {
 				return fmt.Errorf("friendgate, %s, %s: %w", set.name, c.req.name, err)
 			}

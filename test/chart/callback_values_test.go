@@ -6,6 +6,8 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 )
 
@@ -70,5 +72,81 @@ func TestCallbackServerValues(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestMetricsApart: in both install paths the callback replicas serve /metrics on port
+// 9090 through a ClusterIP Service of its own, which the ServiceMonitor scrapes and the
+// NetworkPolicy opens to the monitoring namespaces only; the callback Service, which may
+// face the internet, carries only the callback port.
+func TestMetricsApart(t *testing.T) {
+	for _, c := range []struct {
+		name, manifests, prefix string
+	}{
+		{"chart", helmTemplate(t, "fg", "friendgate-system", "-f", "test/chart/testdata/full-values.yaml"), "fg"},
+		{"kustomize", kustomize(t, "config/default"), "friendgate"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			objs := decode(t, c.manifests)
+			webhook := container(t, find(t, objs, "Deployment", c.prefix+"-webhook"))
+			if got := flags(webhook.Args)["--metrics-bind-address"]; got != ":9090" {
+				t.Errorf("--metrics-bind-address=%q, want :9090", got)
+			}
+			if got := containerPort(webhook, "metrics"); got != 9090 {
+				t.Errorf("container port metrics = %d, want 9090", got)
+			}
+			var metricsSvc corev1.Service
+			if err := runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "Service", c.prefix+"-webhook-metrics").Object, &metricsSvc); err != nil {
+				t.Fatal(err)
+			}
+			if metricsSvc.Spec.Type != "" && metricsSvc.Spec.Type != corev1.ServiceTypeClusterIP || len(metricsSvc.Spec.Ports) != 1 ||
+				metricsSvc.Spec.Ports[0].Name != "metrics" || metricsSvc.Spec.Ports[0].Port != 9090 || metricsSvc.Spec.Ports[0].TargetPort.String() != "metrics" {
+				t.Errorf("metrics Service: %s %+v, want ClusterIP with port metrics 9090 -> metrics", metricsSvc.Spec.Type, metricsSvc.Spec.Ports)
+			}
+			for _, svc := range ofKind(objs, "Service") {
+				var s corev1.Service
+				if err := runtime.DefaultUnstructuredConverter.FromUnstructured(svc.Object, &s); err != nil {
+					t.Fatal(err)
+				}
+				if s.Name == metricsSvc.Name || s.Spec.Selector["app.kubernetes.io/component"] != "webhook" {
+					continue
+				}
+				for _, p := range s.Spec.Ports {
+					if p.Port == 9090 || p.TargetPort.String() == "metrics" || p.TargetPort.IntValue() == 9090 {
+						t.Errorf("callback Service %s carries the metrics port: %+v", s.Name, p)
+					}
+				}
+			}
+		})
+	}
+
+	objs := decode(t, helmTemplate(t, "fg", "friendgate-system", "-f", "test/chart/testdata/full-values.yaml"))
+	endpoints, _, _ := unstructured.NestedSlice(find(t, objs, "ServiceMonitor", "fg-webhook").Object, "spec", "endpoints")
+	if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
+		t.Errorf("webhook ServiceMonitor endpoints %v, want the port metrics", endpoints)
+	}
+	var np networkingv1.NetworkPolicy
+	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "NetworkPolicy", "fg-webhook").Object, &np); err != nil {
+		t.Fatal(err)
+	}
+	opened := map[int]int{} // port -> sources that monitoring may use
+	for _, rule := range np.Spec.Ingress {
+		monitoring := false
+		for _, from := range rule.From {
+			if from.NamespaceSelector != nil && len(from.NamespaceSelector.MatchExpressions) == 1 &&
+				slices.Contains(from.NamespaceSelector.MatchExpressions[0].Values, "monitoring") {
+				monitoring = true
+			}
+		}
+		for _, p := range rule.Ports {
+			if monitoring {
+				opened[p.Port.IntValue()]++
+			} else if p.Port.IntValue() == 9090 {
+				t.Errorf("the NetworkPolicy opens the metrics port to %+v", rule.From)
+			}
+		}
+	}
+	if opened[9090] != 1 || opened[8080] != 0 {
+		t.Errorf("ports opened to monitoring: %v, want only 9090", opened)
 	}
 }

@@ -38,11 +38,13 @@ var client = &http.Client{Timeout: 10 * time.Second}
 
 // server is one running `friendgate serve` process.
 type server struct {
-	addr   string // host:port it listens on
-	args   []string
-	cmd    *exec.Cmd
-	output *syncBuffer   // stdout and stderr: the zap JSON log
-	exited chan struct{} // closed once the process has exited and cmd.ProcessState is set
+	addr string // host:port it serves callbacks on
+	// metricsAddr is the host:port it serves /metrics on.
+	metricsAddr string
+	args        []string
+	cmd         *exec.Cmd
+	output      *syncBuffer   // stdout and stderr: the zap JSON log
+	exited      chan struct{} // closed once the process has exited and cmd.ProcessState is set
 }
 
 // startServer starts friendgate serve on the policies and waits until /readyz says the
@@ -54,7 +56,7 @@ func startServer(t *testing.T, policies string, flags ...string) *server {
 	return s
 }
 
-// launch starts `friendgate serve --policies DIR --addr 127.0.0.1:0 --client-detail Full FLAGS...` and waits
+// launch starts `friendgate serve --policies DIR --addr 127.0.0.1:0 --metrics-bind-address 127.0.0.1:0 --client-detail Full FLAGS...` and waits
 // until it answers /healthz, which it does before any policy is loaded. The process gets
 // SIGTERM at cleanup and must exit 0.
 func launch(t *testing.T, policies string, flags ...string) *server {
@@ -66,19 +68,19 @@ func launch(t *testing.T, policies string, flags ...string) *server {
 	return s
 }
 
-// spawn starts `friendgate serve --policies DIR --addr 127.0.0.1:0 --client-detail Full FLAGS...`. At cleanup
+// spawn starts `friendgate serve --policies DIR --addr 127.0.0.1:0 --metrics-bind-address 127.0.0.1:0 --client-detail Full FLAGS...`. At cleanup
 // it kills the process if it is still running and, if the test failed, logs its output.
 func spawn(t *testing.T, policies string, flags ...string) *server {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("end-to-end test: skipped in -short mode")
 	}
-	// Port 0: the kernel picks a free port, so parallel tests cannot race for one; the
-	// server logs the address it got (see waitListening).
+	// Port 0: the kernel picks free ports, so parallel tests cannot race for them; the
+	// server logs the addresses it got (see waitListening).
 	// --client-detail Full puts the deciding entry in OpenIM answers, which most tests
 	// check; TestClientDetail checks the default. A later flag overrides it.
 	s := &server{
-		args:   append([]string{"serve", "--policies", policies, "--addr", "127.0.0.1:0", "--client-detail", "Full"}, flags...),
+		args:   append([]string{"serve", "--policies", policies, "--addr", "127.0.0.1:0", "--metrics-bind-address", "127.0.0.1:0", "--client-detail", "Full"}, flags...),
 		output: new(syncBuffer),
 		exited: make(chan struct{}),
 	}
@@ -101,17 +103,25 @@ func spawn(t *testing.T, policies string, flags ...string) *server {
 	return s
 }
 
-// waitListening waits for the log line saying where the server listens and sets s.addr.
+// waitListening waits for the log lines saying where the server listens and sets s.addr
+// and s.metricsAddr.
 func (s *server) waitListening(t *testing.T) {
 	t.Helper()
 	s.eventually(t, startTimeout, "the server logs where it listens", func() (bool, string) {
 		for _, e := range s.logEntries() {
-			if addr, ok := e["addr"].(string); ok && e["msg"] == "serving callbacks" {
-				s.addr = addr
-				return true, ""
+			if addr, ok := e["addr"].(string); ok {
+				switch e["msg"] {
+				case "serving callbacks":
+					s.addr = addr
+				case "serving metrics":
+					s.metricsAddr = addr
+				}
 			}
 		}
-		return false, "no serving callbacks line"
+		if s.addr == "" || s.metricsAddr == "" {
+			return false, fmt.Sprintf("callbacks on %q, metrics on %q", s.addr, s.metricsAddr)
+		}
+		return true, ""
 	})
 }
 
@@ -267,7 +277,7 @@ func (s *server) metric(t *testing.T, name string, labels map[string]string) flo
 // families scrapes /metrics and returns its metric families by name.
 func (s *server) families(t *testing.T) map[string]*dto.MetricFamily {
 	t.Helper()
-	resp, err := scrapeClient.Get("http://" + s.addr + "/metrics")
+	resp, err := scrapeClient.Get("http://" + s.metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatalf("GET /metrics: %v", err)
 	}
@@ -343,5 +353,29 @@ func writeFile(t *testing.T, path, content string) {
 	}
 	if err := os.Rename(tmp, path); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestMetricsPort: /metrics is served on --metrics-bind-address only, so a callback port
+// exposed to the IM servers (Tencent calls from the internet) does not expose the
+// metrics; the metrics port serves nothing else.
+func TestMetricsPort(t *testing.T) {
+	t.Parallel()
+	s := startServer(t, writePolicies(t, protocolPolicies))
+	if status, body := s.get(t, "/metrics"); status != http.StatusNotFound {
+		t.Errorf("GET /metrics on the callback port: %d %.200q, want 404", status, body)
+	}
+	if got := s.metric(t, "friendgate_snapshot_policies", nil); got < 1 {
+		t.Errorf("friendgate_snapshot_policies on the metrics port = %v, want at least 1", got)
+	}
+	for _, path := range []string{"/openim/callbackBeforeAddFriendCommand", "/healthz"} {
+		resp, err := client.Get("http://" + s.metricsAddr + path)
+		if err != nil {
+			t.Fatalf("GET %s on the metrics port: %v", path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusNotFound {
+			t.Errorf("GET %s on the metrics port: %d, want 404", path, resp.StatusCode)
+		}
 	}
 }

@@ -2,8 +2,13 @@ package cluster
 
 import (
 	"context"
+	"fmt"
+	"net/http"
 	"strconv"
 	"testing"
+	"time"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // TestAllInOne runs `friendgate run`, the controller and one webhook replica in one
@@ -40,7 +45,19 @@ func TestAllInOne(t *testing.T) {
 	if ok, state := decisionsAre(c.ports, "spam_all_in_one", spammers); !ok {
 		t.Fatalf("after Ready: %s", state)
 	}
-	if got := metricValue(t, port, "friendgate_snapshot_policies"); got < 1 {
-		t.Fatalf("friendgate_snapshot_policies = %v on the callback port's /metrics", got)
+	// One /metrics serves both roles: the callback server's and the controller's metrics.
+	for _, name := range []string{"friendgate_snapshot_policies", "friendgate_webhook_replicas_serving"} {
+		testenv.Eventually(t, 30*time.Second, name+" on /metrics", func() (bool, string) {
+			got := metricValue(t, p, name)
+			return got >= 1, fmt.Sprint(got)
+		})
+	}
+	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("GET /metrics on the callback port: %d, want 404 (metrics have a port of their own)", resp.StatusCode)
 	}
 }

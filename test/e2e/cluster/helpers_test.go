@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -35,6 +36,10 @@ func start(t *testing.T, name string, args ...string) *process {
 	f, err := os.Create(logPath)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(args) > 0 && (args[0] == "webhook" || args[0] == "run") && !slices.Contains(args, "--metrics-bind-address") {
+		// The default port would be shared by the processes of parallel tests.
+		args = append(args, "--metrics-bind-address", "127.0.0.1:0")
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = f, f
@@ -100,10 +105,17 @@ func (p *process) exited() bool {
 
 // callbackPort waits for a callback server started with --addr 127.0.0.1:0 to log the
 // port the kernel gave it: tests that pick free ports themselves race with each other.
-func callbackPort(t *testing.T, p *process) int {
+func callbackPort(t *testing.T, p *process) int { return listenPort(t, p, "serving callbacks") }
+
+// metricsPort is the port a process serves /metrics on (--metrics-bind-address
+// 127.0.0.1:0, which start adds for the callback roles).
+func metricsPort(t *testing.T, p *process) int { return listenPort(t, p, "serving metrics") }
+
+// listenPort waits for p's log line msg and returns the port of its addr.
+func listenPort(t *testing.T, p *process, msg string) int {
 	t.Helper()
 	port := 0
-	testenv.Eventually(t, 60*time.Second, p.name+" to log where it listens", func() (bool, string) {
+	testenv.Eventually(t, 60*time.Second, p.name+" to log "+msg, func() (bool, string) {
 		if p.exited() {
 			t.Fatalf("%s exited: %v\n%s", p.name, p.err, p.tail(4096))
 		}
@@ -113,12 +125,12 @@ func callbackPort(t *testing.T, p *process) int {
 				Msg  string `json:"msg"`
 				Addr string `json:"addr"`
 			}
-			if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != "serving callbacks" {
+			if json.Unmarshal([]byte(line), &entry) != nil || entry.Msg != msg {
 				continue
 			}
 			_, portText, err := net.SplitHostPort(entry.Addr)
 			if err != nil {
-				t.Fatalf("%s: serving callbacks on %q: %v", p.name, entry.Addr, err)
+				t.Fatalf("%s: %s on %q: %v", p.name, msg, entry.Addr, err)
 			}
 			port, err = strconv.Atoi(portText)
 			return err == nil, entry.Addr

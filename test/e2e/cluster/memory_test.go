@@ -65,7 +65,7 @@ func TestWebhookMemory(t *testing.T) {
 			})
 			loaded := time.Since(begin)
 			rss := settledRSS(t, p)
-			heap := metricValue(t, port, "go_memstats_heap_inuse_bytes")
+			heap := metricValue(t, p, "go_memstats_heap_inuse_bytes")
 			report(t, fmt.Sprintf("memory entries=%d configmaps=%d rss_idle_mib=%.1f rss_loaded_mib=%.1f rss_list_mib=%.1f list_b_per_entry=%.1f heap_inuse_mib=%.1f load=%s\n",
 				entries, c.configMaps, mib(idle), mib(rss), mib(rss-idle), float64(rss-idle)/float64(entries), heap/(1<<20), loaded.Round(time.Millisecond)))
 		})
@@ -130,7 +130,7 @@ func TestWebhookManyPolicies(t *testing.T) {
 	})
 	ready := time.Since(begin)
 	rss := settledRSS(t, p)
-	heap := metricValue(t, port, "go_memstats_heap_inuse_bytes")
+	heap := metricValue(t, p, "go_memstats_heap_inuse_bytes")
 	report(t, fmt.Sprintf("many-policies policies=%d rss_mib=%.1f heap_inuse_mib=%.1f ready=%s informer_sync=%s\n", n, mib(rss), heap/(1<<20),
 		ready.Round(time.Millisecond), bare.Round(time.Millisecond)))
 }
@@ -268,9 +268,9 @@ func rssBytes(t *testing.T, pid int) int64 {
 }
 
 // metricValue reads one unlabelled sample from a replica's /metrics.
-func metricValue(t *testing.T, port int, name string) float64 {
+func metricValue(t *testing.T, p *process, name string) float64 {
 	t.Helper()
-	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/metrics")
+	resp, err := httpClient.Get("http://127.0.0.1:" + strconv.Itoa(metricsPort(t, p)) + "/metrics")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -231,7 +231,7 @@ func (c *cluster) replicaCounters(t *testing.T) []replicaCounter {
 	out := make([]replicaCounter, len(c.replicas))
 	for i, p := range c.replicas {
 		out[i] = replicaCounter{
-			builds: metricValue(t, c.ports[i], "friendgate_snapshot_reloads_total"),
+			builds: metricValue(t, p, "friendgate_snapshot_reloads_total"),
 			cpu:    cpuTime(t, p.cmd.Process.Pid),
 		}
 	}
