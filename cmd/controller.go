@@ -14,6 +14,7 @@ import (
 
 	"github.com/friendgate/friendgate/controllers/status"
 	"github.com/friendgate/friendgate/internal/admission"
+	"github.com/friendgate/friendgate/internal/metricsauth"
 	"github.com/friendgate/friendgate/internal/policy"
 )
 
@@ -27,11 +28,18 @@ const controllerLeaseName = "friendgate-controller"
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=friendgate-system,resources=leases,resourceNames=friendgate-controller,verbs=get;update
 // +kubebuilder:rbac:groups="",namespace=friendgate-system,resources=events,verbs=create;patch
 
+// With --metrics-secure, /metrics asks the API server who a scraper's token belongs to
+// and whether it may GET /metrics.
+//
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // controllerFlags are the settings of `friendgate controller`.
 type controllerFlags struct {
 	namespace     string
 	leaderElect   bool
 	metricsAddr   string
+	metricsSecure bool
 	probeAddr     string
 	maxLists      int
 	webhookPort   int
@@ -48,7 +56,7 @@ func (f *controllerFlags) bind(fs *pflag.FlagSet) {
 			"defaults to POD_NAMESPACE, else the pod's ServiceAccount namespace")
 	fs.BoolVar(&f.leaderElect, "leader-elect", true,
 		"let one replica at a time write FriendPolicy status (Lease "+controllerLeaseName+"); every replica serves the admission webhook")
-	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8080", `address of the Prometheus /metrics endpoint (plain HTTP); "0" disables it`)
+	fs.StringVar(&f.metricsAddr, "metrics-bind-address", ":8443", `address of the Prometheus /metrics endpoint (HTTPS with --metrics-secure, else plain HTTP); "0" disables it`)
 	fs.StringVar(&f.probeAddr, "health-probe-bind-address", ":8081",
 		`address of /healthz and /readyz; /readyz fails until the admission webhook serves with its certificate. "0" disables them`)
 	fs.IntVar(&f.maxLists, "max-list-entries", policy.DefaultMaxListEntries, "most user IDs one blocklist may take from ConfigMaps")
@@ -64,6 +72,26 @@ func (f *controllerFlags) bind(fs *pflag.FlagSet) {
 		"Service (in --namespace) in front of the admission webhook; --cert-rotation issues the certificate for <name>.<namespace>.svc")
 	fs.StringVar(&f.webhookConfig, "validating-webhook-configuration-name", "friendgate-validating-webhook-configuration",
 		"ValidatingWebhookConfiguration whose caBundle --cert-rotation keeps current")
+}
+
+// bindMetricsSecure binds --metrics-secure: `controller` only, as `run` serves its
+// metrics with the callback server's.
+func (f *controllerFlags) bindMetricsSecure(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true,
+		"serve /metrics over HTTPS (a self-signed certificate) to callers whose bearer token the API server authenticates and authorizes for GET /metrics "+
+			"(e.g. bound to the ClusterRole friendgate-metrics-reader); false: plain HTTP to whoever reaches the port")
+}
+
+// metricsOptions are controller-runtime's metrics server settings: with --metrics-secure,
+// TLS and every request's token checked by a TokenReview and a SubjectAccessReview, as
+// kubebuilder scaffolds it.
+func (f *controllerFlags) metricsOptions() metricsserver.Options {
+	o := metricsserver.Options{BindAddress: f.metricsAddr}
+	if f.metricsSecure {
+		o.SecureServing = true
+		o.FilterProvider = metricsauth.FilterProvider
+	}
+	return o
 }
 
 func (f *controllerFlags) validate() error {
@@ -139,6 +167,7 @@ refuses malformed policies and the status reports the rest, and applies are neve
 		},
 	}
 	flags.bind(c.Flags())
+	flags.bindMetricsSecure(c.Flags())
 	return c
 }
 
@@ -159,7 +188,7 @@ func newControllerManager(flags *controllerFlags) (manager.Manager, error) {
 			ByObject:         status.CacheByObject(flags.namespace),
 			DefaultTransform: cache.TransformStripManagedFields(),
 		},
-		Metrics:                 metricsserver.Options{BindAddress: flags.metricsAddr},
+		Metrics:                 flags.metricsOptions(),
 		HealthProbeBindAddress:  flags.probeAddr,
 		WebhookServer:           server,
 		LeaderElection:          flags.leaderElect,

@@ -20,12 +20,15 @@ import (
 
 	"github.com/spf13/pflag"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
+	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
+	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -71,8 +74,9 @@ func TestControllerFlagsValidate(t *testing.T) {
 // ServiceAccount and RBAC of config/rbac generated from the markers, against the webhook
 // configuration generated from the admission marker as config/default names it: it takes
 // the leader Lease, fills the Secret, injects the CA, turns ready, serves the certificate
-// for the Service's name over HTTP/1.1 only, writes FriendPolicy status, and hands the
-// Lease over when it stops.
+// for the Service's name over HTTP/1.1 only, serves /metrics over HTTPS only to a
+// ServiceAccount bound to config/rbac's metrics reader role, writes FriendPolicy status,
+// and hands the Lease over when it stops.
 func TestControllerCommand(t *testing.T) {
 	env := testenv.Start(t)
 	ctx := context.Background()
@@ -80,7 +84,7 @@ func TestControllerCommand(t *testing.T) {
 	if err := env.EnsureNamespace(ctx, ns); err != nil {
 		t.Fatal(err)
 	}
-	for _, path := range []string{"config/rbac/service_account.yaml", "config/rbac/controller/role.yaml", "config/rbac/role_binding.yaml"} {
+	for _, path := range []string{"config/rbac/service_account.yaml", "config/rbac/controller/role.yaml", "config/rbac/role_binding.yaml", "config/rbac/metrics_reader_role.yaml"} {
 		applyManifests(t, env, path)
 	}
 	vwc := generatedWebhookConfiguration(t, env.Root, ns)
@@ -105,11 +109,12 @@ func TestControllerCommand(t *testing.T) {
 	}
 
 	probeAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
+	metricsAddr := "127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))
 	webhookPort := testenv.FreePort(t)
 	proc, done := startCommand(t, "controller",
 		"--kubeconfig", kubeconfigPath,
 		"--namespace", ns,
-		"--metrics-bind-address", "0",
+		"--metrics-bind-address", metricsAddr,
 		"--health-probe-bind-address", probeAddr,
 		"--webhook-port", strconv.Itoa(webhookPort),
 		"--webhook-cert-dir", certDir,
@@ -163,6 +168,8 @@ func TestControllerCommand(t *testing.T) {
 		t.Errorf("negotiated %q, want http/1.1", proto)
 	}
 	conn.Close()
+
+	checkSecureMetrics(t, env, ns, metricsAddr)
 
 	// The leader writes status under the same RBAC; with no webhook replica running, a
 	// valid policy is NoReplicas. (The API server cannot reach the webhook through a
@@ -262,6 +269,77 @@ func startCommand(t *testing.T, args ...string) (*os.Process, chan error) {
 
 // applyManifests creates the objects in the YAML file at path (relative to the repository
 // root).
+// checkSecureMetrics scrapes the controller's /metrics as Prometheus would, with the
+// token of a ServiceAccount bound to friendgate-metrics-reader, and checks that no token,
+// or the token of a ServiceAccount without the role, is refused.
+func checkSecureMetrics(t *testing.T, env *testenv.Env, ns, addr string) {
+	t.Helper()
+	ctx := context.Background()
+	cs, err := kubernetes.NewForConfig(env.Config)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, sa := range []string{"prometheus", "nosy"} {
+		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: "prometheus-friendgate-metrics"},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "friendgate-metrics-reader"},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	token := func(sa string) string {
+		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return tr.Status.Token
+	}
+	// The certificate is self-signed; what is checked here is who may read.
+	scraper := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
+	scrape := func(token string) (int, string) {
+		req, err := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		resp, err := scraper.Do(req)
+		if err != nil {
+			return 0, err.Error()
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	reader := token("prometheus")
+	testenv.Eventually(t, time.Minute, "the metrics reader scrapes /metrics", func() (bool, string) {
+		status, body := scrape(reader)
+		return status == http.StatusOK && strings.Contains(body, "friendgate_webhook_replicas_serving"), fmt.Sprintf("%d %.200s", status, body)
+	})
+	for _, c := range []struct {
+		name, token string
+		want        int
+	}{
+		{"no token", "", http.StatusUnauthorized},
+		{"a ServiceAccount without the role", token("nosy"), http.StatusForbidden},
+	} {
+		if status, body := scrape(c.token); status != c.want {
+			t.Errorf("/metrics with %s: %d %.200s, want %d", c.name, status, body, c.want)
+		}
+	}
+	if resp, err := http.Get("http://" + addr + "/metrics"); err == nil {
+		resp.Body.Close()
+		if resp.StatusCode == http.StatusOK {
+			t.Errorf("/metrics answered plain HTTP with 200")
+		}
+	}
+}
+
 func applyManifests(t *testing.T, env *testenv.Env, path string) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(env.Root, path))

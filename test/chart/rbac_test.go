@@ -26,7 +26,9 @@ type accessCheck struct {
 //   - the controller writes FriendPolicy status but not FriendPolicies, and with the
 //     built-in rotator updates exactly this release's certificate Secret and webhook
 //     configuration; with cert-manager it gets no access to Secrets or webhook
-//     configurations at all.
+//     configurations at all;
+//   - the ServiceAccount a ServiceMonitor scrapes the controller with may GET /metrics
+//     and nothing else.
 func TestRBAC(t *testing.T) {
 	const release, ns = "rbac", "fg-rbac"
 	const fullname = release + "-friendgate"
@@ -69,6 +71,8 @@ func TestRBAC(t *testing.T) {
 			{"create", "leases.coordination.k8s.io", "default", false},
 			{"update", "validatingwebhookconfigurations.admissionregistration.k8s.io", "", false},
 			{"create", "pods", ns, false},
+			{"create", "tokenreviews.authentication.k8s.io", "", false},
+			{"get", "/metrics", "", false},
 		})
 	})
 	t.Run("controller", func(t *testing.T) {
@@ -84,6 +88,9 @@ func TestRBAC(t *testing.T) {
 			{"create", "events", "", true},
 			{"update", "secrets/" + fullname + "-webhook-server-cert", ns, true},
 			{"update", "validatingwebhookconfigurations.admissionregistration.k8s.io/" + fullname + "-validating-webhook-configuration", "", true},
+			// For --metrics-secure: who is scraping, and may they.
+			{"create", "tokenreviews.authentication.k8s.io", "", true},
+			{"create", "subjectaccessreviews.authorization.k8s.io", "", true},
 
 			{"create", "friendpolicies.friendgate.io", "", false},
 			{"update", "friendpolicies.friendgate.io", "", false},
@@ -114,6 +121,19 @@ func TestRBAC(t *testing.T) {
 			{"update", "secrets/" + fullname + "-admission-tls", ns, false},
 			{"list", "validatingwebhookconfigurations.admissionregistration.k8s.io", "", false},
 			{"update", "validatingwebhookconfigurations.admissionregistration.k8s.io/" + fullname + "-validating-webhook-configuration", "", false},
+		})
+	})
+
+	// With a ServiceMonitor, it scrapes the controller's secured /metrics as a
+	// ServiceAccount of its own, which may do that and nothing else.
+	helm(t, "upgrade", release, chartDir, "--namespace", ns, "--kubeconfig", adminKubeconfig, "--reuse-values",
+		"--set", "metrics.serviceMonitor.enabled=true")
+	t.Run("metrics reader", func(t *testing.T) {
+		checkAccess(t, ns, fullname+"-metrics-reader", []accessCheck{
+			{"get", "/metrics", "", true},
+			{"list", "configmaps", "", false},
+			{"list", "friendpolicies.friendgate.io", "", false},
+			{"get", "secrets", ns, false},
 		})
 	})
 	helm(t, "uninstall", release, "--namespace", ns, "--kubeconfig", adminKubeconfig)
