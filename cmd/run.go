@@ -54,6 +54,8 @@ one replica.`,
 	replica.bindIdentity(fs)
 	// The controller's default, :8080, is the callback port's here.
 	controller.metricsAddr = webhook.DefaultMetricsAddr
-	fs.Lookup("metrics-bind-address").DefValue = webhook.DefaultMetricsAddr
+	metricsFlag := fs.Lookup("metrics-bind-address")
+	metricsFlag.DefValue = webhook.DefaultMetricsAddr
+	metricsFlag.Usage = `address of the Prometheus /metrics endpoint (plain HTTP) with both roles' metrics; "0" disables it`
 	return c
 }
