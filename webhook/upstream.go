@@ -129,7 +129,9 @@ func forwardable(command string) bool {
 		return false
 	}
 	for i := 0; i < len(command); i++ {
-		if b := command[i]; !('a' <= b && b <= 'z' || 'A' <= b && b <= 'Z' || '0' <= b && b <= '9') {
+		switch b := command[i]; {
+		case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		default:
 			return false
 		}
 	}
