@@ -408,8 +408,10 @@ func waitShared(t *testing.T, replicas []*server) {
 	}
 }
 
-// sharedCountAttempts bounds the attempts of checkSharedCount.
-const sharedCountAttempts = 5
+// sharedCountAttempts bounds the attempts of checkSharedCount. Under `make test` other
+// packages' tests share the two cores, and a CI run saw 5 attempts in a row each with a
+// count past the 5 ms budget.
+const sharedCountAttempts = 10
 
 // checkSharedCount checks that the replicas count one allowance through Redis: once each
 // counts through Redis, it sends (limit + 5) × R requests of a new sender round-robin,
