@@ -22,8 +22,8 @@ help: ## Show the targets.
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRD, the RBAC of each role and the admission webhook configuration under config/.
 	$(CONTROLLER_GEN) crd paths="./api/..." output:crd:artifacts:config=config/crd/bases
-	$(CONTROLLER_GEN) rbac:roleName=friendgate-controller paths="./controllers/status/...;./internal/admission/...;./cmd/..." output:rbac:artifacts:config=config/rbac/controller
-	$(CONTROLLER_GEN) rbac:roleName=friendgate-webhook paths="./internal/replica/..." output:rbac:artifacts:config=config/rbac/webhook
+	$(CONTROLLER_GEN) rbac:roleName=friendgate-controller paths="./controllers/status/...;./internal/admission/...;./internal/metricsauth/...;./cmd/..." output:rbac:artifacts:config=config/rbac/controller
+	$(CONTROLLER_GEN) rbac:roleName=friendgate-webhook paths="./internal/replica/...;./internal/metricsauth/..." output:rbac:artifacts:config=config/rbac/webhook
 	$(CONTROLLER_GEN) webhook paths="./internal/admission/..." output:webhook:artifacts:config=config/webhook
 	$(MAKE) --no-print-directory chart-sync
 

@@ -28,12 +28,6 @@ const controllerLeaseName = "friendgate-controller"
 // +kubebuilder:rbac:groups=coordination.k8s.io,namespace=friendgate-system,resources=leases,resourceNames=friendgate-controller,verbs=get;update
 // +kubebuilder:rbac:groups="",namespace=friendgate-system,resources=events,verbs=create;patch
 
-// With --metrics-secure, /metrics asks the API server who a scraper's token belongs to
-// and whether it may GET /metrics.
-//
-// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
-// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
-
 // controllerFlags are the settings of `friendgate controller`.
 type controllerFlags struct {
 	namespace     string

@@ -51,11 +51,12 @@ one replica.`,
 	fs := c.Flags()
 	controller.bind(fs)
 	replica.callback.bind(fs)
+	replica.callback.bindMetricsSecure(fs)
 	replica.bindIdentity(fs)
 	// The controller's default, :8080, is the callback port's here.
 	controller.metricsAddr = webhook.DefaultMetricsAddr
 	metricsFlag := fs.Lookup("metrics-bind-address")
 	metricsFlag.DefValue = webhook.DefaultMetricsAddr
-	metricsFlag.Usage = `address of the Prometheus /metrics endpoint (plain HTTP) with both roles' metrics; "0" disables it`
+	metricsFlag.Usage = `address of the Prometheus /metrics endpoint (HTTPS with --metrics-secure, else plain HTTP) with both roles' metrics; "0" disables it`
 	return c
 }

@@ -1,8 +1,11 @@
 package cmd
 
 import (
+	"cmp"
 	"context"
+	"crypto/tls"
 	"fmt"
+	"net/http"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
@@ -13,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/pflag"
+	certutil "k8s.io/client-go/util/cert"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/friendgate/friendgate/internal/dirwatch"
 	"github.com/friendgate/friendgate/internal/velocity"
@@ -23,6 +28,7 @@ import (
 type callbackFlags struct {
 	addr             string
 	metricsAddr      string
+	metricsSecure    bool
 	failurePolicy    string
 	clientDetail     string
 	maxBodyBytes     int64
@@ -119,7 +125,15 @@ func (f *callbackFlags) bind(fs *pflag.FlagSet) {
 // name instead and hands its value over.
 func (f *callbackFlags) bindMetrics(fs *pflag.FlagSet) {
 	fs.StringVar(&f.metricsAddr, "metrics-bind-address", webhook.DefaultMetricsAddr,
-		`address of the Prometheus /metrics endpoint (plain HTTP), apart from the callback port so that exposing the callbacks does not expose the metrics; "0" disables it`)
+		`address of the Prometheus /metrics endpoint, apart from the callback port so that exposing the callbacks does not expose the metrics; plain HTTP unless --metrics-secure (webhook and run); "0" disables it`)
+}
+
+// bindMetricsSecure binds --metrics-secure: the cluster roles only, which can ask the API
+// server who a scraper is.
+func (f *callbackFlags) bindMetricsSecure(fs *pflag.FlagSet) {
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true,
+		"serve /metrics over HTTPS (a self-signed certificate) to callers whose bearer token the API server authenticates and authorizes for GET /metrics "+
+			"(e.g. bound to the ClusterRole friendgate-metrics-reader); false: plain HTTP to whoever reaches the port")
 }
 
 // callbackServer is a configured callback server: its store, handler and metrics.
@@ -129,7 +143,9 @@ type callbackServer struct {
 	metrics  *webhook.Metrics
 	registry registry
 	handler  *webhook.Handler
-	auth     *webhook.TencentAuth
+	// metricsFilter, when set, guards /metrics (the cluster roles under --metrics-secure).
+	metricsFilter metricsserver.Filter
+	auth          *webhook.TencentAuth
 	// clientCAs verify client certificates, when --tls-client-ca-file is set.
 	clientCAs *webhook.ClientCAs
 	// redis is where limits are counted across replicas; nil: in this process only.
@@ -324,7 +340,18 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 		})
 	}
 	if s.flags.metricsAddr != "0" {
-		ms, err := webhook.ListenMetrics(s.flags.metricsAddr, promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+		var handler http.Handler = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
+		var tlsConfig *tls.Config
+		if s.metricsFilter != nil {
+			var err error
+			if handler, err = s.metricsFilter(log.WithName("metrics"), handler); err != nil {
+				return fmt.Errorf("--metrics-secure: %w", err)
+			}
+			if tlsConfig, err = selfSignedTLS(); err != nil {
+				return fmt.Errorf("--metrics-secure: %w", err)
+			}
+		}
+		ms, err := webhook.ListenMetrics(s.flags.metricsAddr, handler, tlsConfig)
 		if err != nil {
 			return fmt.Errorf("--metrics-bind-address: %w", err)
 		}
@@ -399,4 +426,20 @@ func gcPercent(live, headroom uint64) int {
 		return 100
 	}
 	return int(min(headroom*100/live, 100_000))
+}
+
+// selfSignedTLS is a TLS configuration with a certificate made for this process, as
+// controller-runtime's secure metrics server has: what the scraper must present is its
+// token, and the connection only keeps it from being read on the way.
+func selfSignedTLS() (*tls.Config, error) {
+	host, _ := os.Hostname()
+	certPEM, keyPEM, err := certutil.GenerateSelfSignedCertKey(cmp.Or(host, "friendgate"), nil, nil)
+	if err != nil {
+		return nil, fmt.Errorf("a self-signed certificate for /metrics: %w", err)
+	}
+	cert, err := tls.X509KeyPair(certPEM, keyPEM)
+	if err != nil {
+		return nil, fmt.Errorf("a self-signed certificate for /metrics: %w", err)
+	}
+	return &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}, nil
 }

@@ -14,6 +14,7 @@ import (
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
+	"github.com/friendgate/friendgate/internal/metricsauth"
 	"github.com/friendgate/friendgate/internal/policy"
 	"github.com/friendgate/friendgate/internal/propagation"
 	"github.com/friendgate/friendgate/internal/replica"
@@ -33,6 +34,7 @@ type replicaFlags struct {
 func (f *replicaFlags) bind(fs *pflag.FlagSet) {
 	f.callback.bind(fs)
 	f.callback.bindMetrics(fs)
+	f.callback.bindMetricsSecure(fs)
 	f.bindIdentity(fs)
 	fs.StringVar(&f.namespace, "namespace", defaultNamespace(), "namespace of the replica's Lease; defaults to POD_NAMESPACE, else the pod's ServiceAccount namespace")
 	fs.IntVar(&f.maxLists, "max-list-entries", policy.DefaultMaxListEntries, "most user IDs one blocklist may take from ConfigMaps")
@@ -120,6 +122,11 @@ func addReplica(mgr manager.Manager, flags *replicaFlags) error {
 	srv, err := newCallbackServer(&flags.callback, log, ctrlmetrics.Registry)
 	if err != nil {
 		return err
+	}
+	if flags.callback.metricsSecure {
+		if srv.metricsFilter, err = metricsauth.FilterProvider(mgr.GetConfig(), mgr.GetHTTPClient()); err != nil {
+			return fmt.Errorf("--metrics-secure: %w", err)
+		}
 	}
 	reporter := &replica.LeaseReporter{
 		Client:    mgr.GetClient(),

@@ -2,6 +2,7 @@ package webhook
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -16,22 +17,24 @@ import (
 // does not expose the metrics too.
 const DefaultMetricsAddr = ":9090"
 
-// MetricsServer serves /metrics over plain HTTP on an address of its own.
+// MetricsServer serves /metrics on an address of its own, over plain HTTP or TLS.
 type MetricsServer struct {
 	srv *http.Server
 	ln  net.Listener
+	tls bool
 }
 
-// ListenMetrics listens on addr for /metrics, answered by handler. It only listens, so
-// that a taken port fails start-up; Serve serves.
-func ListenMetrics(addr string, handler http.Handler) (*MetricsServer, error) {
+// ListenMetrics listens on addr for /metrics, answered by handler; with tlsConfig set,
+// over TLS. It only listens, so that a taken port fails start-up; Serve serves.
+func ListenMetrics(addr string, handler http.Handler, tlsConfig *tls.Config) (*MetricsServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listening for /metrics: %w", err)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", handler)
-	return &MetricsServer{ln: ln, srv: &http.Server{
+	return &MetricsServer{ln: ln, tls: tlsConfig != nil, srv: &http.Server{
+		TLSConfig:         tlsConfig,
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,
 		ReadTimeout:       readTimeout,
@@ -48,9 +51,15 @@ func (m *MetricsServer) Addr() net.Addr { return m.ln.Addr() }
 // Serve serves until ctx is done, then closes the listener and waits up to a few seconds
 // for a scrape in progress.
 func (m *MetricsServer) Serve(ctx context.Context, log logr.Logger) error {
-	log.Info("serving metrics", "addr", m.ln.Addr().String())
+	log.Info("serving metrics", "addr", m.ln.Addr().String(), "tls", m.tls)
 	errc := make(chan error, 1)
-	go func() { errc <- m.srv.Serve(m.ln) }()
+	go func() {
+		if m.tls {
+			errc <- m.srv.ServeTLS(m.ln, "", "")
+		} else {
+			errc <- m.srv.Serve(m.ln)
+		}
+	}()
 	select {
 	case err := <-errc:
 		return err

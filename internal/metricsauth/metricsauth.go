@@ -37,6 +37,12 @@ const (
 	reviewTimeout = 10 * time.Second
 )
 
+// Both roles' RBAC (make manifests reads these markers for each) lets them make the
+// reviews.
+//
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 // FilterProvider is a metricsserver.Options.FilterProvider: it guards the metrics
 // server's handler with the reviews, made as the process's own identity (which needs
 // create on tokenreviews and subjectaccessreviews).

@@ -92,6 +92,9 @@ func TestMetricsApart(t *testing.T) {
 			if got := flags(webhook.Args)["--metrics-bind-address"]; got != ":9090" {
 				t.Errorf("--metrics-bind-address=%q, want :9090", got)
 			}
+			if got := flags(webhook.Args)["--metrics-secure"]; got != "true" {
+				t.Errorf("--metrics-secure=%q, want true", got)
+			}
 			if got := containerPort(webhook, "metrics"); got != 9090 {
 				t.Errorf("container port metrics = %d, want 9090", got)
 			}
@@ -121,10 +124,19 @@ func TestMetricsApart(t *testing.T) {
 	}
 
 	objs := decode(t, helmTemplate(t, "fg", "friendgate-system", "-f", "test/chart/testdata/full-values.yaml"))
-	endpoints, _, _ := unstructured.NestedSlice(find(t, objs, "ServiceMonitor", "fg-webhook").Object, "spec", "endpoints")
-	if len(endpoints) != 1 || endpoints[0].(map[string]any)["port"] != "metrics" {
-		t.Errorf("webhook ServiceMonitor endpoints %v, want the port metrics", endpoints)
+	for _, sm := range []string{"fg-webhook", "fg-controller"} {
+		endpoints, _, _ := unstructured.NestedSlice(find(t, objs, "ServiceMonitor", sm).Object, "spec", "endpoints")
+		if len(endpoints) != 1 {
+			t.Fatalf("ServiceMonitor %s endpoints %v, want one", sm, endpoints)
+		}
+		ep := endpoints[0].(map[string]any)
+		secret, _, _ := unstructured.NestedString(ep, "authorization", "credentials", "name")
+		if ep["port"] != "metrics" || ep["scheme"] != "https" || secret != "fg-metrics-reader-token" {
+			t.Errorf("ServiceMonitor %s endpoint %v, want port metrics over https with the token of fg-metrics-reader", sm, ep)
+		}
 	}
+	find(t, objs, "Secret", "fg-metrics-reader-token")
+	find(t, objs, "ClusterRoleBinding", "fg-metrics-reader")
 	var np networkingv1.NetworkPolicy
 	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(find(t, objs, "NetworkPolicy", "fg-webhook").Object, &np); err != nil {
 		t.Fatal(err)

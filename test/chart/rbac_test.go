@@ -20,15 +20,15 @@ type accessCheck struct {
 // replicas have a Secret of their own) and asks the API server, impersonating each
 // ServiceAccount with the groups a real ServiceAccount token carries, what it may do:
 //
-//   - the webhook replicas read FriendPolicies and ConfigMaps everywhere and write only
-//     Leases in their namespace; they cannot write FriendPolicies (spec or status) and
+//   - the webhook replicas read FriendPolicies and ConfigMaps everywhere, write only
+//     Leases in their namespace and review who scrapes their /metrics; they cannot write FriendPolicies (spec or status) and
 //     cannot read any Secret, their own token Secret included (the kubelet mounts it);
 //   - the controller writes FriendPolicy status but not FriendPolicies, and with the
 //     built-in rotator updates exactly this release's certificate Secret and webhook
 //     configuration; with cert-manager it gets no access to Secrets or webhook
 //     configurations at all;
-//   - the ServiceAccount a ServiceMonitor scrapes the controller with may GET /metrics
-//     and nothing else.
+//   - the ServiceAccount the ServiceMonitors scrape with may GET /metrics and nothing
+//     else.
 func TestRBAC(t *testing.T) {
 	const release, ns = "rbac", "fg-rbac"
 	const fullname = release + "-friendgate"
@@ -50,6 +50,9 @@ func TestRBAC(t *testing.T) {
 			{"create", "leases.coordination.k8s.io", ns, true},
 			{"update", "leases.coordination.k8s.io", ns, true},
 			{"delete", "leases.coordination.k8s.io", ns, true},
+			// For --metrics-secure: who is scraping, and may they.
+			{"create", "tokenreviews.authentication.k8s.io", "", true},
+			{"create", "subjectaccessreviews.authorization.k8s.io", "", true},
 
 			{"create", "friendpolicies.friendgate.io", "", false},
 			{"update", "friendpolicies.friendgate.io", "", false},
@@ -71,7 +74,6 @@ func TestRBAC(t *testing.T) {
 			{"create", "leases.coordination.k8s.io", "default", false},
 			{"update", "validatingwebhookconfigurations.admissionregistration.k8s.io", "", false},
 			{"create", "pods", ns, false},
-			{"create", "tokenreviews.authentication.k8s.io", "", false},
 			{"get", "/metrics", "", false},
 		})
 	})
@@ -124,8 +126,8 @@ func TestRBAC(t *testing.T) {
 		})
 	})
 
-	// With a ServiceMonitor, it scrapes the controller's secured /metrics as a
-	// ServiceAccount of its own, which may do that and nothing else.
+	// With ServiceMonitors, they scrape the secured /metrics as a ServiceAccount of their
+	// own, which may do that and nothing else.
 	helm(t, "upgrade", release, chartDir, "--namespace", ns, "--kubeconfig", adminKubeconfig, "--reuse-values",
 		"--set", "metrics.serviceMonitor.enabled=true")
 	t.Run("metrics reader", func(t *testing.T) {

@@ -232,3 +232,20 @@ Checks across values that the schema cannot express; each failure names the valu
 {{- end }}
 {{- end }}
 {{- end }}
+
+{{- /* A ServiceMonitor endpoint's scheme and credentials for the secured /metrics. */}}
+{{- define "friendgate.metricsAuth" -}}
+{{- if .Values.metrics.secure -}}
+# friendgate checks the token (a TokenReview) and its right to GET /metrics (a
+# SubjectAccessReview); this one's ServiceAccount is bound to the ClusterRole
+# {{ include "friendgate.fullname" . }}-metrics-reader. The certificate is self-signed.
+scheme: https
+authorization:
+  type: Bearer
+  credentials:
+    name: {{ include "friendgate.fullname" . }}-metrics-reader-token
+    key: token
+tlsConfig:
+  insecureSkipVerify: true
+{{- end }}
+{{- end }}

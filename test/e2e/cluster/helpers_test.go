@@ -37,9 +37,15 @@ func start(t *testing.T, name string, args ...string) *process {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(args) > 0 && (args[0] == "webhook" || args[0] == "run") && !slices.Contains(args, "--metrics-bind-address") {
-		// The default port would be shared by the processes of parallel tests.
-		args = append(args, "--metrics-bind-address", "127.0.0.1:0")
+	if len(args) > 0 && (args[0] == "webhook" || args[0] == "run") {
+		if !slices.Contains(args, "--metrics-bind-address") {
+			// The default port would be shared by the processes of parallel tests.
+			args = append(args, "--metrics-bind-address", "127.0.0.1:0")
+		}
+		if !slices.ContainsFunc(args, func(a string) bool { return strings.HasPrefix(a, "--metrics-secure") }) {
+			// metricValue scrapes in plain HTTP; TestAllInOne scrapes the secured /metrics.
+			args = append(args, "--metrics-secure=false")
+		}
 	}
 	cmd := exec.Command(binary, args...)
 	cmd.Stdout, cmd.Stderr = f, f
