@@ -5,7 +5,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"net/http"
 	"os"
 	"runtime/debug"
 	"runtime/metrics"
@@ -340,7 +339,7 @@ func (s *callbackServer) run(ctx context.Context, log logr.Logger) error {
 		})
 	}
 	if s.flags.metricsAddr != "0" {
-		var handler http.Handler = promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
+		handler := promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{})
 		var tlsConfig *tls.Config
 		if s.metricsFilter != nil {
 			var err error
