@@ -20,15 +20,12 @@ import (
 
 	"github.com/spf13/pflag"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
-	authenticationv1 "k8s.io/api/authentication/v1"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/kubernetes"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -274,51 +271,11 @@ func startCommand(t *testing.T, args ...string) (*os.Process, chan error) {
 // or the token of a ServiceAccount without the role, is refused.
 func checkSecureMetrics(t *testing.T, env *testenv.Env, ns, addr string) {
 	t.Helper()
-	ctx := context.Background()
-	cs, err := kubernetes.NewForConfig(env.Config)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, sa := range []string{"prometheus", "nosy"} {
-		if _, err := cs.CoreV1().ServiceAccounts(ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: sa}}, metav1.CreateOptions{}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := cs.RbacV1().ClusterRoleBindings().Create(ctx, &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "prometheus-friendgate-metrics"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "friendgate-metrics-reader"},
-		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: "prometheus", Namespace: ns}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	token := func(sa string) string {
-		tr, err := cs.CoreV1().ServiceAccounts(ns).CreateToken(ctx, sa, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return tr.Status.Token
-	}
-	// The certificate is self-signed; what is checked here is who may read.
-	scraper := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
-	scrape := func(token string) (int, string) {
-		req, err := http.NewRequest(http.MethodGet, "https://"+addr+"/metrics", nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if token != "" {
-			req.Header.Set("Authorization", "Bearer "+token)
-		}
-		resp, err := scraper.Do(req)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		body, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(body)
-	}
-	reader := token("prometheus")
+	reader, _ := env.ServiceAccountToken(t, ns, "prometheus", "friendgate-metrics-reader")
+	nosy, _ := env.ServiceAccountToken(t, ns, "nosy")
+	url := "https://" + addr + "/metrics"
 	testenv.Eventually(t, time.Minute, "the metrics reader scrapes /metrics", func() (bool, string) {
-		status, body := scrape(reader)
+		status, body := testenv.GetWithToken(url, reader)
 		return status == http.StatusOK && strings.Contains(body, "friendgate_webhook_replicas_serving"), fmt.Sprintf("%d %.200s", status, body)
 	})
 	for _, c := range []struct {
@@ -326,9 +283,9 @@ func checkSecureMetrics(t *testing.T, env *testenv.Env, ns, addr string) {
 		want        int
 	}{
 		{"no token", "", http.StatusUnauthorized},
-		{"a ServiceAccount without the role", token("nosy"), http.StatusForbidden},
+		{"a ServiceAccount without the role", nosy, http.StatusForbidden},
 	} {
-		if status, body := scrape(c.token); status != c.want {
+		if status, body := testenv.GetWithToken(url, c.token); status != c.want {
 			t.Errorf("/metrics with %s: %d %.200s, want %d", c.name, status, body, c.want)
 		}
 	}
