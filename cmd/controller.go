@@ -71,9 +71,7 @@ func (f *controllerFlags) bind(fs *pflag.FlagSet) {
 // bindMetricsSecure binds --metrics-secure: `controller` only, as `run` serves its
 // metrics with the callback server's.
 func (f *controllerFlags) bindMetricsSecure(fs *pflag.FlagSet) {
-	fs.BoolVar(&f.metricsSecure, "metrics-secure", true,
-		"serve /metrics over HTTPS (a self-signed certificate) to callers whose bearer token the API server authenticates and authorizes for GET /metrics "+
-			"(e.g. bound to the ClusterRole friendgate-metrics-reader); false: plain HTTP to whoever reaches the port")
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, metricsSecureUsage)
 }
 
 // metricsOptions are controller-runtime's metrics server settings: with --metrics-secure,

@@ -264,8 +264,6 @@ func startCommand(t *testing.T, args ...string) (*os.Process, chan error) {
 	return cmd.Process, done
 }
 
-// applyManifests creates the objects in the YAML file at path (relative to the repository
-// root).
 // checkSecureMetrics scrapes the controller's /metrics as Prometheus would, with the
 // token of a ServiceAccount bound to friendgate-metrics-reader, and checks that no token,
 // or the token of a ServiceAccount without the role, is refused.
@@ -297,6 +295,8 @@ func checkSecureMetrics(t *testing.T, env *testenv.Env, ns, addr string) {
 	}
 }
 
+// applyManifests creates the objects in the YAML file at path (relative to the repository
+// root).
 func applyManifests(t *testing.T, env *testenv.Env, path string) {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(env.Root, path))

@@ -130,10 +130,12 @@ func (f *callbackFlags) bindMetrics(fs *pflag.FlagSet) {
 // bindMetricsSecure binds --metrics-secure: the cluster roles only, which can ask the API
 // server who a scraper is.
 func (f *callbackFlags) bindMetricsSecure(fs *pflag.FlagSet) {
-	fs.BoolVar(&f.metricsSecure, "metrics-secure", true,
-		"serve /metrics over HTTPS (a self-signed certificate) to callers whose bearer token the API server authenticates and authorizes for GET /metrics "+
-			"(e.g. bound to the ClusterRole friendgate-metrics-reader); false: plain HTTP to whoever reaches the port")
+	fs.BoolVar(&f.metricsSecure, "metrics-secure", true, metricsSecureUsage)
 }
+
+// metricsSecureUsage is --metrics-secure's help, the same for every role that has it.
+const metricsSecureUsage = "serve /metrics over HTTPS (a self-signed certificate) to callers whose bearer token the API server authenticates and authorizes for GET /metrics " +
+	"(e.g. bound to the ClusterRole friendgate-metrics-reader); false: plain HTTP to whoever reaches the port"
 
 // callbackServer is a configured callback server: its store, handler and metrics.
 type callbackServer struct {

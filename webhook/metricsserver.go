@@ -21,7 +21,6 @@ const DefaultMetricsAddr = ":9090"
 type MetricsServer struct {
 	srv *http.Server
 	ln  net.Listener
-	tls bool
 }
 
 // ListenMetrics listens on addr for /metrics, answered by handler; with tlsConfig set,
@@ -33,7 +32,7 @@ func ListenMetrics(addr string, handler http.Handler, tlsConfig *tls.Config) (*M
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", handler)
-	return &MetricsServer{ln: ln, tls: tlsConfig != nil, srv: &http.Server{
+	return &MetricsServer{ln: ln, srv: &http.Server{
 		TLSConfig:         tlsConfig,
 		Handler:           mux,
 		ReadHeaderTimeout: readHeaderTimeout,
@@ -45,16 +44,14 @@ func ListenMetrics(addr string, handler http.Handler, tlsConfig *tls.Config) (*M
 	}}, nil
 }
 
-// Addr is the address the server listens on.
-func (m *MetricsServer) Addr() net.Addr { return m.ln.Addr() }
-
 // Serve serves until ctx is done, then closes the listener and waits up to a few seconds
 // for a scrape in progress.
 func (m *MetricsServer) Serve(ctx context.Context, log logr.Logger) error {
-	log.Info("serving metrics", "addr", m.ln.Addr().String(), "tls", m.tls)
+	tlsOn := m.srv.TLSConfig != nil
+	log.Info("serving metrics", "addr", m.ln.Addr().String(), "tls", tlsOn)
 	errc := make(chan error, 1)
 	go func() {
-		if m.tls {
+		if tlsOn {
 			errc <- m.srv.ServeTLS(m.ln, "", "")
 		} else {
 			errc <- m.srv.Serve(m.ln)
