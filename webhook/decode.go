@@ -39,8 +39,12 @@ type bodyDecoder struct {
 }
 
 var (
-	openIMFields = newFieldSet("callbackCommand", "fromUserID", "toUserID", "blackUserID", "ownerUserID",
-		"friendUserID", "friendUserIDs", "reqMsg", "HandleMsg", "remark", "ex")
+	// In the order OpenIM sends them (see fieldSet.field): the add-friend callback's
+	// fields, then the remark's, the import's and the blacklist's.
+	openIMFields = newFieldSet("callbackCommand", "fromUserID", "toUserID", "reqMsg", "ex",
+		"ownerUserID", "friendUserID", "remark", "friendUserIDs", "blackUserID", "HandleMsg")
+	// In the order Tencent sends them; Requester_Account, which falls between the first
+	// two, is not read.
 	tencentFields         = newFieldSet("CallbackCommand", "From_Account", "FriendItem", "ResponseFriendItem", "AddType", "ForceAddFlags", "EventTime")
 	tencentFriendFields   = newFieldSet("To_Account", "Remark", "GroupName", "AddSource", "AddWording")
 	tencentResponseFields = newFieldSet("To_Account", "Remark", "TagName", "ResponseAction")
@@ -50,13 +54,15 @@ var (
 // first byte to the one name it can equal exactly: a key costs one comparison, not one
 // per name.
 type fieldSet struct {
-	names []string
-	slot  [64]int8 // 1 + index of the only name of that hash; 0: none; -1: several
+	names  []string
+	quoted []string // each name in quotes, as a body spells it
+	slot   [64]int8 // 1 + index of the only name of that hash; 0: none; -1: several
 }
 
 func newFieldSet(names ...string) *fieldSet {
 	f := &fieldSet{names: names}
 	for i, n := range names {
+		f.quoted = append(f.quoted, `"`+n+`"`)
 		switch h := fieldHash(n); f.slot[h] {
 		case 0:
 			f.slot[h] = int8(i + 1)
@@ -110,21 +116,21 @@ func decodeOpenIM(d *bodyDecoder, body []byte, limit int, r *openIMRequest) erro
 		case 2:
 			return d.str(&r.ToUserID, key)
 		case 3:
-			return d.str(&r.BlackUserID, key)
-		case 4:
-			return d.str(&r.OwnerUserID, key)
-		case 5:
-			return d.str(&r.FriendUserID, key)
-		case 6:
-			return decodeArray(d, &r.FriendUserIDs, key, limit, "friend IDs", decodeUserID)
-		case 7:
 			return d.str(&r.ReqMsg, key)
-		case 8:
-			return d.str(&r.HandleMsg, key)
-		case 9:
-			return d.str(&r.Remark, key)
-		case 10:
+		case 4:
 			return d.str(&r.Ex, key)
+		case 5:
+			return d.str(&r.OwnerUserID, key)
+		case 6:
+			return d.str(&r.FriendUserID, key)
+		case 7:
+			return d.str(&r.Remark, key)
+		case 8:
+			return decodeArray(d, &r.FriendUserIDs, key, limit, "friend IDs", decodeUserID)
+		case 9:
+			return d.str(&r.BlackUserID, key)
+		case 10:
+			return d.str(&r.HandleMsg, key)
 		}
 		return d.skip(1)
 	})
@@ -163,15 +169,19 @@ func (d *bodyDecoder) decodeBody(body []byte, fields *fieldSet, field func(i int
 	if err != nil || isNull {
 		return err
 	}
+	next := 0
 	for first := true; ; first = false {
-		key, done, err := d.key(first)
+		i, key, done, err := d.field(first, fields, next)
 		if err != nil {
 			return err
 		}
 		if done {
 			return d.end()
 		}
-		if err := field(fields.index(key), key); err != nil {
+		if i >= 0 {
+			next = i + 1
+		}
+		if err := field(i, key); err != nil {
 			return err
 		}
 	}
@@ -265,12 +275,16 @@ func (d *bodyDecoder) object(key string, fields *fieldSet, field func(i int, key
 		return d.typeError(key, "an object")
 	}
 	d.i++
+	next := 0
 	for first := true; ; first = false {
-		k, done, err := d.key(first)
+		i, k, done, err := d.field(first, fields, next)
 		if err != nil || done {
 			return err
 		}
-		if err := field(fields.index(k), k); err != nil {
+		if i >= 0 {
+			next = i + 1
+		}
+		if err := field(i, k); err != nil {
 			return err
 		}
 	}
@@ -305,41 +319,83 @@ func (d *bodyDecoder) end() error {
 	return nil
 }
 
+// field reads the next key of an object and its colon, and finds it among fields (-1:
+// none); done reports the object's end. IM servers send a body's fields in one order, so
+// it first tries the field that follows the previous one (next): when the body holds
+// that name, quoted, at this point, the key is exactly it (a name has no quote or
+// backslash), found with one comparison instead of a scan and a lookup.
+func (d *bodyDecoder) field(first bool, fields *fieldSet, next int) (i int, key string, done bool, err error) {
+	if done, err = d.keyStart(first); err != nil || done {
+		return -1, "", done, err
+	}
+	if next < len(fields.quoted) {
+		if q := fields.quoted[next]; strings.HasPrefix(d.s[d.i:], q) {
+			d.i += len(q)
+			return next, fields.names[next], false, d.colon()
+		}
+	}
+	if key, err = d.keyString(); err != nil {
+		return -1, "", false, err
+	}
+	return fields.index(key), key, false, nil
+}
+
 // key reads the next key of an object and its colon; done reports the object's end.
 func (d *bodyDecoder) key(first bool) (key string, done bool, err error) {
+	if done, err = d.keyStart(first); err != nil || done {
+		return "", done, err
+	}
+	key, err = d.keyString()
+	return key, false, err
+}
+
+// keyStart passes the white space and, unless first, the comma before an object's next
+// key; done reports the object's closing brace instead.
+func (d *bodyDecoder) keyStart(first bool) (done bool, err error) {
 	d.ws()
 	if d.i >= len(d.s) {
-		return "", false, d.eof()
+		return false, d.eof()
 	}
 	switch c := d.s[d.i]; {
 	case c == '}':
 		d.i++
-		return "", true, nil
+		return true, nil
 	case first:
 	case c == ',':
 		d.i++
 		d.ws()
 		if d.i >= len(d.s) {
-			return "", false, d.eof()
+			return false, d.eof()
 		}
 	default:
-		return "", false, d.invalid("after an object value")
+		return false, d.invalid("after an object value")
 	}
+	return false, nil
+}
+
+// keyString reads a key and its colon.
+func (d *bodyDecoder) keyString() (string, error) {
 	if d.s[d.i] != '"' {
-		return "", false, d.invalid("looking for the beginning of an object key")
+		return "", d.invalid("looking for the beginning of an object key")
 	}
-	if key, err = d.readString(); err != nil {
-		return "", false, err
+	key, err := d.readString()
+	if err != nil {
+		return "", err
 	}
+	return key, d.colon()
+}
+
+// colon passes the white space and the colon after an object key.
+func (d *bodyDecoder) colon() error {
 	d.ws()
 	if d.i >= len(d.s) {
-		return "", false, d.eof()
+		return d.eof()
 	}
 	if d.s[d.i] != ':' {
-		return "", false, d.invalid("after an object key")
+		return d.invalid("after an object key")
 	}
 	d.i++
-	return key, false, nil
+	return nil
 }
 
 // openArray reads the start of an array value, or a null.
@@ -409,6 +465,10 @@ func (d *bodyDecoder) int64(dst *int64, key string) error {
 			return err
 		}
 		return d.typeError(key, "an integer")
+	}
+	if n, ok := smallInt(d.s[start:d.i]); ok {
+		*dst = n
+		return nil
 	}
 	n, err := strconv.ParseInt(d.s[start:d.i], 10, 64)
 	if err != nil {
@@ -520,6 +580,24 @@ func (d *bodyDecoder) number() error {
 		}
 	}
 	return nil
+}
+
+// smallInt reads a number of at most 18 digits, with no sign, fraction or exponent: the
+// integers callbacks carry (flags, millisecond times), which cannot overflow. Others are
+// left to strconv.
+func smallInt(s string) (int64, bool) {
+	if len(s) == 0 || len(s) > 18 {
+		return 0, false
+	}
+	var n int64
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !isDigit(c) {
+			return 0, false
+		}
+		n = n*10 + int64(c-'0')
+	}
+	return n, true
 }
 
 func (d *bodyDecoder) someDigits(where string) error {

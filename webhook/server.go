@@ -443,7 +443,9 @@ func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 	if r.Method != http.MethodPost {
 		return undecided(http.StatusMethodNotAllowed, "method "+r.Method+" not allowed: callbacks are POST")
 	}
-	if ct := r.Header.Get("Content-Type"); ct != "" && !commonJSONType(ct) {
+	// Read under the canonical name net/http stores it under: Header.Get would
+	// canonicalise the name on every callback.
+	if ct := firstValue(r.Header["Content-Type"]); ct != "" && !commonJSONType(ct) {
 		mt, _, err := mime.ParseMediaType(ct)
 		if err != nil || !jsonMediaType(mt) {
 			return undecided(http.StatusUnsupportedMediaType, fmt.Sprintf("content type %q is not JSON", text.Truncate(ct, 64)))
@@ -480,6 +482,13 @@ func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 			return undecided(http.StatusBadRequest, "reading the body: "+err.Error())
 		}
 	}
+}
+
+func firstValue(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 // commonJSONType tells the content types IM servers send from those worth parsing:
