@@ -1,9 +1,11 @@
 // Command loadbench is `make measure-load`: it measures the callback path over loopback as
 // callbacks per server CPU-second, for friendgate serve and, in the same invocation, for a
-// no-op net/http handler (hack/noopserver) given the same requests. The server runs pinned
-// to one core and wrk to another (taskset); the server's CPU time comes from
-// /proc/PID/stat before and after each run, so the figure does not depend on what else the
-// machine is doing, only on what the server spends per callback.
+// no-op net/http handler (hack/noopserver) given the same requests. The servers run pinned
+// to one core and wrk to another (taskset); a server's CPU time comes from /proc/PID/stat
+// before and after each run, so the figure does not depend on what else the machine is
+// doing, only on what the server spends per callback. Both servers stay up through a case
+// and take the load in alternating slices of a second, so that a shared host's changing
+// speed weighs on both alike rather than on whichever ran in a slow minute.
 package main
 
 import (
@@ -45,7 +47,7 @@ var (
 
 type options struct {
 	friendgate, noop, wrk, samples string
-	duration, warmup               time.Duration
+	duration, slice, warmup        time.Duration
 	serverCPU, clientCPU           int
 	connections, rounds            int
 	run                            string
@@ -57,7 +59,8 @@ func main() {
 	flag.StringVar(&o.noop, "noop", "bin/noopserver", "no-op server binary (hack/noopserver)")
 	flag.StringVar(&o.wrk, "wrk", "wrk", "wrk binary")
 	flag.StringVar(&o.samples, "samples", "config/samples", "directory of the sample FriendPolicies")
-	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per case")
+	flag.DurationVar(&o.duration, "duration", 5*time.Second, "measured load per server and round")
+	flag.DurationVar(&o.slice, "slice", time.Second, "length of each turn of load (whole seconds); the servers alternate turns until each has had --duration")
 	flag.DurationVar(&o.warmup, "warmup", time.Second, "unmeasured load before each case")
 	flag.IntVar(&o.serverCPU, "server-cpu", 0, "core the server is pinned to")
 	flag.IntVar(&o.clientCPU, "client-cpu", 1, "core wrk is pinned to")
@@ -95,9 +98,13 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("--run: %w", err)
 	}
-	fmt.Printf("loadbench: %s per run after %s warm-up, server on core %d, wrk on core %d (-t1 -c%d), %d rounds\n",
-		o.duration, o.warmup, o.serverCPU, o.clientCPU, o.connections, o.rounds)
-	fmt.Println("Each round runs the no-op server and then friendgate on the same requests; the figures are medians over the rounds.")
+	if o.slice < time.Second || o.duration < o.slice {
+		return errors.New("--slice must be at least 1s and --duration at least --slice")
+	}
+	turns := int(o.duration / o.slice)
+	fmt.Printf("loadbench: %d turns of %s per server and round after %s warm-up, servers on core %d, wrk on core %d (-t1 -c%d), %d rounds\n",
+		turns, o.slice, o.warmup, o.serverCPU, o.clientCPU, o.connections, o.rounds)
+	fmt.Println("Both servers run through a case and take the same requests in alternating turns; a round's figure sums its turns, the table gives medians over the rounds.")
 	fmt.Println()
 	fmt.Println("| policies | callback | friendgate callbacks/CPU-s | no-op callbacks/CPU-s | ratio (median, range) | target |")
 	fmt.Println("|---|---|---:|---:|---:|---:|")
@@ -110,17 +117,9 @@ func run(o options) error {
 		if err := writePolicies(policies, o.samples, set.global); err != nil {
 			return err
 		}
-		var fg, noop, ratios []float64
-		for range o.rounds {
-			n, err := measure(o, dir, c.req, o.noop)
-			if err != nil {
-				return fmt.Errorf("no-op server, %s: %w", c.req.name, err)
-			}
-			f, err := measure(o, dir, c.req, o.friendgate, "serve", "--policies", policies, "--metrics-bind-address", "0")
-			if err != nil {
-				return fmt.Errorf("friendgate, %s, %s: %w", set.name, c.req.name, err)
-			}
-			fg, noop, ratios = append(fg, f), append(noop, n), append(ratios, f/n)
+		fg, noop, ratios, err := measureCase(o, dir, c.req, policies, turns)
+		if err != nil {
+			return fmt.Errorf("%s, %s: %w", set.name, c.req.name, err)
 		}
 		slices.Sort(ratios)
 		fmt.Printf("| %s | %s | %.0f | %.0f | %.2f (%.2f–%.2f) | ≥ %.1f |\n", set.name, c.req.name, median(fg), median(noop),
@@ -134,62 +133,117 @@ func median(v []float64) float64 {
 	return s[len(s)/2]
 }
 
-// measure starts a server (args after bin) pinned to the server core, loads it with req
-// from wrk pinned to the client core, and returns the callbacks it answered per CPU-second
-// it used during the measured run.
-func measure(o options, dir string, req request, bin string, args ...string) (float64, error) {
+// measureCase starts the no-op server and friendgate (serving policies), and returns, for
+// each round, the callbacks per CPU-second of each and their ratio. Each round is turns
+// turns of o.slice per server, the servers alternating and the order of each pair flipping
+// from one to the next.
+func measureCase(o options, dir string, req request, policies string, turns int) (fg, noop, ratios []float64, err error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	args = append(args, "--addr", "127.0.0.1:0")
-	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", strconv.Itoa(o.serverCPU), bin}, args...)...)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		return 0, err
-	}
-	cmd.Stderr = cmd.Stdout
-	if err := cmd.Start(); err != nil {
-		return 0, err
-	}
-	defer func() {
-		cancel()
-		_ = cmd.Wait()
-	}()
-	addr, err := listenAddr(out)
-	if err != nil {
-		return 0, err
-	}
-	go func() { _, _ = io.Copy(io.Discard, out) }()
-	base := "http://" + addr
-	if err := waitReady(base, bin == o.noop); err != nil {
-		return 0, err
-	}
-	if err := check(base, req); err != nil {
-		return 0, err
+	servers := make([]*server, 2)
+	for i, args := range [][]string{{o.noop}, {o.friendgate, "serve", "--policies", policies, "--metrics-bind-address", "0"}} {
+		s, err := start(ctx, o, args[0], args[1:]...)
+		if err != nil {
+			return nil, nil, nil, fmt.Errorf("%s: %w", filepath.Base(args[0]), err)
+		}
+		defer s.stop()
+		servers[i] = s
 	}
 	script := filepath.Join(dir, "post.lua")
 	lua := fmt.Sprintf("wrk.method = \"POST\"\nwrk.headers[\"Content-Type\"] = \"application/json; charset=utf-8\"\nwrk.body = [==[%s]==]\n", req.body)
 	if err := os.WriteFile(script, []byte(lua), 0o600); err != nil {
-		return 0, err
+		return nil, nil, nil, err
 	}
-	if _, err := load(o, script, base+req.target, o.warmup); err != nil {
-		return 0, err
+	for _, s := range servers {
+		if err := check(s.base, req); err != nil {
+			return nil, nil, nil, err
+		}
+		if _, err := load(o, script, s.base+req.target, o.warmup); err != nil {
+			return nil, nil, nil, err
+		}
 	}
-	before, err := cpuTicks(cmd.Process.Pid)
+	for r := range o.rounds {
+		var callbacks, ticks [2]int64
+		for t := range turns {
+			for k := range 2 {
+				i := k
+				if (r*turns+t)%2 == 1 {
+					i = 1 - k
+				}
+				n, used, err := servers[i].turn(o, script, req, o.slice)
+				if err != nil {
+					return nil, nil, nil, err
+				}
+				callbacks[i] += n
+				ticks[i] += used
+			}
+		}
+		if ticks[0] == 0 || ticks[1] == 0 {
+			return nil, nil, nil, errors.New("a server used no measurable CPU time")
+		}
+		n := float64(callbacks[0]) / (float64(ticks[0]) / userHZ)
+		f := float64(callbacks[1]) / (float64(ticks[1]) / userHZ)
+		noop, fg, ratios = append(noop, n), append(fg, f), append(ratios, f/n)
+	}
+	return fg, noop, ratios, nil
+}
+
+// server is a server under measurement, pinned to the server core.
+type server struct {
+	cmd  *exec.Cmd
+	base string
+	stop func()
+}
+
+// start starts bin with args and waits until it listens (and, for friendgate, is ready).
+func start(ctx context.Context, o options, bin string, args ...string) (*server, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	args = append(args, "--addr", "127.0.0.1:0")
+	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", strconv.Itoa(o.serverCPU), bin}, args...)...)
+	out, err := cmd.StdoutPipe()
 	if err != nil {
-		return 0, err
+		cancel()
+		return nil, err
 	}
-	n, err := load(o, script, base+req.target, o.duration)
+	cmd.Stderr = cmd.Stdout
+	if err := cmd.Start(); err != nil {
+		cancel()
+		return nil, err
+	}
+	s := &server{cmd: cmd, stop: func() {
+		cancel()
+		_ = cmd.Wait()
+	}}
+	addr, err := listenAddr(out)
 	if err != nil {
-		return 0, err
+		s.stop()
+		return nil, err
 	}
-	after, err := cpuTicks(cmd.Process.Pid)
+	go func() { _, _ = io.Copy(io.Discard, out) }()
+	s.base = "http://" + addr
+	if err := waitReady(s.base, bin == o.noop); err != nil {
+		s.stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// turn loads s with req from wrk pinned to the client core for d, and returns the
+// callbacks s answered and the CPU ticks it used meanwhile.
+func (s *server) turn(o options, script string, req request, d time.Duration) (callbacks, ticks int64, err error) {
+	before, err := cpuTicks(s.cmd.Process.Pid)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if after == before {
-		return 0, errors.New("the server used no measurable CPU time")
+	n, err := load(o, script, s.base+req.target, d)
+	if err != nil {
+		return 0, 0, err
 	}
-	return float64(n) / (float64(after-before) / userHZ), nil
+	after, err := cpuTicks(s.cmd.Process.Pid)
+	if err != nil {
+		return 0, 0, err
+	}
+	return n, after - before, nil
 }
 
 // listenAddr reads the address a server listens on from its output: noopserver prints it,
