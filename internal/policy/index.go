@@ -262,7 +262,7 @@ func (sc *scratch) scan(x *literalIndex, text string, fn func(item uint32)) {
 func (s *Snapshot) matches(sc *scratch, id uint32, input int, text string) bool {
 	m := &sc.memo[int(id)*numInputs+input]
 	if m.epoch != sc.epoch {
-		m.epoch, m.match = sc.epoch, s.patterns[id].re.MatchString(text)
+		m.epoch, m.match = sc.epoch, s.patterns[id].match(text)
 	}
 	return m.match
 }

@@ -67,6 +67,16 @@ type pattern struct {
 	re *regexp.Regexp
 	// literals, ASCII-lower-cased: every match contains one; nil when there is no such set.
 	literals []string
+	// lead holds the bytes every matched text begins with; nil when there is no such set.
+	lead *byteSet
+}
+
+// match runs the pattern on text, unless text's first byte rules a match out.
+func (p *pattern) match(text string) bool {
+	if p.lead != nil && (text == "" || !p.lead.has(text[0])) {
+		return false
+	}
+	return p.re.MatchString(text)
 }
 
 var (
@@ -83,7 +93,7 @@ func compilePattern(expr string) (*pattern, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &pattern{re: re, literals: requiredLiterals(expr)}, nil
+		return &pattern{re: re, literals: requiredLiterals(expr), lead: leadBytes(expr)}, nil
 	})
 }
 

@@ -252,7 +252,7 @@ func (c *Compiled) evaluate(r *Request, ei int, errs *[]error) (*Verdict, *Keywo
 				continue
 			}
 		}
-		if len(rule.wording) > 0 && !slices.ContainsFunc(rule.wording, func(p *pattern) bool { return p.re.MatchString(r.Wording) }) {
+		if len(rule.wording) > 0 && !slices.ContainsFunc(rule.wording, func(p *pattern) bool { return p.match(r.Wording) }) {
 			continue
 		}
 		var kw *KeywordMatch

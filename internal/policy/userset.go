@@ -74,7 +74,7 @@ func (s *userSet) contains(id string) bool {
 		}
 	}
 	for _, p := range s.patterns {
-		if p.re.MatchString(id) {
+		if p.match(id) {
 			return true
 		}
 	}
@@ -92,7 +92,7 @@ func (s *userSet) describe(id string) string {
 		}
 	}
 	for _, p := range s.patterns {
-		if p.re.MatchString(id) {
+		if p.match(id) {
 			return "pattern " + p.re.String()
 		}
 	}
