@@ -292,6 +292,9 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		return Match{}, false
 	}
 	if d.ac.next != nil && fgtext.IsASCII(text) {
+		if d.opts.WholeWords && !d.occursASCII(text) {
+			return Match{}, false
+		}
 		return d.matchASCII(text)
 	}
 	src := source{text: text, compat: d.opts.FoldCompatibility, propsAt: -1}
@@ -439,6 +442,33 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 		return d.wholeWord(state&nextState, pos, &starts, &bounds, prevEnd)
 	}
 	return Match{}, false
+}
+
+// occursASCII reports whether an entry occurs in the normalised ASCII text, word
+// boundaries aside: matchASCII's loop without them. A whole-word match is such an
+// occurrence, and most texts hold none, so it rules them out at a third of the cost.
+func (d *Dictionary) occursASCII(text string) bool {
+	next, classes := d.ac.next, int(d.ac.classes)
+	ignoreSep := d.opts.IgnoreSeparators
+	var state int32
+	space := false
+	for i := 0; i < len(text); i++ {
+		e := &d.ascii[text[i]]
+		switch e.k {
+		case kindInvisible:
+			continue
+		case kindSpace, kindPunct:
+			if ignoreSep || (e.k == kindSpace && space) {
+				continue
+			}
+		}
+		space = e.k == kindSpace
+		state = next[int(state&nextState)*classes+int(e.class)]
+		if state&nextOut != 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // wholeWord looks, among the entries ending at the last of pos characters (followed by a
