@@ -65,7 +65,7 @@ func main() {
 	flag.IntVar(&o.serverCPU, "server-cpu", 0, "core the server is pinned to")
 	flag.IntVar(&o.clientCPU, "client-cpu", 1, "core wrk is pinned to")
 	flag.IntVar(&o.connections, "connections", 16, "wrk's keep-alive connections")
-	flag.IntVar(&o.rounds, "rounds", 3, "runs of each case (the machine's noise: the report gives medians)")
+	flag.IntVar(&o.rounds, "rounds", 5, "runs of each case (the machine's noise: the report gives medians)")
 	flag.StringVar(&o.run, "run", "", "only the cases whose \"policies / callback\" matches this regular expression")
 	flag.Parse()
 	if err := run(o); err != nil {
