@@ -169,22 +169,10 @@ func (d *bodyDecoder) decodeBody(body []byte, fields *fieldSet, field func(i int
 	if err != nil || isNull {
 		return err
 	}
-	next := 0
-	for first := true; ; first = false {
-		i, key, done, err := d.field(first, fields, next)
-		if err != nil {
-			return err
-		}
-		if done {
-			return d.end()
-		}
-		if i >= 0 {
-			next = i + 1
-		}
-		if err := field(i, key); err != nil {
-			return err
-		}
+	if err := d.members(fields, field); err != nil {
+		return err
 	}
+	return d.end()
 }
 
 // decodeArray reads an array (or null) of key's value into dst with elem, counting but
@@ -275,16 +263,23 @@ func (d *bodyDecoder) object(key string, fields *fieldSet, field func(i int, key
 		return d.typeError(key, "an object")
 	}
 	d.i++
+	return d.members(fields, field)
+}
+
+// members reads the members of an object whose '{' is read, through its '}', calling
+// field with the index of each key among fields (-1 for others), which must read the
+// value.
+func (d *bodyDecoder) members(fields *fieldSet, field func(i int, key string) error) error {
 	next := 0
 	for first := true; ; first = false {
-		i, k, done, err := d.field(first, fields, next)
+		i, key, done, err := d.field(first, fields, next)
 		if err != nil || done {
 			return err
 		}
 		if i >= 0 {
 			next = i + 1
 		}
-		if err := field(i, k); err != nil {
+		if err := field(i, key); err != nil {
 			return err
 		}
 	}

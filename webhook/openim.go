@@ -58,10 +58,7 @@ var operationIDHeader = http.CanonicalHeaderKey("operationID")
 // operationID is the request's trace ID for the log lines, cut to maxOperationIDBytes:
 // the header may be as long as the caller likes.
 func operationID(r *http.Request) string {
-	if v := r.Header[operationIDHeader]; len(v) > 0 {
-		return text.Truncate(v[0], maxOperationIDBytes)
-	}
-	return ""
+	return text.Truncate(firstValue(r.Header[operationIDHeader]), maxOperationIDBytes)
 }
 
 // maxOperationIDBytes is far above OpenIM's operation IDs (a few dozen bytes).

@@ -484,6 +484,7 @@ func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 	}
 }
 
+// firstValue is a header's first value, or "" when it has none.
 func firstValue(v []string) string {
 	if len(v) == 0 {
 		return ""
