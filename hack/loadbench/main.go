@@ -98,8 +98,8 @@ func run(o options) error {
 	if err != nil {
 		return fmt.Errorf("--run: %w", err)
 	}
-	if o.slice < time.Second || o.duration < o.slice {
-		return errors.New("--slice must be at least 1s and --duration at least --slice")
+	if o.slice < time.Second || o.slice%time.Second != 0 || o.duration < o.slice {
+		return errors.New("--slice must be whole seconds, at least 1s, and --duration at least --slice")
 	}
 	turns := int(o.duration / o.slice)
 	fmt.Printf("loadbench: %d turns of %s per server and round after %s warm-up, servers on core %d, wrk on core %d (-t1 -c%d), %d rounds\n",
@@ -138,11 +138,9 @@ func median(v []float64) float64 {
 // turns of o.slice per server, the servers alternating and the order of each pair flipping
 // from one to the next.
 func measureCase(o options, dir string, req request, policies string, turns int) (fg, noop, ratios []float64, err error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	servers := make([]*server, 2)
 	for i, args := range [][]string{{o.noop}, {o.friendgate, "serve", "--policies", policies, "--metrics-bind-address", "0"}} {
-		s, err := start(ctx, o, args[0], args[1:]...)
+		s, err := start(o, args[0], args[1:]...)
 		if err != nil {
 			return nil, nil, nil, fmt.Errorf("%s: %w", filepath.Base(args[0]), err)
 		}
@@ -170,7 +168,7 @@ func measureCase(o options, dir string, req request, policies string, turns int)
 				if (r*turns+t)%2 == 1 {
 					i = 1 - k
 				}
-				n, used, err := servers[i].turn(o, script, req, o.slice)
+				n, used, err := servers[i].turn(o, script, req)
 				if err != nil {
 					return nil, nil, nil, err
 				}
@@ -196,8 +194,8 @@ type server struct {
 }
 
 // start starts bin with args and waits until it listens (and, for friendgate, is ready).
-func start(ctx context.Context, o options, bin string, args ...string) (*server, error) {
-	ctx, cancel := context.WithCancel(ctx)
+func start(o options, bin string, args ...string) (*server, error) {
+	ctx, cancel := context.WithCancel(context.Background())
 	args = append(args, "--addr", "127.0.0.1:0")
 	cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", strconv.Itoa(o.serverCPU), bin}, args...)...)
 	out, err := cmd.StdoutPipe()
@@ -228,14 +226,14 @@ func start(ctx context.Context, o options, bin string, args ...string) (*server,
 	return s, nil
 }
 
-// turn loads s with req from wrk pinned to the client core for d, and returns the
+// turn loads s with req from wrk pinned to the client core for one slice, and returns the
 // callbacks s answered and the CPU ticks it used meanwhile.
-func (s *server) turn(o options, script string, req request, d time.Duration) (callbacks, ticks int64, err error) {
+func (s *server) turn(o options, script string, req request) (callbacks, ticks int64, err error) {
 	before, err := cpuTicks(s.cmd.Process.Pid)
 	if err != nil {
 		return 0, 0, err
 	}
-	n, err := load(o, script, s.base+req.target, d)
+	n, err := load(o, script, s.base+req.target, o.slice)
 	if err != nil {
 		return 0, 0, err
 	}
