@@ -33,7 +33,7 @@ func TestRequiredLiterals(t *testing.T) {
 		{`a|b*`, nil},
 	}
 	for _, tt := range tests {
-		if got := requiredLiterals(tt.pattern); !slices.Equal(got, tt.want) {
+		if got := requiredLiterals(mustParseSimple(t, tt.pattern)); !slices.Equal(got, tt.want) {
 			t.Errorf("requiredLiterals(%q) = %q, want %q", tt.pattern, got, tt.want)
 		}
 	}

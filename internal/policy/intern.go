@@ -93,7 +93,11 @@ func compilePattern(expr string) (*pattern, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &pattern{re: re, literals: requiredLiterals(expr), lead: leadBytes(expr)}, nil
+		tree, err := parseSimple(expr)
+		if err != nil {
+			return nil, err
+		}
+		return &pattern{re: re, literals: requiredLiterals(tree), lead: leadBytes(tree)}, nil
 	})
 }
 

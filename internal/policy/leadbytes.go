@@ -26,15 +26,10 @@ func (s *byteSet) addRange(lo, hi byte) {
 	}
 }
 
-// leadBytes returns the bytes a text must begin with for pattern to match it, or nil when
-// there is no such bound: the pattern is not anchored at the start of the text, can match
-// the empty string there, or can begin with any byte.
-func leadBytes(pattern string) *byteSet {
-	re, err := syntax.Parse(pattern, syntax.Perl)
-	if err != nil {
-		return nil
-	}
-	re = re.Simplify()
+// leadBytes returns the bytes a text must begin with for the pattern re (see parseSimple)
+// to match it, or nil when there is no such bound: the pattern is not anchored at the
+// start of the text, can match the empty string there, or can begin with any byte.
+func leadBytes(re *syntax.Regexp) *byteSet {
 	if !anchoredAtStart(re) {
 		return nil
 	}

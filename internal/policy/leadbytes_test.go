@@ -2,6 +2,7 @@ package policy
 
 import (
 	"regexp"
+	"regexp/syntax"
 	"testing"
 )
 
@@ -13,6 +14,15 @@ func (s *byteSet) String() string {
 		}
 	}
 	return string(b)
+}
+
+func mustParseSimple(t *testing.T, expr string) *syntax.Regexp {
+	t.Helper()
+	re, err := parseSimple(expr)
+	if err != nil {
+		t.Fatalf("parsing %q: %v", expr, err)
+	}
+	return re
 }
 
 func TestLeadBytes(t *testing.T) {
@@ -42,7 +52,7 @@ func TestLeadBytes(t *testing.T) {
 	}
 	for _, tt := range tests {
 		got := ""
-		if s := leadBytes(tt.pattern); s != nil {
+		if s := leadBytes(mustParseSimple(t, tt.pattern)); s != nil {
 			got = s.String()
 			if got == "" {
 				t.Errorf("leadBytes(%q) is empty, want nil for no bound", tt.pattern)
@@ -67,7 +77,7 @@ func FuzzLeadBytes(f *testing.F) {
 			if err != nil {
 				continue
 			}
-			set := leadBytes(expr)
+			set := leadBytes(mustParseSimple(t, expr))
 			if set == nil || !re.MatchString(text) {
 				continue
 			}

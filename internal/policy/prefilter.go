@@ -16,32 +16,35 @@ import (
 // cheaper to run than to prefilter.
 const maxLiteralAlternatives = 16
 
-// requiredLiterals returns a set of strings, ASCII-lower-cased, one of which occurs in every
-// text the pattern matches (lower-cased the same way); nil when there is no such set.
-func requiredLiterals(pattern string) []string {
-	re, err := syntax.Parse(pattern, syntax.Perl)
+// parseSimple parses a pattern as regexp.Compile does, simplified, for the prefilters
+// (requiredLiterals, leadBytes) to read.
+func parseSimple(expr string) (*syntax.Regexp, error) {
+	re, err := syntax.Parse(expr, syntax.Perl)
 	if err != nil {
-		return nil
+		return nil, err
 	}
-	return required(re.Simplify())
+	return re.Simplify(), nil
 }
 
-func required(re *syntax.Regexp) []string {
+// requiredLiterals returns a set of strings, ASCII-lower-cased, one of which occurs in every
+// text the pattern re (see parseSimple) matches (lower-cased the same way); nil when there
+// is no such set.
+func requiredLiterals(re *syntax.Regexp) []string {
 	switch re.Op {
 	case syntax.OpLiteral:
 		if s := safeLiteral(re.Rune, re.Flags&syntax.FoldCase != 0); s != "" {
 			return []string{s}
 		}
 	case syntax.OpCapture, syntax.OpPlus:
-		return required(re.Sub[0])
+		return requiredLiterals(re.Sub[0])
 	case syntax.OpRepeat:
 		if re.Min >= 1 {
-			return required(re.Sub[0])
+			return requiredLiterals(re.Sub[0])
 		}
 	case syntax.OpConcat:
 		var best []string
 		for _, sub := range re.Sub {
-			if set := required(sub); set != nil && (best == nil || better(set, best)) {
+			if set := requiredLiterals(sub); set != nil && (best == nil || better(set, best)) {
 				best = set
 			}
 		}
@@ -49,7 +52,7 @@ func required(re *syntax.Regexp) []string {
 	case syntax.OpAlternate:
 		var union []string
 		for _, sub := range re.Sub {
-			set := required(sub)
+			set := requiredLiterals(sub)
 			if set == nil {
 				return nil
 			}
