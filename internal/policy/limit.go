@@ -208,7 +208,7 @@ func (s *Snapshot) limits(sc *scratch, r *Request, ei int, app *limitLists) []*L
 // limit's outcome. d must be the decision Decide gave for r: it lists no limit when r is
 // already refused.
 func (d *Decision) CountLimits(r *Request, c velocity.Counter, now time.Time, seen func(*Limit, velocity.Outcome)) {
-	for _, l := range d.Limits {
+	for i, l := range d.Limits {
 		s, ok := l.Subject(r)
 		if !ok {
 			continue
@@ -220,8 +220,8 @@ func (d *Decision) CountLimits(r *Request, c velocity.Counter, now time.Time, se
 		switch {
 		case o == velocity.Counted:
 		case l.DryRun:
-			// WouldDeny may share its array with the snapshot's; never append in place.
-			d.WouldDeny = append(d.WouldDeny[:len(d.WouldDeny):len(d.WouldDeny)], l.Verdict)
+			// Room for every limit left: one allocation however many of them are over.
+			d.WouldDeny = append(slices.Grow(d.WouldDeny, len(d.Limits)-i), l.Verdict)
 		default:
 			d.Deny = l.Verdict
 			return

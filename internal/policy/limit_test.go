@@ -403,6 +403,35 @@ func TestCountLimits(t *testing.T) {
 	}
 }
 
+// TestCountLimitsLeavesSnapshot: DryRun limits over add to the WouldDeny of the decision
+// being counted and to nothing the next decision sees.
+func TestCountLimitsLeavesSnapshot(t *testing.T) {
+	one := func(name string, key v1alpha1.LimitKey) v1alpha1.Limit {
+		return v1alpha1.Limit{Name: name, Key: key, Limit: 1, Window: hours(1)}
+	}
+	s := mustBuild(t, []*v1alpha1.FriendPolicy{
+		fp("ns", "watch", spec{EnforcementAction: v1alpha1.EnforcementDryRun, Blocklists: []v1alpha1.Blocklist{{Name: "watched", Users: []string{"a"}}}}),
+		fp("ns", "audit", spec{EnforcementAction: v1alpha1.EnforcementDryRun, Limits: []v1alpha1.Limit{one("per-sender", "From"), one("per-pair", "FromTo")}}),
+	})
+	counter := velocity.NewLocal(velocity.LocalOptions{})
+	t0 := time.Date(2026, 12, 3, 0, 0, 0, 0, time.UTC)
+	r := reqs("a>b")[0]
+	for i, want := range []string{
+		"allow +dry ns/watch/blocklist/watched",
+		"allow +dry ns/watch/blocklist/watched +dry ns/audit/limit/per-sender +dry ns/audit/limit/per-pair",
+		"allow +dry ns/watch/blocklist/watched +dry ns/audit/limit/per-sender +dry ns/audit/limit/per-pair",
+	} {
+		d := s.Decide(&r)
+		if got := describeDecision(&d); got != "allow +dry ns/watch/blocklist/watched" {
+			t.Fatalf("request %d: Decide gave %q after earlier requests were counted", i, got)
+		}
+		d.CountLimits(&r, counter, t0, nil)
+		if got := describeDecision(&d); got != want {
+			t.Errorf("request %d: %q after counting, want %q", i, got, want)
+		}
+	}
+}
+
 // reqs are FriendRequests "from>to" in app1.
 func reqs(pairs ...string) []Request {
 	out := make([]Request, len(pairs))
