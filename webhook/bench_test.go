@@ -8,6 +8,13 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	ctrlzap "sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/friendgate/friendgate/internal/manifest"
+	"github.com/friendgate/friendgate/internal/policy"
+	"github.com/friendgate/friendgate/internal/velocity"
 )
 
 // benchWriter is a ResponseWriter that keeps nothing, so the benchmarks measure the
@@ -78,6 +85,52 @@ func BenchmarkHandler(b *testing.B) {
 			})
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
+	}
+}
+
+// BenchmarkHandlerAsServed runs the handler as `friendgate serve --policies config/samples`
+// does: the samples, the process's own velocity counter and the binary's logger (zap in
+// production mode, whose sampler drops most repeats of a line) writing to io.Discard. The
+// requests are the load benchmark's (hack/loadbench), sent again and again by one sender,
+// so after the first few the samples' DryRun limits are over and every request is a
+// would-deny: one log line per limit, almost all of them dropped by the sampler.
+func BenchmarkHandlerAsServed(b *testing.B) {
+	set, err := manifest.Load("../config/samples")
+	if err != nil {
+		b.Fatal(err)
+	}
+	snap, _, err := policy.Build(set.Policies, set.ConfigMaps, policy.Options{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := newTestServer(b, Options{
+		ClientDetail: DetailReference,
+		Counter:      velocity.NewLocal(velocity.LocalOptions{}),
+		Logger:       ctrlzap.New(ctrlzap.WriteTo(io.Discard)),
+	}, false)
+	s.store.Set(snap)
+	for _, bc := range benchCases {
+		if strings.HasSuffix(bc.name, "/deny") || strings.HasSuffix(bc.name, "10-items") {
+			continue
+		}
+		data := []byte(bc.body)
+		b.Run(bc.name, func(b *testing.B) {
+			req, w, body := benchRequest(bc.target, bc.body)
+			b.ReportAllocs()
+			cpu := processCPU()
+			for b.Loop() {
+				body.Reset(data)
+				w.status = 0
+				s.handler.ServeHTTP(w, req)
+			}
+			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			if w.status != http.StatusOK {
+				b.Fatalf("status %d", w.status)
+			}
+		})
+	}
+	if got := testutil.ToFloat64(s.metrics.decisions.WithLabelValues(ProtocolTencent, "Sns.CallbackPrevFriendAdd", "FriendRequest", ResultWouldDeny, "default/request-limits")); got == 0 {
+		b.Fatal("no would-deny counted: the benchmark does not measure the flooding sender it describes")
 	}
 }
 

@@ -153,6 +153,7 @@ type Handler struct {
 	store   *Store
 	opts    Options
 	log     logr.Logger
+	items   itemLogger
 	calls   sync.Pool
 	allowed atomic.Uint64
 	budget  byteBudget
@@ -218,6 +219,7 @@ func NewHandler(store *Store, opts Options) *Handler {
 		store:   store,
 		opts:    opts,
 		log:     opts.Logger,
+		items:   newItemLogger(opts.Logger),
 		budget:  byteBudget{max: opts.MaxInflightBodyBytes},
 		openIM:  map[string]*command{},
 		tencent: map[string]*command{},
@@ -526,9 +528,11 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 		item := &c.items[i]
 		d := snap.Decide(item)
 		h.countLimits(&d, item)
+		line := itemLine{protocol: protocol, cmd: cmd, operationID: operationID, item: item}
 		for _, v := range d.WouldDeny {
 			m.wouldByPolicy.get(v.Policy).Inc()
-			h.logItem("would deny (dry run)", protocol, cmd, operationID, item, verdictFields(&d, v)...)
+			line.decided("would deny (dry run)", &d, v)
+			h.items.write(&line)
 		}
 		if len(d.Errors) > 0 {
 			h.opts.Metrics.ruleErrors.Add(float64(len(d.Errors)))
@@ -540,44 +544,23 @@ func (h *Handler) decide(snap *policy.Snapshot, cmd *command, c *call, protocol,
 		if v := d.Deny; v != nil {
 			denied = true
 			m.denyByPolicy.get(v.Policy).Inc()
+			line.decided("denied", &d, v)
 			if protocol == ProtocolOpenIM && h.opts.ClientDetail == DetailReference {
 				if c.reference == "" {
 					c.reference = newReference()
 				}
-				h.logItem("denied", protocol, cmd, operationID, item, append(verdictFields(&d, v), "reference", c.reference)...)
-				continue
+				line.reference = c.reference
 			}
-			h.logItem("denied", protocol, cmd, operationID, item, verdictFields(&d, v)...)
+			h.items.write(&line)
 			continue
 		}
 		m.allow.Inc()
 		if n := h.opts.LogAllowEvery; n > 0 && h.allowed.Add(1)%n == 0 {
-			h.logItem("allowed (sampled)", protocol, cmd, operationID, item, "sampleEvery", n)
+			line.msg, line.verdict, line.sampleEvery = "allowed (sampled)", nil, n
+			h.items.write(&line)
 		}
 	}
 	return denied
-}
-
-// verdictFields are the log fields of a verdict: which policy entry decided and, for a
-// keyword rule, which dictionary entry matched (the log's, never the user's to see).
-func verdictFields(d *policy.Decision, v *policy.Verdict) []any {
-	kv := []any{"policy", v.Policy, "entry", v.Detail, "code", v.Code, "message", v.Message}
-	if m, ok := d.Keyword(v); ok {
-		kv = append(kv, "keyword", m.Entry, "keywordSource", m.Source)
-	}
-	return kv
-}
-
-// logItem logs one decision. It builds its key/value list only when called, so the
-// allow path pays nothing when allows are not sampled.
-func (h *Handler) logItem(msg, protocol string, cmd *command, operationID string, item *policy.Request, kv ...any) {
-	args := make([]any, 0, 14+len(kv))
-	args = append(args, "protocol", protocol, "command", cmd.name)
-	if operationID != "" {
-		args = append(args, "operationID", operationID)
-	}
-	args = append(args, "event", item.Event, "appID", item.AppID, "from", item.From, "to", item.To)
-	h.log.Info(msg, append(args, kv...)...)
 }
 
 // refused logs and counts a request that was not decided. A server at a bound also drops
