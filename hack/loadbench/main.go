@@ -51,6 +51,7 @@ type options struct {
 	serverCPU, clientCPU           int
 	connections, rounds            int
 	run                            string
+	limits                         bool
 }
 
 func main() {
@@ -67,6 +68,7 @@ func main() {
 	flag.IntVar(&o.connections, "connections", 16, "wrk's keep-alive connections")
 	flag.IntVar(&o.rounds, "rounds", 5, "runs of each case (the machine's noise: the report gives medians)")
 	flag.StringVar(&o.run, "run", "", "only the cases whose \"policies / callback\" matches this regular expression")
+	flag.BoolVar(&o.limits, "with-limits", false, "keep the samples' request limits, which the cases leave out: one sender's callbacks back to back are then a flood, and each is a would-deny per limit")
 	flag.Parse()
 	if err := run(o); err != nil {
 		fmt.Fprintln(os.Stderr, "loadbench:", err)
@@ -105,6 +107,9 @@ func run(o options) error {
 	fmt.Printf("loadbench: %d turns of %s per server and round after %s warm-up, servers on core %d, wrk on core %d (-t1 -c%d), %d rounds\n",
 		turns, o.slice, o.warmup, o.serverCPU, o.clientCPU, o.connections, o.rounds)
 	fmt.Println("Both servers run through a case and take the same requests in alternating turns; a round's figure sums its turns, the table gives medians over the rounds.")
+	if o.limits {
+		fmt.Println("With the samples' request limits (--with-limits): after the first few callbacks every one is a would-deny per limit.")
+	}
 	fmt.Println()
 	fmt.Println("| policies | callback | friendgate callbacks/CPU-s | no-op callbacks/CPU-s | ratio (median, range) | target |")
 	fmt.Println("|---|---|---:|---:|---:|---:|")
@@ -114,7 +119,7 @@ func run(o options) error {
 			continue
 		}
 		policies := filepath.Join(dir, fmt.Sprintf("policies-%d", set.global))
-		if err := writePolicies(policies, o.samples, set.global); err != nil {
+		if err := writePolicies(policies, o.samples, set.global, o.limits); err != nil {
 			return err
 		}
 		fg, noop, ratios, err := measureCase(o, dir, c.req, policies, turns)
@@ -341,10 +346,11 @@ func cpuTicks(pid int) (int64, error) {
 	return utime + stime, nil
 }
 
-// writePolicies writes the sample FriendPolicies to dir, and n global policies that
+// writePolicies writes the sample FriendPolicies to dir (the request limits only when
+// limits is set), and n global policies that
 // apply to every request, each with its own users, prefix, whole-ID pattern, wording
 // pattern and guarded CEL rule (as the engine's BenchmarkDecideGlobalPolicies).
-func writePolicies(dir, samples string, n int) error {
+func writePolicies(dir, samples string, n int, limits bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -355,8 +361,9 @@ func writePolicies(dir, samples string, n int) error {
 	for _, f := range files {
 		// The same request sent back to back from one user is what a request limit
 		// exists to flag: every callback would be a logged would-deny. The limits' own
-		// cost is measured by the counters' benchmarks (docs/benchmarks.md).
-		if strings.HasSuffix(f, "_limits.yaml") {
+		// cost is measured by the counters' benchmarks (docs/benchmarks.md), and the
+		// flood by --with-limits.
+		if !limits && strings.HasSuffix(f, "_limits.yaml") {
 			continue
 		}
 		data, err := os.ReadFile(f)
