@@ -51,18 +51,7 @@ func BenchmarkHandlerGlobalPolicies(b *testing.B) {
 			if check.Code != 200 || bytes.Contains(check.Body.Bytes(), []byte(`38`)) != bc.deny {
 				b.Fatalf("%s: unexpected answer %d %s", bc.name, check.Code, check.Body)
 			}
-			data := []byte(bc.body)
-			b.Run(set.name+"/"+bc.name, func(b *testing.B) {
-				req, w, body := benchRequest(bc.target, bc.body)
-				b.ReportAllocs()
-				cpu := processCPU()
-				for b.Loop() {
-					body.Reset(data)
-					w.status = 0
-					s.handler.ServeHTTP(w, req)
-				}
-				b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
-			})
+			b.Run(set.name+"/"+bc.name, func(b *testing.B) { serveBench(b, s.handler, bc.target, bc.body) })
 		}
 	}
 }

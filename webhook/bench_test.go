@@ -63,15 +63,7 @@ func BenchmarkHandler(b *testing.B) {
 		}
 		data := []byte(bc.body)
 		b.Run(bc.name, func(b *testing.B) {
-			req, w, body := benchRequest(bc.target, bc.body)
-			b.ReportAllocs()
-			cpu := processCPU()
-			for b.Loop() {
-				body.Reset(data)
-				w.status = 0
-				s.handler.ServeHTTP(w, req)
-			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+			serveBench(b, s.handler, bc.target, bc.body)
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "req/s")
 		})
 		b.Run(bc.name+"/parallel", func(b *testing.B) {
@@ -113,19 +105,9 @@ func BenchmarkHandlerAsServed(b *testing.B) {
 		if strings.HasSuffix(bc.name, "/deny") || strings.HasSuffix(bc.name, "10-items") {
 			continue
 		}
-		data := []byte(bc.body)
 		b.Run(bc.name, func(b *testing.B) {
-			req, w, body := benchRequest(bc.target, bc.body)
-			b.ReportAllocs()
-			cpu := processCPU()
-			for b.Loop() {
-				body.Reset(data)
-				w.status = 0
-				s.handler.ServeHTTP(w, req)
-			}
-			b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
-			if w.status != http.StatusOK {
-				b.Fatalf("status %d", w.status)
+			if status := serveBench(b, s.handler, bc.target, bc.body); status != http.StatusOK {
+				b.Fatalf("status %d", status)
 			}
 		})
 	}
@@ -168,6 +150,22 @@ func BenchmarkDecideShare(b *testing.B) {
 			}
 		})
 	}
+}
+
+// serveBench measures h answering target and body back to back on one goroutine,
+// reporting allocations and CPU time per callback; it returns the last answer's status.
+func serveBench(b *testing.B, h http.Handler, target, body string) int {
+	data := []byte(body)
+	req, w, rb := benchRequest(target, body)
+	b.ReportAllocs()
+	cpu := processCPU()
+	for b.Loop() {
+		rb.Reset(data)
+		w.status = 0
+		h.ServeHTTP(w, req)
+	}
+	b.ReportMetric(float64(processCPU()-cpu)/float64(b.N), "cpu-ns/op")
+	return w.status
 }
 
 func benchRequest(target, body string) (*http.Request, *benchWriter, *benchBody) {
