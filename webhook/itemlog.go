@@ -23,7 +23,8 @@ type itemLogger struct {
 
 func newItemLogger(log logr.Logger) itemLogger {
 	l := itemLogger{log: log}
-	if u, ok := log.GetSink().(zapr.Underlier); ok {
+	// A logger with a verbosity writes at a zap level of its own: leave it to logr.
+	if u, ok := log.GetSink().(zapr.Underlier); ok && log.GetV() == 0 {
 		// zapr's logger skips the two frames of logr.Logger.Info and zapr's Info; this
 		// one is called directly, so a development logger's caller is the line's writer.
 		l.zap = u.GetUnderlying().WithOptions(zap.AddCallerSkip(-2))

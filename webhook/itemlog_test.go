@@ -112,3 +112,21 @@ func TestItemLineDropped(t *testing.T) {
 		t.Errorf("%d lines written, want the sampler's first only", n)
 	}
 }
+
+// TestItemLoggerVerbosity: a logger given with a verbosity keeps it, through logr.
+func TestItemLoggerVerbosity(t *testing.T) {
+	core, logs := observer.New(zapcore.InfoLevel)
+	log := zapr.NewLogger(zap.New(core))
+	if l := newItemLogger(log); l.zap == nil {
+		t.Error("a zapr logger at verbosity 0 is not written to through zap")
+	}
+	l := newItemLogger(log.V(1))
+	if l.zap != nil {
+		t.Error("a zapr logger at verbosity 1 is written to through zap, at info level")
+	}
+	line := itemLine{msg: "allowed (sampled)", protocol: ProtocolOpenIM, cmd: &command{name: "c"}, item: &policy.Request{}}
+	l.write(&line)
+	if n := logs.Len(); n != 0 {
+		t.Errorf("%d lines written at verbosity 1 to a core at info level, want none", n)
+	}
+}
