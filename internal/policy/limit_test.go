@@ -403,9 +403,10 @@ func TestCountLimits(t *testing.T) {
 	}
 }
 
-// TestCountLimitsLeavesSnapshot: DryRun limits over add to the WouldDeny of the decision
-// being counted and to nothing the next decision sees.
-func TestCountLimitsLeavesSnapshot(t *testing.T) {
+// TestCountLimitsAppendsWouldDeny: DryRun limits over add their verdicts, in order, after
+// the would-deny verdicts Decide gave, to the decision being counted and to nothing the
+// next decision sees.
+func TestCountLimitsAppendsWouldDeny(t *testing.T) {
 	one := func(name string, key v1alpha1.LimitKey) v1alpha1.Limit {
 		return v1alpha1.Limit{Name: name, Key: key, Limit: 1, Window: hours(1)}
 	}
