@@ -347,9 +347,9 @@ func cpuTicks(pid int) (int64, error) {
 }
 
 // writePolicies writes the sample FriendPolicies to dir (the request limits only when
-// limits is set), and n global policies that
-// apply to every request, each with its own users, prefix, whole-ID pattern, wording
-// pattern and guarded CEL rule (as the engine's BenchmarkDecideGlobalPolicies).
+// limits is set), and n global policies that apply to every request, each with its own
+// users, prefix, whole-ID pattern, wording pattern and guarded CEL rule (as the engine's
+// BenchmarkDecideGlobalPolicies).
 func writePolicies(dir, samples string, n int, limits bool) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
