@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"os"
 	"os/exec"
@@ -111,8 +112,8 @@ func run(o options) error {
 		fmt.Println("With the samples' request limits (--with-limits): after the first few callbacks every one is a would-deny per limit.")
 	}
 	fmt.Println()
-	fmt.Println("| policies | callback | friendgate callbacks/CPU-s | no-op callbacks/CPU-s | ratio (median, range) | target |")
-	fmt.Println("|---|---|---:|---:|---:|---:|")
+	fmt.Println("| policies | callback | friendgate callbacks/CPU-s | no-op callbacks/CPU-s | ratio (median, range) | 95 % CI of the median | target |")
+	fmt.Println("|---|---|---:|---:|---:|---:|---:|")
 	for _, c := range cases {
 		set := sets[c.set]
 		if !only.MatchString(set.name + " / " + c.req.name) {
@@ -127,8 +128,12 @@ func run(o options) error {
 			return fmt.Errorf("%s, %s: %w", set.name, c.req.name, err)
 		}
 		slices.Sort(ratios)
-		fmt.Printf("| %s | %s | %.0f | %.0f | %.2f (%.2f–%.2f) | ≥ %.1f |\n", set.name, c.req.name, median(fg), median(noop),
-			median(ratios), ratios[0], ratios[len(ratios)-1], c.target)
+		ci := "– (fewer than 6 rounds)"
+		if lo, hi, ok := medianCI(ratios); ok {
+			ci = fmt.Sprintf("%.3f–%.3f", lo, hi)
+		}
+		fmt.Printf("| %s | %s | %.0f | %.0f | %.2f (%.2f–%.2f) | %s | ≥ %.1f |\n", set.name, c.req.name, median(fg), median(noop),
+			median(ratios), ratios[0], ratios[len(ratios)-1], ci, c.target)
 	}
 	return nil
 }
@@ -136,6 +141,27 @@ func run(o options) error {
 func median(v []float64) float64 {
 	s := slices.Sorted(slices.Values(v))
 	return s[len(s)/2]
+}
+
+// medianCI is a distribution-free confidence interval of at least 95 % for the median of
+// the population sorted was drawn from: its k-th smallest and k-th largest values, for
+// the largest k such that fewer than k of n draws fall below the median with probability
+// at most 2.5 % (binomial, p = 1/2). The rounds' ratios are not normal (a slow minute on a
+// shared host gives outliers), so no mean and standard deviation. ok is false below six
+// rounds, too few for any such interval.
+func medianCI(sorted []float64) (lo, hi float64, ok bool) {
+	n := len(sorted)
+	// below is P(X < k) for X ~ Binomial(n, 1/2), p is P(X = k).
+	k, below, p := 0, 0.0, math.Pow(0.5, float64(n))
+	for below+p <= 0.025 {
+		below += p
+		k++
+		p *= float64(n-k+1) / float64(k)
+	}
+	if k == 0 {
+		return 0, 0, false
+	}
+	return sorted[k-1], sorted[n-k], true
 }
 
 // measureCase starts the no-op server and friendgate (serving policies), and returns, for
