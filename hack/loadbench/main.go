@@ -151,17 +151,23 @@ func median(v []float64) float64 {
 // rounds, too few for any such interval.
 func medianCI(sorted []float64) (lo, hi float64, ok bool) {
 	n := len(sorted)
-	// below is P(X < k) for X ~ Binomial(n, 1/2), p is P(X = k).
-	k, below, p := 0, 0.0, math.Pow(0.5, float64(n))
-	for below+p <= 0.025 {
-		below += p
+	// below is P(X < k) for X ~ Binomial(n, 1/2).
+	k, below := 0, 0.0
+	for k < n/2 && below+binomialHalf(n, k) <= 0.025 {
+		below += binomialHalf(n, k)
 		k++
-		p *= float64(n-k+1) / float64(k)
 	}
 	if k == 0 {
 		return 0, 0, false
 	}
 	return sorted[k-1], sorted[n-k], true
+}
+
+// binomialHalf is P(X = k) for X ~ Binomial(n, 1/2), through logarithms so that no
+// factor underflows however many rounds there are.
+func binomialHalf(n, k int) float64 {
+	lg := func(x int) float64 { v, _ := math.Lgamma(float64(x + 1)); return v }
+	return math.Exp(lg(n) - lg(k) - lg(n-k) - float64(n)*math.Ln2)
 }
 
 // measureCase starts the no-op server and friendgate (serving policies), and returns, for

@@ -18,6 +18,9 @@ func TestMedianCI(t *testing.T) {
 		{n: 10, ok: true, lo: 2, hi: 9},
 		{n: 21, ok: true, lo: 6, hi: 16},
 		{n: 50, ok: true, lo: 18, hi: 33},
+		// Where 2^-n underflows: the normal approximation, n/2 ± (1.96·√n/2 + 1/2), gives
+		// 955.7–1044.3.
+		{n: 2000, ok: true, lo: 956, hi: 1045},
 	}
 	for _, tt := range tests {
 		sorted := make([]float64, tt.n)
