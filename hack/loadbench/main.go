@@ -153,8 +153,12 @@ func medianCI(sorted []float64) (lo, hi float64, ok bool) {
 	n := len(sorted)
 	// below is P(X < k) for X ~ Binomial(n, 1/2).
 	k, below := 0, 0.0
-	for k < n/2 && below+binomialHalf(n, k) <= 0.025 {
-		below += binomialHalf(n, k)
+	for k < n/2 {
+		p := binomialHalf(n, k)
+		if below+p > 0.025 {
+			break
+		}
+		below += p
 		k++
 	}
 	if k == 0 {
