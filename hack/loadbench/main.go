@@ -104,6 +104,9 @@ func run(o options) error {
 	if o.slice < time.Second || o.slice%time.Second != 0 || o.duration < o.slice {
 		return errors.New("--slice must be whole seconds, at least 1s, and --duration at least --slice")
 	}
+	if o.rounds < 1 {
+		return errors.New("--rounds must be at least 1")
+	}
 	turns := int(o.duration / o.slice)
 	fmt.Printf("loadbench: %d turns of %s per server and round after %s warm-up, servers on core %d, wrk on core %d (-t1 -c%d), %d rounds\n",
 		turns, o.slice, o.warmup, o.serverCPU, o.clientCPU, o.connections, o.rounds)
