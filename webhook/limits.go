@@ -195,6 +195,7 @@ func (l *connLimiter) Accept() (net.Conn, error) {
 			lc.busyUntil = now.Add(busyReadTimeout)
 			// Fails only on a closed connection, whose next read fails anyway.
 			_ = c.SetReadDeadline(lc.busyUntil)
+			lc.readSet = true
 		}
 		l.conns[lc] = struct{}{}
 		l.mu.Unlock()
@@ -260,6 +261,13 @@ type limitedConn struct {
 	// state is the connection's phase and when it began (see packState).
 	state   atomic.Int64
 	removed atomic.Bool
+
+	// deadlines guards readSet and writeSet, whether Conn has a read or a write deadline.
+	// net/http clears a connection's deadlines five times for each request on plain HTTP,
+	// where the limiter enforces the timeouts and none is set, and each clear would still
+	// update the poller: a clear of no deadline is skipped.
+	deadlines         sync.Mutex
+	readSet, writeSet bool
 }
 
 func (c *limitedConn) Close() error {
@@ -273,7 +281,23 @@ func (c *limitedConn) SetReadDeadline(t time.Time) error {
 	if c.busy && (t.IsZero() || t.After(c.busyUntil)) {
 		t = c.busyUntil
 	}
+	c.deadlines.Lock()
+	defer c.deadlines.Unlock()
+	if t.IsZero() && !c.readSet {
+		return nil
+	}
+	c.readSet = !t.IsZero()
 	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *limitedConn) SetWriteDeadline(t time.Time) error {
+	c.deadlines.Lock()
+	defer c.deadlines.Unlock()
+	if t.IsZero() && !c.writeSet {
+		return nil
+	}
+	c.writeSet = !t.IsZero()
+	return c.Conn.SetWriteDeadline(t)
 }
 
 func (c *limitedConn) SetDeadline(t time.Time) error {

@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -328,5 +329,88 @@ func TestTencentItemsOverBudget(t *testing.T) {
 	}
 	if got := s.handler.budget.used.Load(); got != 0 {
 		t.Errorf("in flight after the answer: %d, want 0", got)
+	}
+}
+
+// deadlineConn counts the deadlines set on it.
+type deadlineConn struct {
+	net.Conn
+	reads, writes []time.Time
+}
+
+func (c *deadlineConn) SetReadDeadline(t time.Time) error {
+	c.reads = append(c.reads, t)
+	return nil
+}
+
+func (c *deadlineConn) SetWriteDeadline(t time.Time) error {
+	c.writes = append(c.writes, t)
+	return nil
+}
+
+// TestDeadlineClears checks that a limited connection passes on every deadline except the
+// clear of one not set, and that a busy connection keeps its deadline.
+func TestDeadlineClears(t *testing.T) {
+	at := time.Unix(1700000000, 0)
+	var none time.Time
+	for _, tc := range []struct {
+		name       string
+		busy       bool
+		set        []time.Time
+		wantPassed []time.Time
+	}{
+		{"clears of no deadline", false, []time.Time{none, none}, nil},
+		{"set then cleared", false, []time.Time{none, at, none, none}, []time.Time{at, none}},
+		{"moved, then cleared", false, []time.Time{at, at.Add(time.Second), none}, []time.Time{at, at.Add(time.Second), none}},
+		{"busy keeps its deadline", true, []time.Time{none, at.Add(time.Hour), none}, []time.Time{at, at, at}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, write := range []bool{false, true} {
+				if write && tc.busy {
+					continue // only the read deadline is a busy connection's
+				}
+				conn := &deadlineConn{}
+				c := &limitedConn{Conn: conn, busy: tc.busy, busyUntil: at, readSet: tc.busy}
+				for _, d := range tc.set {
+					if write {
+						_ = c.SetWriteDeadline(d)
+					} else {
+						_ = c.SetReadDeadline(d)
+					}
+				}
+				got := conn.reads
+				if write {
+					got = conn.writes
+				}
+				if fmt.Sprint(got) != fmt.Sprint(tc.wantPassed) {
+					t.Errorf("write %t: passed on %v, want %v", write, got, tc.wantPassed)
+				}
+			}
+		})
+	}
+}
+
+// TestDeadlineClearsOnRealConnection reads through a limited loopback connection whose
+// read deadline passed: the read times out, and once the deadline is cleared (twice, the
+// second skipped) the next read gets the peer's data.
+func TestDeadlineClearsOnRealConnection(t *testing.T) {
+	_, lc, peer := acceptOne(t, NewMetrics(prometheus.NewRegistry()), func(*connLimiter) {})
+	if err := lc.SetReadDeadline(time.Unix(1, 0)); err != nil {
+		t.Fatal(err)
+	}
+	var ne net.Error
+	if _, err := lc.Read(make([]byte, 1)); !errors.As(err, &ne) || !ne.Timeout() {
+		t.Fatalf("read past the deadline: %v, want a timeout", err)
+	}
+	for range 2 {
+		if err := lc.SetReadDeadline(time.Time{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := peer.Write([]byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := lc.Read(make([]byte, 1)); n != 1 || err != nil {
+		t.Fatalf("read after the clear: %d, %v", n, err)
 	}
 }
