@@ -111,13 +111,17 @@ func (h *Handler) openIMCommand(name string) *command {
 func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path string, busy bool) {
 	start := time.Now()
 	c := h.getCall()
-	defer h.putCall(c)
 	traceID := operationID(r)
 
 	appID, name, ok := openIMRoute(path, r)
 	cmd := h.openIMCommand(name)
-	// The command may be read from the body later on: record the latency under the final one.
-	defer func() { observeLatency(cmd, start) }()
+	// The command may be read from the body later on: record the latency under the final
+	// one. One deferred call, so that the compiler inlines it at each return rather than
+	// queueing it (which it does for more than 15 returns times defers).
+	defer func() {
+		observeLatency(cmd, start)
+		h.putCall(c)
+	}()
 	// Only a URL that names a notification or another command friendgate does not
 	// decide gets "continue" whatever goes wrong; a request whose command is unknown
 	// because the URL or body could not be read gets the failure policy.
