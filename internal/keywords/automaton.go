@@ -16,8 +16,9 @@ type automaton struct {
 	nodes []node
 	outs  []output
 	// next is the full transition table of a small automaton, row by state: a character
-	// costs one lookup instead of a walk along failure links. An entry is the next state,
-	// with nextOut set when an entry ends there. classes is a row's length.
+	// costs one lookup instead of a walk along failure links. An entry is where the next
+	// state's row starts (the state times classes, a row's length, so that a step needs
+	// no multiplication), with nextOut set when an entry ends at that state.
 	next    []int32
 	classes int32
 
@@ -176,16 +177,17 @@ func (a *automaton) buildNext() {
 	for s := range a.nodes {
 		for c := int32(1); c < a.classes; c++ {
 			t := a.step(int32(s), c)
+			row := t * a.classes
 			if a.nodes[t].out != 0 {
-				t |= nextOut
+				row |= nextOut
 			}
-			a.next[s*int(a.classes)+int(c)] = t
+			a.next[s*int(a.classes)+int(c)] = row
 		}
 	}
 }
 
 // nextOut marks a transition table entry whose state ends an entry; nextState masks it
-// off. A double array of this size has far fewer states than the bit.
+// off. A table of maxNextEntries has rows that start far below the bit.
 const (
 	nextOut   = 1 << 30
 	nextState = nextOut - 1
@@ -317,3 +319,6 @@ func (b bitset) nextFree(i int) int {
 	}
 	return max(i, len(b)*64)
 }
+
+// rowState is the state whose row in next starts at row (a next entry, nextOut aside).
+func (a *automaton) rowState(row int32) int32 { return (row & nextState) / a.classes }

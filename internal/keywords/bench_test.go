@@ -80,6 +80,19 @@ func BenchmarkMatch(b *testing.B) {
 	}
 }
 
+// BenchmarkMatchSmall: a passing 256-byte ASCII wording against a dictionary the size of
+// the samples' (a few words, with a full transition table), with the samples' options.
+func BenchmarkMatchSmall(b *testing.B) {
+	d, err := Compile(all, "add me on", "加微信", "telegram", "whatsapp", "skype", "free gift")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if d.ac.next == nil {
+		b.Fatal("no transition table: the benchmark does not measure the path it names")
+	}
+	loopMatch(b, d, wording("ascii"))
+}
+
 // BenchmarkMatchWording: the 100,000-word dictionary against wordings in other scripts.
 func BenchmarkMatchWording(b *testing.B) {
 	d := benchDictionary(b, 100000)

@@ -84,6 +84,11 @@ type Dictionary struct {
 		class int32
 		k     kind
 	}
+	// skipClass is, for a dictionary that ignores separators, the class of each ASCII
+	// byte, or -1 for one the text's normalisation drops (white space, punctuation): the
+	// loop of occursASCII then needs no branch on the kind. 256 entries, so that indexing
+	// by a byte needs no bounds check.
+	skipClass [256]int32
 
 	// Entries as written, one string for all of them: entry i is
 	// entries[entryEnd[i-1]:entryEnd[i]].
@@ -236,6 +241,10 @@ func (b *Builder) Build() (*Dictionary, error) {
 			r = ' '
 		}
 		d.ascii[c].class, d.ascii[c].k = d.ac.class(r), k
+		d.skipClass[c] = d.ac.class(r)
+		if k == kindInvisible || k == kindSpace || k == kindPunct {
+			d.skipClass[c] = -1
+		}
 	}
 	return &d, nil
 }
@@ -292,7 +301,9 @@ func (d *Dictionary) Match(text string) (Match, bool) {
 		return Match{}, false
 	}
 	if d.ac.next != nil && fgtext.IsASCII(text) {
-		if d.opts.WholeWords && !d.occursASCII(text) {
+		// Most texts hold no entry: the bare automaton rules them out before the pass
+		// that places a match and checks its word boundaries.
+		if !d.occursASCII(text) {
 			return Match{}, false
 		}
 		return d.matchASCII(text)
@@ -392,7 +403,7 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 	var (
 		starts  [ringSize]int32
 		bounds  [ringSize / 64]uint64
-		state   int32 // with nextOut when an entry ends at it
+		state   int32 // the state's row in d.ac.next, with nextOut when an entry ends at it
 		pos     int
 		sep     bool
 		joins   bool
@@ -400,7 +411,7 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 		prevEnd int
 	)
 	whole, ignoreSep := d.opts.WholeWords, d.opts.IgnoreSeparators
-	next, classes := d.ac.next, int(d.ac.classes)
+	next := d.ac.next
 	for i := 0; i < len(text); i++ {
 		e := &d.ascii[text[i]]
 		k := e.k
@@ -419,7 +430,7 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 		word := k == kindWord
 		boundary := pos == 0 || sep || !joins || !word
 		if whole && boundary && state&nextOut != 0 {
-			if m, ok := d.wholeWord(state&nextState, pos, &starts, &bounds, prevEnd); ok {
+			if m, ok := d.wholeWord(d.ac.rowState(state), pos, &starts, &bounds, prevEnd); ok {
 				return m, true
 			}
 		}
@@ -430,40 +441,53 @@ func (d *Dictionary) matchASCII(text string) (Match, bool) {
 		} else {
 			bounds[slot/64] &^= 1 << (slot % 64)
 		}
-		state = next[int(state&nextState)*classes+int(e.class)]
+		state = next[int(state&nextState)+int(e.class)]
 		pos++
 		if !whole && state&nextOut != 0 {
-			e := d.ac.outs[d.ac.nodes[state&nextState].out-1].entry
+			e := d.ac.outs[d.ac.nodes[d.ac.rowState(state)].out-1].entry
 			return d.match(e, starts[(pos-int(d.entryRunes[e]))&(ringSize-1)], i+1), true
 		}
 		sep, joins, space, prevEnd = false, word, k == kindSpace, i+1
 	}
 	if whole && state&nextOut != 0 {
-		return d.wholeWord(state&nextState, pos, &starts, &bounds, prevEnd)
+		return d.wholeWord(d.ac.rowState(state), pos, &starts, &bounds, prevEnd)
 	}
 	return Match{}, false
 }
 
 // occursASCII reports whether an entry occurs in the normalised ASCII text, word
-// boundaries aside: matchASCII's loop without them. A whole-word match is such an
-// occurrence, and most texts hold none, so it rules them out at a third of the cost.
+// boundaries aside: matchASCII's loop without them or the record of where each character
+// came from. Every match is such an occurrence, and most texts hold none, so it rules
+// them out at a fraction of the cost.
 func (d *Dictionary) occursASCII(text string) bool {
-	next, classes := d.ac.next, int(d.ac.classes)
-	ignoreSep := d.opts.IgnoreSeparators
+	next := d.ac.next
 	var state int32
+	if d.opts.IgnoreSeparators {
+		for i := 0; i < len(text); i++ {
+			c := d.skipClass[text[i]]
+			if c < 0 {
+				continue
+			}
+			state = next[int(state&nextState)+int(c)]
+			if state&nextOut != 0 {
+				return true
+			}
+		}
+		return false
+	}
 	space := false
 	for i := 0; i < len(text); i++ {
 		e := &d.ascii[text[i]]
 		switch e.k {
 		case kindInvisible:
 			continue
-		case kindSpace, kindPunct:
-			if ignoreSep || (e.k == kindSpace && space) {
+		case kindSpace:
+			if space {
 				continue
 			}
 		}
 		space = e.k == kindSpace
-		state = next[int(state&nextState)*classes+int(e.class)]
+		state = next[int(state&nextState)+int(e.class)]
 		if state&nextOut != 0 {
 			return true
 		}
