@@ -263,9 +263,10 @@ type limitedConn struct {
 	removed atomic.Bool
 
 	// deadlines guards readSet and writeSet, whether Conn has a read or a write deadline.
-	// net/http clears a connection's deadlines five times for each request on plain HTTP,
-	// where the limiter enforces the timeouts and none is set, and each clear would still
-	// update the poller: a clear of no deadline is skipped.
+	// net/http clears a connection's deadlines six times for each request. On plain HTTP,
+	// where the limiter enforces the timeouts, the only deadline set is the one that stops
+	// net/http's background read, so five clears find none, and each would still update
+	// the poller: a clear of no deadline is skipped.
 	deadlines         sync.Mutex
 	readSet, writeSet bool
 }
