@@ -79,16 +79,13 @@ type Dictionary struct {
 	mapper *mapper
 	ac     automaton
 	// ascii is mapper and automaton in one lookup for an ASCII byte: its kind, and the
-	// class of what it maps to (white space maps to a space).
+	// class of what it maps to (white space maps to a space), or -1 when the
+	// normalisation drops the byte (invisible characters, and separators when they are
+	// ignored), so that occursASCII needs no branch on the kind.
 	ascii [utf8.RuneSelf]struct {
 		class int32
 		k     kind
 	}
-	// skipClass is, for a dictionary that ignores separators, the class of each ASCII
-	// byte, or -1 for one the text's normalisation drops (white space, punctuation): the
-	// loop of occursASCII then needs no branch on the kind. 256 entries, so that indexing
-	// by a byte needs no bounds check.
-	skipClass [256]int32
 
 	// Entries as written, one string for all of them: entry i is
 	// entries[entryEnd[i-1]:entryEnd[i]].
@@ -240,11 +237,11 @@ func (b *Builder) Build() (*Dictionary, error) {
 		if k == kindSpace {
 			r = ' '
 		}
-		d.ascii[c].class, d.ascii[c].k = d.ac.class(r), k
-		d.skipClass[c] = d.ac.class(r)
-		if k == kindInvisible || k == kindSpace || k == kindPunct {
-			d.skipClass[c] = -1
+		class := d.ac.class(r)
+		if k == kindInvisible || d.opts.IgnoreSeparators && (k == kindSpace || k == kindPunct) {
+			class = -1 // every pass skips the byte before it would read the class
 		}
+		d.ascii[c].class, d.ascii[c].k = class, k
 	}
 	return &d, nil
 }
@@ -464,7 +461,7 @@ func (d *Dictionary) occursASCII(text string) bool {
 	var state int32
 	if d.opts.IgnoreSeparators {
 		for i := 0; i < len(text); i++ {
-			c := d.skipClass[text[i]]
+			c := d.ascii[text[i]].class
 			if c < 0 {
 				continue
 			}
