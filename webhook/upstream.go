@@ -94,7 +94,10 @@ func (u *Upstream) forward(ctx context.Context, r *http.Request, command string,
 	target.Path = strings.TrimSuffix(target.Path, "/") + "/" + command
 	target.RawPath = ""
 	target.RawQuery = r.URL.RawQuery
-	req, err := http.NewRequestWithContext(ctx, r.Method, target.String(), bytes.NewReader(body))
+	// A copy: the transport may go on reading a request's body after Do returns (when the
+	// upstream answers before it has read it all, or the timeout ends the exchange), and
+	// body is the pooled buffer the next callback is read into.
+	req, err := http.NewRequestWithContext(ctx, r.Method, target.String(), bytes.NewReader(bytes.Clone(body)))
 	if err != nil {
 		return 0, nil, err
 	}
