@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 )
 
@@ -66,10 +67,13 @@ const DefaultDrainPeriod = 2 * time.Second
 // listener closes and in-flight requests get up to ShutdownTimeout to finish.
 func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, opts ServerOptions) error {
 	var draining atomic.Bool
+	dates := newDateHeader(clock.RealClock{})
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hdr := w.Header()
+			hdr["Date"] = dates.get()
 			if draining.Load() {
-				w.Header().Set("Connection", "close")
+				hdr.Set("Connection", "close")
 			}
 			handler.ServeHTTP(w, r)
 		}),
@@ -129,6 +133,7 @@ func ListenAndServe(ctx context.Context, log logr.Logger, handler http.Handler, 
 	lctx, stopLimiter := context.WithCancel(context.Background())
 	defer stopLimiter()
 	go limiter.run(lctx)
+	go dates.run(lctx)
 	ln = limiter
 	if opts.Ready != nil {
 		opts.Ready(ln.Addr())

@@ -66,8 +66,16 @@ func TestListenAndServeDrainsKeepAliveConnections(t *testing.T) {
 		}
 		return resp, reused
 	}
-	if resp, _ := post(); resp.Close {
+	before := time.Now().Truncate(time.Second)
+	resp, _ := post()
+	if resp.Close {
 		t.Fatal("before shutdown the server asked to close the connection")
+	}
+	// The server's own Date header, once, and current (to the second).
+	if dates := resp.Header.Values("Date"); len(dates) != 1 {
+		t.Errorf("Date headers %q, want one", dates)
+	} else if date, err := http.ParseTime(dates[0]); err != nil || date.Before(before) || date.After(time.Now()) {
+		t.Errorf("Date %q (%v), want a time from %s to now", dates[0], err, before.UTC().Format(http.TimeFormat))
 	}
 
 	cancel()
