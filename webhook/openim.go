@@ -4,7 +4,6 @@ import (
 	"cmp"
 	"net/http"
 	"strings"
-	"time"
 
 	"github.com/friendgate/friendgate/internal/policy"
 	"github.com/friendgate/friendgate/internal/text"
@@ -109,7 +108,7 @@ func (h *Handler) openIMCommand(name string) *command {
 }
 
 func (h *Handler) serveOpenIM(w http.ResponseWriter, r *http.Request, path string, busy bool) {
-	start := time.Now()
+	start := monotonic()
 	c := h.getCall()
 	traceID := operationID(r)
 

@@ -478,6 +478,9 @@ func (h *Handler) readBody(r *http.Request, c *call, limit int64) *refusal {
 		}
 		if err == io.EOF {
 			delivered(r)
+			// A body read to its end and closed spares net/http, before it answers,
+			// a read of what is left of it (with a reader allocated per request).
+			r.Body.Close()
 			return nil
 		}
 		if err != nil {
@@ -601,7 +604,15 @@ func writeJSON(w http.ResponseWriter, status int, body []byte) {
 
 var jsonContentType = []string{"application/json; charset=utf-8"}
 
-// observeLatency records the latency of a request, answered or refused, under its command.
-func observeLatency(cmd *command, start time.Time) {
-	cmd.metrics.latency.Observe(time.Since(start).Seconds())
+// observeLatency records the latency of a request that began at start (monotonic),
+// answered or refused, under its command.
+func observeLatency(cmd *command, start time.Duration) {
+	cmd.metrics.latency.Observe((monotonic() - start).Seconds())
 }
+
+// processStart is monotonic's origin.
+var processStart = time.Now()
+
+// monotonic is the time since the process started. It reads only the monotonic clock,
+// where time.Now reads the wall clock too: a latency needs no wall time.
+func monotonic() time.Duration { return time.Since(processStart) }

@@ -4,7 +4,6 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
-	"time"
 
 	"github.com/friendgate/friendgate/internal/policy"
 	"github.com/friendgate/friendgate/internal/text"
@@ -100,7 +99,7 @@ func (h *Handler) tencentCommand(name string) *command {
 }
 
 func (h *Handler) serveTencent(w http.ResponseWriter, r *http.Request, busy bool) {
-	start := time.Now()
+	start := monotonic()
 	c := h.getCall()
 	q := parseTencentQuery(r.URL.RawQuery)
 	cmd := h.tencentCommand(q.command)
