@@ -6,6 +6,8 @@ import (
 	"time"
 
 	testingclock "k8s.io/utils/clock/testing"
+
+	"github.com/friendgate/friendgate/internal/testenv"
 )
 
 // The Date header is the current second's, in the format of RFC 9110, and turns over
@@ -31,9 +33,14 @@ func TestDateHeader(t *testing.T) {
 	// that reaches the next second, until run has set its Date.
 	turn := func(step time.Duration, want string) {
 		t.Helper()
-		waitFor(t, "run to wait for the next second", clk.HasWaiters)
+		testenv.Eventually(t, 10*time.Second, "run to wait for the next second", func() (bool, string) {
+			return clk.HasWaiters(), "no timer set"
+		})
 		clk.Step(step)
-		waitFor(t, "the Date "+want, func() bool { return d.get()[0] == want })
+		testenv.Eventually(t, 10*time.Second, "the Date "+want, func() (bool, string) {
+			got := d.get()[0]
+			return got == want, got
+		})
 	}
 	turn(299*time.Millisecond, "Wed, 02 Dec 2026 22:59:58 GMT")
 	check("1 ms before the second", "Wed, 02 Dec 2026 22:59:58 GMT")
@@ -46,16 +53,5 @@ func TestDateHeader(t *testing.T) {
 	case <-done:
 	case <-time.After(10 * time.Second):
 		t.Fatal("run did not return after its context was done")
-	}
-}
-
-// waitFor waits until cond holds: it watches another goroutine's progress, not time.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); !cond(); {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited 10 s for %s", what)
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
