@@ -14,11 +14,11 @@ import (
 // 1.5 % of a callback's CPU time in a perf profile of the server under load. A Date is to
 // the second (RFC 9110), so one value a second says the same.
 type dateHeader struct {
-	clock clock.WithTicker
+	clock clock.Clock
 	value atomic.Pointer[[]string]
 }
 
-func newDateHeader(clk clock.WithTicker) *dateHeader {
+func newDateHeader(clk clock.Clock) *dateHeader {
 	d := &dateHeader{clock: clk}
 	d.set(clk.Now())
 	return d
